@@ -1,0 +1,92 @@
+"""The one place that decides how kernels are compiled and how many threads they use.
+
+Kernel modules (``fastseg._kernels.*``) decorate their functions with :func:`kernel`.
+Importing :mod:`fastseg` never imports numba: public wrappers import kernel modules on
+their first call, and numba compiles a specialisation on its first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# nogil lets thread-pool data loaders run kernels concurrently; the numpy error model
+# drops the division-by-zero branches numba would otherwise insert into hot loops.
+_COMMON_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
+
+
+@functools.cache
+def _numba() -> Any:
+    import numba
+
+    return numba
+
+
+def kernel(*, parallel: bool = False) -> Callable[[F], F]:
+    """Decorate a kernel: ``numba.njit`` with an on-disk cache where one can be written.
+
+    numba refuses ``cache=True`` at decoration time when neither the package directory
+    nor a per-user cache directory (nor ``NUMBA_CACHE_DIR``) is writable; the kernel is
+    then compiled in memory on every process start instead of failing to import.
+    """
+
+    def decorate(func: F) -> F:
+        numba = _numba()
+        options = dict(_COMMON_OPTIONS, parallel=parallel)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", numba.NumbaWarning)
+                return numba.njit(cache=True, **options)(func)  # type: ignore[no-any-return]
+        except RuntimeError:
+            return numba.njit(cache=False, **options)(func)  # type: ignore[no-any-return]
+
+    return decorate
+
+
+# Below this many elements per chunk, waking threads costs more than the work saves.
+MIN_CHUNK = 1 << 16
+
+
+def chunks_for(n: int) -> int:
+    """How many chunks a parallel kernel splits ``n`` elements into: one per thread in
+    effect for the calling thread, fewer for small arrays. Results never depend on it."""
+    return max(1, min(current_threads(), n // MIN_CHUNK))
+
+
+def max_threads() -> int:
+    """The largest thread count kernels may use in this process."""
+    return int(_numba().config.NUMBA_NUM_THREADS)
+
+
+def current_threads() -> int:
+    """The thread count parallel kernels use for calls from the current thread."""
+    return int(_numba().get_num_threads())
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[int]:
+    """Run the enclosed kernels with ``threads`` threads (``None``: leave as configured).
+
+    numba's thread count is per calling thread, so this does not affect kernels running
+    concurrently in other Python threads. Yields the thread count in effect.
+    """
+    numba = _numba()
+    if threads is None:
+        yield int(numba.get_num_threads())
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
+    limit = max_threads()
+    if not 1 <= threads <= limit:
+        raise ValueError(f"threads must be between 1 and {limit} (numba's thread pool size), got {threads}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        numba.set_num_threads(previous)

@@ -1,0 +1,301 @@
+"""Relabeling kernels: counting values and mapping them through a table or a hash table.
+
+All kernels take flat, contiguous, native unsigned arrays (the wrapper views bool and
+non-negative signed labels as unsigned of the same width). Label maps are mostly long
+runs of one value, so every kernel walks the array run by run: one lookup per run, then
+a tight fill loop the compiler can vectorise.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from fastseg._jit import kernel
+from fastseg._kernels._chunks import chunk_bounds, run_end
+from fastseg._kernels._hashing import find_slot
+
+# What a remap does with a value that has no entry in the mapping.
+KEEP = 0
+FILL = 1
+ERROR = 2
+
+
+@kernel(parallel=True)
+def count_in_table(src: np.ndarray, low: np.uint64, size: int, chunks: int) -> np.ndarray:
+    """Occurrences of each value ``low .. low + size - 1`` (all values must be in range)."""
+    n = src.size
+    partial = np.zeros((chunks, size), np.int64)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        i = start
+        while i < stop:
+            j = run_end(src, i, stop)
+            partial[c, np.int64(np.uint64(src[i]) - low)] += j - i
+            i = j
+    counts = partial[0].copy()
+    for c in range(1, chunks):
+        counts += partial[c]
+    return counts
+
+
+@kernel(parallel=True)
+def count_hashed(src: np.ndarray, bits: int, chunks: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Distinct values and their counts through per-chunk hash tables of ``2**bits`` slots.
+
+    Returns unsorted keys (one entry per chunk a key occurs in), counts and an overflow
+    flag: when a chunk meets more distinct values than fit in half its table the result
+    is incomplete and the caller retries with more bits.
+    """
+    n = src.size
+    capacity = 1 << bits
+    limit = capacity // 2
+    keys = np.zeros((chunks, capacity), np.uint64)
+    counts = np.zeros((chunks, capacity), np.int64)
+    used = np.zeros((chunks, capacity), np.bool_)
+    filled = np.zeros(chunks, np.int64)
+    overflow = np.zeros(chunks, np.bool_)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        chunk_keys = keys[c]
+        chunk_used = used[c]
+        i = start
+        while i < stop:
+            j = run_end(src, i, stop)
+            v = np.uint64(src[i])
+            slot = find_slot(chunk_keys, chunk_used, bits, v)
+            if not chunk_used[slot]:
+                if filled[c] >= limit:
+                    overflow[c] = True
+                    break
+                chunk_used[slot] = True
+                chunk_keys[slot] = v
+                filled[c] += 1
+            counts[c, slot] += j - i
+            i = j
+    total = filled.sum()
+    out_keys = np.empty(total, np.uint64)
+    out_counts = np.empty(total, np.int64)
+    k = 0
+    for c in range(chunks):
+        for s in range(capacity):
+            if used[c, s]:
+                out_keys[k] = keys[c, s]
+                out_counts[k] = counts[c, s]
+                k += 1
+    return out_keys, out_counts, overflow.any()
+
+
+@kernel()
+def merge_counts(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort ``keys`` and add up the counts of equal keys."""
+    if keys.size == 0:
+        return keys.copy(), counts.copy()
+    order = np.argsort(keys, kind="mergesort")
+    unique_keys = np.empty(keys.size, keys.dtype)
+    unique_counts = np.zeros(keys.size, np.int64)
+    k = -1
+    for j in range(order.size):
+        i = order[j]
+        if k < 0 or keys[i] != unique_keys[k]:
+            k += 1
+            unique_keys[k] = keys[i]
+        unique_counts[k] += counts[i]
+    return unique_keys[: k + 1].copy(), unique_counts[: k + 1].copy()
+
+
+# The two chunk loops below differ only in their lookup. They are written out twice on
+# purpose: the hot loop is a load, a compare and a store, and folding both lookups into
+# one function made numba's code three times slower (measured on connectomics).
+
+
+@kernel()
+def _remap_chunk_table(
+    src: np.ndarray,
+    low: np.uint64,
+    table: np.ndarray,
+    known: np.ndarray,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    start: int,
+    stop: int,
+) -> tuple[int, np.uint64]:
+    size = np.uint64(table.size)
+    previous = np.uint64(src[start]) + np.uint64(1)  # differs from src[start]: forces a lookup
+    value = np.uint64(0)
+    absent = False
+    run_start = start
+    missing = 0
+    largest = np.uint64(0)
+    for i in range(start, stop):
+        v = np.uint64(src[i])
+        if v != previous:
+            # Account for the run that just ended, then look the new value up.
+            if absent:
+                missing += i - run_start
+            run_start = i
+            previous = v
+            offset = v - low
+            absent = not (v >= low and offset < size and known[offset])
+            if not absent:
+                value = np.uint64(table[offset])
+            elif mode == KEEP:
+                value = v
+                largest = max(largest, v)
+            else:
+                value = fill
+        out[i] = value
+    if absent:
+        missing += stop - run_start
+    return missing, largest
+
+
+@kernel()
+def _remap_chunk_hash(
+    src: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    used: np.ndarray,
+    bits: int,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    start: int,
+    stop: int,
+) -> tuple[int, np.uint64]:
+    previous = np.uint64(src[start]) + np.uint64(1)
+    value = np.uint64(0)
+    absent = False
+    run_start = start
+    missing = 0
+    largest = np.uint64(0)
+    for i in range(start, stop):
+        v = np.uint64(src[i])
+        if v != previous:
+            if absent:
+                missing += i - run_start
+            run_start = i
+            previous = v
+            slot = find_slot(keys, used, bits, v)
+            absent = not used[slot]
+            if not absent:
+                value = np.uint64(values[slot])
+            elif mode == KEEP:
+                value = v
+                largest = max(largest, v)
+            else:
+                value = fill
+        out[i] = value
+    if absent:
+        missing += stop - run_start
+    return missing, largest
+
+
+@kernel(parallel=True)
+def remap_through_table(
+    src: np.ndarray,
+    low: np.uint64,
+    table: np.ndarray,
+    known: np.ndarray,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    chunks: int,
+) -> tuple[int, np.uint64]:
+    """``out[i] = table[src[i] - low]`` where ``known``; unmapped values follow ``mode``.
+
+    ``fill`` and the values written travel as uint64 bit patterns and are truncated to
+    ``out``'s dtype on store, so two's complement keeps negative values intact. Returns
+    the number of voxels whose value had no entry and the largest such value (what
+    ``KEEP`` copied, so the caller can check that it fits ``out``).
+    """
+    n = src.size
+    missing = np.zeros(chunks, np.int64)
+    largest = np.zeros(chunks, np.uint64)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        if start < stop:
+            missing[c], largest[c] = _remap_chunk_table(
+                src, low, table, known, out, mode, fill, start, stop
+            )
+    return missing.sum(), largest.max()
+
+
+@kernel(parallel=True)
+def remap_through_hash(
+    src: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    used: np.ndarray,
+    bits: int,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    chunks: int,
+) -> tuple[int, np.uint64]:
+    """Like :func:`remap_through_table`, with the mapping in a hash table of ``2**bits`` slots."""
+    n = src.size
+    missing = np.zeros(chunks, np.int64)
+    largest = np.zeros(chunks, np.uint64)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        if start < stop:
+            missing[c], largest[c] = _remap_chunk_hash(
+                src, keys, values, used, bits, out, mode, fill, start, stop
+            )
+    return missing.sum(), largest.max()
+
+
+@kernel()
+def _remap_chunk_dense(
+    src: np.ndarray,
+    low: np.uint64,
+    table: np.ndarray,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    start: int,
+    stop: int,
+) -> tuple[int, np.uint64]:
+    size = np.uint64(table.size)
+    missing = 0
+    largest = np.uint64(0)
+    for i in range(start, stop):
+        v = np.uint64(src[i])
+        offset = v - low
+        if offset < size:
+            out[i] = table[offset]
+        else:
+            missing += 1
+            if mode == KEEP:
+                largest = max(largest, v)
+                out[i] = v
+            else:
+                out[i] = fill
+    return missing, largest
+
+
+@kernel(parallel=True)
+def remap_dense(
+    src: np.ndarray,
+    low: np.uint64,
+    table: np.ndarray,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    chunks: int,
+) -> tuple[int, np.uint64]:
+    """``out[i] = table[src[i] - low]`` for a table with an entry for every value in range.
+
+    Without holes in the table the in-range case needs no branch, so this is a plain
+    gather running at close to memory speed; values outside the table follow ``mode``
+    as in :func:`remap_through_table`.
+    """
+    n = src.size
+    missing = np.zeros(chunks, np.int64)
+    largest = np.zeros(chunks, np.uint64)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        missing[c], largest[c] = _remap_chunk_dense(src, low, table, out, mode, fill, start, stop)
+    return missing.sum(), largest.max()
