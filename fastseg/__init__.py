@@ -4,8 +4,18 @@ Relabeling, connected components and per-instance statistics on numpy label arra
 compiled with numba on first use (nothing compiles at import).
 """
 
+from fastseg.components import Components, label
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.relabel import mask, remap, renumber, unique
 
-__all__ = ["as_labels", "fit_dtype", "mask", "remap", "renumber", "unique"]
+__all__ = [
+    "Components",
+    "as_labels",
+    "fit_dtype",
+    "label",
+    "mask",
+    "remap",
+    "renumber",
+    "unique",
+]
 __version__ = "0.1.0"
