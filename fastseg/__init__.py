@@ -4,13 +4,15 @@ Relabeling, connected components and per-instance statistics on numpy label arra
 compiled with numba on first use (nothing compiles at import).
 """
 
-from fastseg.components import Components, label
+from fastseg.components import Components, component_values, each, label
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.relabel import mask, remap, renumber, unique
 
 __all__ = [
     "Components",
     "as_labels",
+    "component_values",
+    "each",
     "fit_dtype",
     "label",
     "mask",

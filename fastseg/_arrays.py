@@ -114,7 +114,9 @@ def as_label_array(
         raise TypeError(f"{name} must be an integer or bool array, got dtype {dtype}")
     if ndims is not None and labels.ndim not in ndims:
         choices = ", ".join(str(d) for d in ndims)
-        raise ValueError(f"{name} must have {choices} dimensions, got {labels.ndim} (shape {labels.shape})")
+        raise ValueError(
+            f"{name} must have {choices} dimensions, got {labels.ndim} (shape {labels.shape})"
+        )
 
     array = labels
     copied = False

@@ -83,7 +83,9 @@ def thread_limit(threads: int | None) -> Iterator[int]:
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
     limit = max_threads()
     if not 1 <= threads <= limit:
-        raise ValueError(f"threads must be between 1 and {limit} (numba's thread pool size), got {threads}")
+        raise ValueError(
+            f"threads must be between 1 and {limit} (numba's thread pool size), got {threads}"
+        )
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:

@@ -7,6 +7,7 @@ a copy), picks the union-find index width and output dtype, and returns typed re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -16,7 +17,7 @@ from fastseg._arrays import LabelArray, as_label_array
 from fastseg._jit import current_threads, thread_limit
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 
-__all__ = ["Components", "label"]
+__all__ = ["Components", "component_values", "each", "label"]
 
 Connectivity = Literal[1, 2, 3, 4, 6, 8, 18, 26]
 
@@ -40,7 +41,7 @@ class Components(NamedTuple):
 
     labels: npt.NDArray[np.unsignedinteger[Any]]
     """Component map: 0 for background, components numbered 1..count."""
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count on purpose
     """Number of components."""
     values: npt.NDArray[Any]
     """``values[k]``: the input value component ``k`` came from; ``values[0]`` is the background."""
@@ -169,6 +170,7 @@ def label(
             kernels.component_values(run_value, parent, values_flat)
         del run_value
 
+        dtype: np.dtype[Any]
         if out_dtype is None:
             dtype = fit_dtype(count)
         else:
@@ -183,5 +185,157 @@ def label(
     out = out_view.reshape(view.shape[3 - source.original.ndim :])
     if transposed:
         out = out.T
-    values = values_flat.view(source.dtype) if source.dtype.kind == "b" else values_flat.astype(source.dtype)
+    values = (
+        values_flat.view(source.dtype)
+        if source.dtype.kind == "b"
+        else values_flat.astype(source.dtype)
+    )
     return Components(out, count, values)
+
+
+def _dense_ids(source: LabelArray) -> tuple[LabelArray, np.ndarray | None]:
+    """``source`` with ids small enough to index a table, and the old id of each new id.
+
+    Component maps are dense already; sparse instance ids (up to 10^8 and more) are
+    renumbered first so that no table is the size of the largest id.
+    """
+    from fastseg.relabel import renumber
+
+    _, high = source.value_range()
+    if high < max(1 << 16, source.size // 4):
+        return source, None
+    dense, mapping = renumber(source.original)
+    old_ids = np.zeros(len(mapping), np.uint64)
+    for old, new in mapping.items():
+        old_ids[new] = old
+    return as_label_array(dense), old_ids
+
+
+def _caller_box(box: np.ndarray, ndim: int, transposed: bool) -> tuple[slice, ...]:
+    """Slices in the caller's axes from a box ``[min0, min1, min2, stop0, stop1, stop2]``
+    of the 3-D view."""
+    slices = [slice(int(box[a]), int(box[a + 3])) for a in range(3)][3 - ndim :]
+    return tuple(reversed(slices)) if transposed else tuple(slices)
+
+
+def each(
+    components: npt.NDArray[Any], *, crop: bool = True
+) -> Iterator[tuple[int, npt.NDArray[np.bool_], tuple[slice, ...]]]:
+    """Iterate over the components (or instances) of a label map, one mask at a time.
+
+    One pass over the map finds every id's bounding box; each step then looks only at
+    that box, so iterating costs about one pass plus the boxes' volume, not one pass
+    per id.
+
+    Parameters
+    ----------
+    components : numpy.ndarray
+        1-D, 2-D or 3-D integer map of ids, 0 for background (e.g. ``label(...).labels``).
+    crop : bool, optional
+        Yield the mask cropped to the id's bounding box (default); with ``False``, a
+        full-size mask (one pass over the map per id).
+
+    Yields
+    ------
+    id : int
+        Each id present, in ascending order.
+    mask : numpy.ndarray of bool
+        Where ``components == id``, cropped to ``bbox`` unless ``crop=False``.
+    bbox : tuple of slice
+        Half-open bounding box per axis; ``components[bbox]`` is the crop.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> cc = np.array([[1, 1, 0], [0, 0, 2]], dtype=np.uint8)
+    >>> for k, mask, bbox in fastseg.each(cc):
+    ...     print(k, mask.tolist(), bbox)
+    1 [[True, True]] (slice(0, 1, None), slice(0, 2, None))
+    2 [[True]] (slice(1, 2, None), slice(2, 3, None))
+    """
+    source = as_label_array(components, name="components", ndims=(1, 2, 3))
+    if source.size == 0:
+        return
+    dense, old_ids = _dense_ids(source)
+    _, high = dense.value_range()
+    view, transposed = _view_3d(dense)
+
+    from fastseg._kernels.boxes import bounding_boxes
+
+    chunks = max(1, min(current_threads(), view.shape[0] * view.shape[1] // _MIN_ROWS_PER_SLAB))
+    boxes = bounding_boxes(view, high + 1, chunks)
+    ndim = source.original.ndim
+    original = source.original
+    for k in range(1, high + 1):
+        if boxes[k, 3] < 0:
+            continue
+        identity = int(old_ids[k]) if old_ids is not None else k
+        bbox = _caller_box(boxes[k], ndim, transposed)
+        mask = (original[bbox] if crop else original) == identity
+        yield identity, mask, bbox
+
+
+def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The value of ``labels`` under each component of ``components``.
+
+    The job of fastremap's ``component_map``: after labeling (with fastseg, cc3d, scipy
+    or anything else), find which input value, e.g. which category, each component
+    came from, in one pass.
+
+    Parameters
+    ----------
+    components : numpy.ndarray
+        Integer map of component ids, 0 for background.
+    labels : numpy.ndarray
+        The map the components were computed from; same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``values[k]`` is the value of ``labels`` under component ``k``, in the dtype
+        of ``labels``; ``values[0]`` and ids absent from ``components`` are 0. Its
+        length is the largest id plus one.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, or a component covers more than one value of ``labels``
+        (it cannot have come from them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> organs = np.array([3, 3, 0, 5, 3], dtype=np.uint8)
+    >>> cc = np.array([1, 1, 0, 2, 3], dtype=np.uint8)
+    >>> fastseg.component_values(cc, organs)
+    array([0, 3, 5, 3], dtype=uint8)
+    """
+    ids = as_label_array(components, name="components")
+    values = as_label_array(labels, name="labels")
+    if ids.shape != values.shape:
+        raise ValueError(
+            f"components and labels must have the same shape, got {ids.shape} and {values.shape}"
+        )
+    if values.order != ids.order:
+        aligned = np.asarray(values.original, order=ids.order)
+        values = as_label_array(aligned, name="labels")
+    _, high = ids.value_range()
+    if high >= max(1 << 24, 4 * ids.size):
+        raise ValueError(
+            f"component ids reach {high}; renumber them first (fastseg.renumber) so that "
+            f"a table of one entry per id stays small"
+        )
+
+    from fastseg._kernels.boxes import values_per_id
+
+    result, _, conflict, first, second = values_per_id(ids.flat, values.flat, high + 1)
+    if conflict >= 0:
+        raise ValueError(
+            f"component {conflict} covers more than one value of labels ({int(first)} and "
+            f"{int(second)}); the components were not computed from these labels"
+        )
+    if values.dtype.kind == "b":
+        return result.astype(np.bool_)
+    return result.astype(values.dtype)

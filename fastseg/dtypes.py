@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -52,8 +54,8 @@ def fit_dtype(max_value: int, min_value: int = 0) -> np.dtype[np.integer]:
     raise ValueError(f"no 64-bit integer dtype holds values from {low} to {high}")
 
 
-def check_dtype_holds(dtype: np.dtype[np.integer], low: int, high: int, what: str) -> None:
-    """Raise ValueError if ``dtype`` cannot hold ``low .. high``; ``what`` names the dtype's role."""
+def check_dtype_holds(dtype: np.dtype[Any], low: int, high: int, what: str) -> None:
+    """Raise ValueError if ``dtype`` cannot hold ``low .. high`` (``what`` names its role)."""
     dtype = np.dtype(dtype)
     lowest, highest = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
     if low < lowest or high > highest:
@@ -107,7 +109,9 @@ def as_labels(
             raise TypeError(f"dtype must be an integer dtype, got {target}")
     if values.dtype.kind == "f":
         if values.size and not np.isfinite(values).all():
-            raise ValueError("labels contain NaN or infinite values; they cannot be converted to ids")
+            raise ValueError(
+                "labels contain NaN or infinite values; they cannot be converted to ids"
+            )
         if values.size and not (values == np.round(values)).all():
             bad = values[values != np.round(values)].flat[0]
             raise ValueError(f"labels must be whole numbers; found {bad!r}")

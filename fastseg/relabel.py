@@ -55,7 +55,9 @@ def _count_values(labels: LabelArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @overload
-def unique(labels: npt.NDArray[Any], *, return_counts: Literal[False] = ...) -> npt.NDArray[Any]: ...
+def unique(
+    labels: npt.NDArray[Any], *, return_counts: Literal[False] = ...
+) -> npt.NDArray[Any]: ...
 @overload
 def unique(
     labels: npt.NDArray[Any], *, return_counts: Literal[True]
@@ -167,7 +169,9 @@ def _resolve_missing(missing: object) -> tuple[int, int | None]:
 
 def _as_kernel_scalar(value: int, dtype: np.dtype[Any]) -> np.uint64:
     """``value`` stored in ``dtype``, reinterpreted as the uint64 the kernels pass around."""
-    return np.array(value, dtype=dtype).astype(np.uint64)[()]  # type: ignore[no-any-return]
+    bits: int = np.array(value, dtype=dtype).astype(np.uint64).item()
+    result: np.uint64 = np.uint64(bits)
+    return result
 
 
 def _apply(
@@ -258,10 +262,17 @@ def _remap_arrays(
         if mode == kernels.ERROR:
             _raise_if_missing(source, keys)
         _apply(
-            source, keys, values.astype(out_flat.dtype), out_flat, mode, fill or 0, complete=complete
+            source,
+            keys,
+            values.astype(out_flat.dtype),
+            out_flat,
+            mode,
+            fill or 0,
+            complete=complete,
         )
         return source.original
 
+    dtype: np.dtype[Any]
     if out_dtype is None:
         dtype = fit_dtype(high, min(low, 0))
     else:
@@ -415,8 +426,8 @@ def renumber(
     if start < 0 or (preserve_zero and start < 1):
         lowest = 1 if preserve_zero else 0
         raise ValueError(
-            f"start must be at least {lowest}{' with preserve_zero=True' if preserve_zero else ''}, "
-            f"got {start}"
+            f"start must be at least {lowest}"
+            f"{' with preserve_zero=True' if preserve_zero else ''}, got {start}"
         )
     source = as_label_array(labels)
     if source.size == 0:
@@ -479,6 +490,7 @@ def mask(
     source = as_label_array(labels)
     ids = _id_array(keep if keep is not None else remove, "keep" if keep is not None else "remove")
     check_dtype_holds(source.dtype, int(value), int(value), "the labels' dtype")
+    missing: Missing
     if keep is not None:
         keys, values, missing = ids, ids, int(value)
     else:

@@ -43,7 +43,7 @@ def find_slot(keys: np.ndarray, used: np.ndarray, bits: int, key: np.uint64) -> 
 def build_table(
     keys: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Hash table mapping unique ``keys`` (uint64) to ``values``; returns keys, values, used, bits."""
+    """Hash table of unique uint64 ``keys`` to ``values``: (keys, values, used, bits)."""
     bits = table_bits(keys.size)
     capacity = 1 << bits
     table_keys = np.zeros(capacity, np.uint64)

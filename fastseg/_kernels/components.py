@@ -253,7 +253,7 @@ def renumber_row_major(
     major for the caller. The first voxel of a run at view position (p, y, x) has caller
     index (x, y, p), whose row-major rank is ``(x * n1 + y) * n0 + p``.
     """
-    n0, n1, n2 = shape
+    n0, n1, _ = shape
     first = np.full(count + 1, _NO_KEY, np.int64)
     for r in range(n0 * n1):
         p = r // n1

@@ -40,7 +40,9 @@ def count_in_table(src: np.ndarray, low: np.uint64, size: int, chunks: int) -> n
 
 
 @kernel(parallel=True)
-def count_hashed(src: np.ndarray, bits: int, chunks: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def count_hashed(
+    src: np.ndarray, bits: int, chunks: int
+) -> tuple[np.ndarray, np.ndarray, np.bool_]:
     """Distinct values and their counts through per-chunk hash tables of ``2**bits`` slots.
 
     Returns unsorted keys (one entry per chunk a key occurs in), counts and an overflow
