@@ -94,13 +94,22 @@ def _find(parent: np.ndarray, x: np.int64) -> np.int64:
 
 
 @kernel()
-def _union(parent: np.ndarray, a: np.int64, b: np.int64) -> None:
-    a = _find(parent, a)
-    b = _find(parent, b)
-    if a < b:
-        parent[b] = a
-    elif b < a:
-        parent[a] = b
+def _attach(parent: np.ndarray, i: np.int64, j: np.int64) -> None:
+    """Union run ``i`` of the row being linked with run ``j`` of an earlier row.
+
+    Runs of the current row have the largest indices so far, so they never become the
+    root of anything else: until its first union a run is alone in its tree and simply
+    takes ``j``'s root as parent, one find instead of two.
+    """
+    root_j = _find(parent, j)
+    if parent[i] == i:
+        parent[i] = root_j
+        return
+    root_i = _find(parent, i)
+    if root_i < root_j:
+        parent[root_j] = root_i
+    elif root_j < root_i:
+        parent[root_i] = root_j
 
 
 @kernel()
@@ -131,13 +140,13 @@ def _link_pair(
         foreground = np.uint64(v) != background
         # One rarely taken branch per pair: most hold different values or share a parent.
         if (v == run_value[j]) & foreground & (parent[i] != parent[j]):
-            _union(parent, i, j)
+            _attach(parent, i, j)
         if diagonal and stop_i == stop_j and stop_i < n2:
             if (v == run_value[j + 1]) & foreground & (parent[i] != parent[j + 1]):
-                _union(parent, i, j + 1)
+                _attach(parent, i, j + 1)
             u = run_value[i + 1]
             if (u == run_value[j]) & (np.uint64(u) != background) & (parent[i + 1] != parent[j]):
-                _union(parent, i + 1, j)
+                _attach(parent, i + 1, j)
         if stop_i >= n2 and stop_j >= n2:
             return
         i += stop_i <= stop_j
