@@ -51,7 +51,8 @@ def _resolve_connectivity(connectivity: int | None, ndim: int) -> int:
     if connectivity is None:
         return _FULL[ndim]
     choices = _CONNECTIVITY[ndim]
-    if isinstance(connectivity, bool) or connectivity not in choices:
+    valid_type = isinstance(connectivity, int | np.integer) and not isinstance(connectivity, bool)
+    if not valid_type or connectivity not in choices:
         names = sorted(set(choices.values()))
         raise ValueError(
             f"connectivity {connectivity!r} is not valid for a {ndim}-D array; choose one of "
@@ -116,8 +117,8 @@ def label(
     TypeError
         For a non-array or float input.
     ValueError
-        For negative labels, more than 3 dimensions, an invalid connectivity or
-        background, or an ``out_dtype`` too small for the count.
+        For negative labels, more than 3 dimensions, an invalid connectivity, a
+        background the dtype cannot hold, or an ``out_dtype`` too small for the count.
 
     Examples
     --------
@@ -138,8 +139,12 @@ def label(
     kind = _AS_3D[_resolve_connectivity(connectivity, source.original.ndim)]
     if isinstance(background, bool) or not isinstance(background, int | np.integer):
         raise TypeError(f"background must be an integer, got {background!r}")
-    if background < 0:
-        raise ValueError(f"background must be non-negative, got {background}")
+    lowest, highest = (0, 1) if source.dtype.kind == "b" else (0, np.iinfo(source.dtype).max)
+    if not lowest <= background <= highest:
+        raise ValueError(
+            f"background must be a value a {source.dtype} array can hold ({lowest} to "
+            f"{highest}), got {background}"
+        )
     view, transposed = _view_3d(source)
 
     from fastseg._kernels import components as kernels
@@ -165,7 +170,7 @@ def label(
             kernels.renumber_row_major(view.shape, row_offsets, run_start, parent, count)
 
         values_flat = np.empty(count + 1, source.flat.dtype)
-        values_flat[0] = background if background <= np.iinfo(source.flat.dtype).max else 0
+        values_flat[0] = background
         if count:
             kernels.component_values(run_value, parent, values_flat)
         del run_value

@@ -113,15 +113,17 @@ def as_labels(
                 "labels contain NaN or infinite values; they cannot be converted to ids"
             )
         if values.size and not (values == np.round(values)).all():
-            bad = values[values != np.round(values)].flat[0]
-            raise ValueError(f"labels must be whole numbers; found {bad!r}")
+            bad = values[values != np.round(values)].flat[0].item()
+            raise ValueError(f"labels must be whole numbers; found {bad}")
     if values.size == 0:
         return np.empty(values.shape, np.dtype(dtype) if dtype is not None else np.uint8)
-    low, high = values.min(), values.max()
+    if values.dtype.kind == "b":
+        values = values.view(np.uint8)
+    low, high = values.min().item(), values.max().item()
     if low < 0:
-        raise ValueError(f"labels must be non-negative; found {low!r}")
+        raise ValueError(f"labels must be non-negative; found {low}")
     if high > np.iinfo(np.uint64).max:
-        raise ValueError(f"label {high!r} does not fit in 64 bits")
+        raise ValueError(f"label {high} does not fit in 64 bits")
     target = fit_dtype(int(high)) if dtype is None else np.dtype(dtype)
     check_dtype_holds(target, 0, int(high), "dtype")
     return values.astype(target, order="K")

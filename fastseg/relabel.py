@@ -13,7 +13,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from fastseg._arrays import LabelArray, as_label_array
+from fastseg._arrays import LabelArray, as_label_array, unsigned_of
 from fastseg._jit import chunks_for
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 
@@ -167,13 +167,6 @@ def _resolve_missing(missing: object) -> tuple[int, int | None]:
     raise ValueError(f'missing must be "keep", "error" or an integer fill value, got {missing!r}')
 
 
-def _as_kernel_scalar(value: int, dtype: np.dtype[Any]) -> np.uint64:
-    """``value`` stored in ``dtype``, reinterpreted as the uint64 the kernels pass around."""
-    bits: int = np.array(value, dtype=dtype).astype(np.uint64).item()
-    result: np.uint64 = np.uint64(bits)
-    return result
-
-
 def _apply(
     source: LabelArray,
     keys: np.ndarray,
@@ -184,13 +177,18 @@ def _apply(
     *,
     complete: bool = False,
 ) -> tuple[int, int]:
-    """Run a remap kernel; returns (voxels without an entry, largest such value).
+    """Run a remap kernel into the flat array ``out``; returns (voxels without an entry,
+    largest such value).
 
-    ``complete`` says that ``keys`` holds every value present in ``source`` (renumber
-    knows this), so holes in a flat table can never be hit.
+    Kernels only see unsigned arrays: ``out``, the table and ``fill`` are handed over as
+    unsigned views of the same bits, so signed and bool outputs need no kernels of
+    their own. ``complete`` says that ``keys`` holds every value present in ``source``
+    (renumber knows this), so holes in a flat table can never be hit.
     """
     kernels = _kernels()
-    fill_bits = _as_kernel_scalar(fill, out.dtype)
+    unsigned = unsigned_of(out.dtype)
+    target = out.view(unsigned)
+    fill_bits = np.uint64(np.array(fill, dtype=out.dtype).view(unsigned).item())
     chunks = chunks_for(source.size)
     low = int(keys.min()) if keys.size else 0
     span = int(keys.max()) - low + 1 if keys.size else 1
@@ -198,28 +196,38 @@ def _apply(
         table = np.zeros(span, out.dtype)
         known = np.zeros(span, np.bool_)
         offsets = (keys - np.uint64(low)).astype(np.int64)
-        table[offsets] = values
+        table[offsets] = values.astype(out.dtype)
         known[offsets] = True
         if complete or known.all():
             result = kernels.remap_dense(
-                source.flat, np.uint64(low), table, out, mode, fill_bits, chunks
+                source.flat, np.uint64(low), table.view(unsigned), target, mode, fill_bits, chunks
             )
             return int(result[0]), int(result[1])
         result = kernels.remap_through_table(
-            source.flat, np.uint64(low), table, known, out, mode, fill_bits, chunks
-        )
+            source.flat, np.uint64(low), table.view(unsigned), known, target, mode, fill_bits,
+            chunks,
+        )  # fmt: skip
     else:
         from fastseg._kernels._hashing import build_table
 
-        table_keys, table_values, used, bits = build_table(keys, values.astype(out.dtype))
+        table_keys, table_values, used, bits = build_table(
+            keys, values.astype(out.dtype).view(unsigned)
+        )
         result = kernels.remap_through_hash(
-            source.flat, table_keys, table_values, used, bits, out, mode, fill_bits, chunks
+            source.flat, table_keys, table_values, used, bits, target, mode, fill_bits, chunks
         )
     return int(result[0]), int(result[1])
 
 
-def _missing_values(source: LabelArray, keys: np.ndarray, limit: int = 5) -> list[int]:
-    """The first few distinct label values that ``keys`` does not map (for error messages)."""
+def _dtype_range(dtype: np.dtype[Any]) -> tuple[int, int]:
+    if dtype.kind == "b":
+        return 0, 1
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _missing_values(source: LabelArray, keys: np.ndarray, limit: int) -> list[int]:
+    """Up to ``limit`` distinct label values that ``keys`` does not map (for messages)."""
     present, _ = _count_values(source)
     absent = np.setdiff1d(present, keys.astype(np.uint64), assume_unique=True)
     return [int(v) for v in absent[:limit]]
@@ -237,8 +245,10 @@ def _remap_arrays(
 ) -> np.ndarray:
     mode, fill = _resolve_missing(missing)
     kernels = _kernels()
-    # Keys outside the input dtype can never match; dropping them keeps tables small.
-    type_max = int(np.iinfo(source.flat.dtype).max)
+    native = source.dtype.newbyteorder("=")
+    # Keys the input dtype cannot hold never match; dropping them (and their values)
+    # keeps tables small and the output dtype no wider than the data needs.
+    type_max = _dtype_range(native)[1]
     if keys.size and int(keys.max()) > type_max:
         inside = keys <= type_max
         keys, values = keys[inside], values[inside]
@@ -252,47 +262,41 @@ def _remap_arrays(
         low, high = min(low, fill), max(high, fill)
 
     if in_place:
-        if out_dtype is not None and np.dtype(out_dtype) != source.dtype:
+        if out_dtype is not None and np.dtype(out_dtype) != native:
             raise ValueError(
                 f"in_place=True writes into the input's own {source.dtype} array; "
                 f"out_dtype={np.dtype(out_dtype)} is not allowed with it"
             )
-        check_dtype_holds(source.dtype, low, high, "the input dtype")
-        out_flat = source.writable_flat("labels")
+        check_dtype_holds(native, low, high, "the input dtype")
+        out_flat = source.writable_flat("labels").view(native)
         if mode == kernels.ERROR:
             _raise_if_missing(source, keys)
-        _apply(
-            source,
-            keys,
-            values.astype(out_flat.dtype),
-            out_flat,
-            mode,
-            fill or 0,
-            complete=complete,
-        )
+        _apply(source, keys, values, out_flat, mode, fill or 0, complete=complete)
         return source.original
 
     dtype: np.dtype[Any]
     if out_dtype is None:
         dtype = fit_dtype(high, min(low, 0))
     else:
-        dtype = np.dtype(out_dtype)
-        if dtype.kind not in "iu":
-            raise TypeError(f"out_dtype must be an integer dtype, got {dtype}")
+        dtype = np.dtype(out_dtype).newbyteorder("=")
         check_dtype_holds(dtype, low, high, "out_dtype")
     out, out_flat = source.empty(dtype)
-    n_missing, largest = _apply(
-        source, keys, values.astype(dtype), out_flat, mode, fill or 0, complete=complete
-    )
+    n_missing, largest = _apply(source, keys, values, out_flat, mode, fill or 0, complete=complete)
     if mode == kernels.ERROR and n_missing:
         _raise_missing(source, keys, n_missing)
-    if mode == kernels.KEEP and n_missing and largest > int(np.iinfo(dtype).max):
+    if mode == kernels.KEEP and n_missing and largest > _dtype_range(dtype)[1]:
         if out_dtype is not None:
             check_dtype_holds(dtype, low, largest, "out_dtype")
         dtype = fit_dtype(max(high, largest), min(low, 0))
         out, out_flat = source.empty(dtype)
-        _apply(source, keys, values.astype(dtype), out_flat, mode, 0)
+        _apply(source, keys, values, out_flat, mode, 0)
     return out
+
+
+def _integer_out_dtype(out_dtype: npt.DTypeLike | None) -> None:
+    """The public out_dtype arguments take integer dtypes only."""
+    if out_dtype is not None and np.dtype(out_dtype).kind not in "iu":
+        raise TypeError(f"out_dtype must be an integer dtype, got {np.dtype(out_dtype)}")
 
 
 def _raise_if_missing(source: LabelArray, keys: np.ndarray) -> None:
@@ -306,12 +310,12 @@ def _raise_if_missing(source: LabelArray, keys: np.ndarray) -> None:
 
 
 def _raise_missing(source: LabelArray, keys: np.ndarray, n_missing: int) -> None:
-    absent = _missing_values(source, keys)
-    shown = ", ".join(str(v) for v in absent)
+    shown = 5
+    absent = _missing_values(source, keys, shown + 1)
+    listed = ", ".join(str(v) for v in absent[:shown]) + (", ..." if len(absent) > shown else "")
     raise ValueError(
         f"{n_missing} voxels hold ids that the mapping does not map (missing='error'): "
-        f"{shown}{', ...' if len(absent) == 5 else ''}; add them to the mapping or pass "
-        f"missing='keep' or an integer fill value"
+        f"{listed}; add them to the mapping or pass missing='keep' or an integer fill value"
     )
 
 
@@ -372,6 +376,7 @@ def remap(
            [0, 0, 0]], dtype=uint8)
     """
     source = as_label_array(labels)
+    _integer_out_dtype(out_dtype)
     keys, values = _mapping_arrays(mapping)
     return _remap_arrays(
         source, keys, values, missing=missing, out_dtype=out_dtype, in_place=in_place
@@ -430,6 +435,7 @@ def renumber(
             f"{' with preserve_zero=True' if preserve_zero else ''}, got {start}"
         )
     source = as_label_array(labels)
+    _integer_out_dtype(out_dtype)
     if source.size == 0:
         keys = np.empty(0, np.uint64)
     else:
@@ -471,7 +477,7 @@ def mask(
     Returns
     -------
     numpy.ndarray
-        Same shape, dtype and memory order as ``labels``.
+        Same shape, dtype (in native byte order) and memory order as ``labels``.
 
     Examples
     --------
@@ -495,15 +501,14 @@ def mask(
         keys, values, missing = ids, ids, int(value)
     else:
         keys, values, missing = ids, np.full(ids.size, int(value), np.int64), "keep"
-    result = _remap_arrays(
+    return _remap_arrays(
         source,
         keys,
         values,
         missing=missing,
-        out_dtype=None if in_place else source.flat.dtype,
+        out_dtype=None if in_place else source.dtype.newbyteorder("="),
         in_place=in_place,
     )
-    return result if in_place else result.view(source.dtype)
 
 
 def _id_array(ids: object, what: str) -> np.ndarray:

@@ -138,12 +138,14 @@ def _link_pair(
         foreground = np.uint64(v) != background
         if (v == run_value[j]) & foreground:
             _attach(parent, i, j)
-        if diagonal and stop_i == stop_j and stop_i < n2:
-            if (v == run_value[j + 1]) & foreground:
-                _attach(parent, i, j + 1)
-            u = run_value[i + 1]
-            if (u == run_value[j]) & (np.uint64(u) != background):
-                _attach(parent, i + 1, j)
+        # Corner contacts, where both rows have a boundary at the same column. The
+        # entries after the last run are the row's sentinel, excluded by stop < n2.
+        corner = diagonal & (stop_i == stop_j) & (stop_i < n2)
+        if corner & (v == run_value[j + 1]) & foreground:
+            _attach(parent, i, j + 1)
+        u = run_value[i + 1]
+        if corner & (u == run_value[j]) & (np.uint64(u) != background):
+            _attach(parent, i + 1, j)
         if (stop_i >= n2) & (stop_j >= n2):
             return
         i += stop_i <= stop_j
@@ -174,13 +176,9 @@ def _link_row(
     edge = connectivity == 26
     # Arguments spelled out: passing them as a packed tuple made this loop 25% slower.
     if y >= 1 and row - 1 >= lowest:
-        _link_pair(
-            n2, background, row_offsets, run_start, run_value, parent, row, row - 1, face
-        )
+        _link_pair(n2, background, row_offsets, run_start, run_value, parent, row, row - 1, face)
     if row - n1 >= lowest:
-        _link_pair(
-            n2, background, row_offsets, run_start, run_value, parent, row, row - n1, face
-        )
+        _link_pair(n2, background, row_offsets, run_start, run_value, parent, row, row - n1, face)
         if connectivity != 6:
             if y >= 1 and row - n1 - 1 >= lowest:
                 _link_pair(

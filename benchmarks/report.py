@@ -1,0 +1,537 @@
+"""Time fastseg against its anchor libraries on real data and print a markdown table.
+
+    python benchmarks/report.py [--repeat N] [--only NAME ...] [--threads N]
+
+Every row runs fastseg and its anchor in the same process on the same input: one warm-up
+call of each (numba compilation, lazily built inputs), a check that both give the same
+result, then ``--repeat`` timed calls of each, interleaved (fastseg first on even runs,
+the anchor first on odd ones) so that load from other processes on a shared machine hits
+both alike. The table shows medians. The table goes to stdout, progress to stderr.
+
+Rows live in :func:`build_rows`: a list of :class:`Row`, each a fastseg callable, an anchor
+callable, a target ratio and optionally a check. A row whose data file is missing or whose
+anchor library is not importable is printed as ``skipped: <reason>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import gc
+import importlib
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import numpy as np
+
+import fastseg
+
+ROOT = Path(__file__).resolve().parents[1]
+# Real volumes live beside the project (../shared/data), never inside it.
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_REPEAT = 7
+
+T = TypeVar("T")
+
+
+class Skip(Exception):
+    """A row cannot run on this machine; the message says why."""
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+class Volumes:
+    """Label volumes by name (``"connectomics"`` is ``connectomics.nii.gz``), loaded once on
+    first use, plus inputs derived from them (built once, on first use, outside timing)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._volumes: dict[str, np.ndarray] = {}
+        self._derived: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._volumes:
+            path = self.folder / f"{name}.nii.gz"
+            if not path.is_file():
+                raise Skip(f"data file {path} is missing")
+            nibabel = anchor_module("nibabel")
+            started = time.perf_counter()
+            # As nibabel hands it out: Fortran order, no copy into C order.
+            self._volumes[name] = np.asanyarray(nibabel.load(path).dataobj)
+            progress(f"loaded {path.name} in {time.perf_counter() - started:.1f} s")
+        return self._volumes[name]
+
+    def derived(self, name: str, build: Callable[[], T]) -> T:
+        """The input called ``name``, built by ``build()`` the first time it is asked for."""
+        if name not in self._derived:
+            self._derived[name] = build()
+        value: T = self._derived[name]
+        return value
+
+    def describe(self) -> list[str]:
+        """One line per volume loaded so far."""
+        lines = []
+        for name, volume in self._volumes.items():
+            order = "F" if volume.flags.f_contiguous and not volume.flags.c_contiguous else "C"
+            shape = "x".join(str(n) for n in volume.shape)
+            lines.append(f"{name}.nii.gz {shape} {volume.dtype}, {order} order")
+        return lines
+
+
+@functools.cache
+def anchor_module(name: str) -> ModuleType:
+    """Import ``name`` (cached); raises :class:`Skip` when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise Skip(f"{name} is not importable ({error})") from None
+
+
+# -- checks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether fastseg's result matches the anchor's, and what exactly was compared."""
+
+    same: bool
+    detail: str
+
+
+Check = Callable[[Any, Any], Verdict]
+
+
+def _dtypes(fast: np.ndarray, anchor: np.ndarray, against: str = "anchor") -> str:
+    if fast.dtype == anchor.dtype:
+        return f"both {fast.dtype}"
+    return f"fastseg {fast.dtype}, {against} {anchor.dtype}"
+
+
+def same_values(fast: np.ndarray, anchor: np.ndarray, *, against: str = "anchor") -> Verdict:
+    """Same shape and element values (the dtypes may differ)."""
+    if fast.shape != anchor.shape:
+        return Verdict(False, f"shapes differ: fastseg {fast.shape}, {against} {anchor.shape}")
+    dtypes = _dtypes(fast, anchor, against)
+    if not np.array_equal(fast, anchor):
+        differing = int(np.count_nonzero(fast != anchor))
+        return Verdict(False, f"{differing} elements differ ({dtypes})")
+    return Verdict(True, f"equal values ({dtypes})")
+
+
+def same_counts(
+    fast: tuple[np.ndarray, np.ndarray], anchor: tuple[np.ndarray, np.ndarray]
+) -> Verdict:
+    """``unique(..., return_counts=True)`` results: same values and same counts."""
+    values, counts = same_values(fast[0], anchor[0]), same_values(fast[1], anchor[1])
+    if not values.same:
+        return Verdict(False, f"values: {values.detail}")
+    if not counts.same:
+        return Verdict(False, f"counts: {counts.detail}")
+    return Verdict(
+        True, f"{fast[0].size} equal values and counts (counts {_dtypes(fast[1], anchor[1])})"
+    )
+
+
+def same_relabeling(
+    fast: tuple[np.ndarray, dict[int, int]], anchor: tuple[np.ndarray, dict[int, int]]
+) -> Verdict:
+    """``renumber`` results: the same old ids, the same set of new ids, and the same voxels
+    under each old id; the order in which new ids are handed out may differ."""
+    (labels, mapping), (anchor_labels, anchor_mapping) = fast, anchor
+    if mapping.keys() != anchor_mapping.keys():
+        return Verdict(False, "the mappings cover different old ids")
+    if sorted(mapping.values()) != sorted(anchor_mapping.values()):
+        return Verdict(False, "the new ids differ")
+    # fastseg's new id -> the anchor's new id for the same old id.
+    translate = np.zeros(max(mapping.values()) + 1, dtype=anchor_labels.dtype)
+    translate[list(mapping.values())] = [anchor_mapping[old] for old in mapping]
+    translated = same_values(translate[labels], anchor_labels)
+    if not translated.same:
+        return Verdict(False, f"relabeled volumes differ: {translated.detail}")
+    if mapping == anchor_mapping:
+        return Verdict(True, f"identical volumes and mappings ({_dtypes(labels, anchor_labels)})")
+    ascending = list(mapping.values()) == sorted(mapping.values())
+    return Verdict(
+        True,
+        f"same {len(mapping)} old ids, new ids and voxels per id "
+        f"({_dtypes(labels, anchor_labels)}); new ids handed out in a different order "
+        f"(fastseg: {'ascending old ids' if ascending else 'not ascending!'})",
+    )
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: fastseg against an anchor on the same input.
+
+    The callables take no arguments and fetch their inputs from :class:`Volumes` (a dict
+    lookup, nothing next to the work timed). ``check(fastseg result, anchor result)`` runs
+    once, after the warm-up calls; ``None`` when the two results are not comparable.
+    """
+
+    name: str
+    fastseg: Callable[[], object]
+    anchor_name: str
+    anchor: Callable[[], object]
+    target: float
+    check: Check | None = None
+
+
+def _id_mapping(volumes: Volumes) -> dict[int, int]:
+    """Every id of the connectomics volume -> its index among the sorted ids (0 -> 0)."""
+
+    def build() -> dict[int, int]:
+        ids = anchor_module("fastremap").unique(volumes["connectomics"])
+        return {int(old): new for new, old in enumerate(ids)}
+
+    return volumes.derived("connectomics id -> index", build)
+
+
+def _renumbered(volumes: Volumes) -> np.ndarray:
+    """The connectomics volume renumbered to 0..2523, uint32, in the source's F order."""
+
+    def build() -> np.ndarray:
+        relabeled, _ = fastseg.renumber(volumes["connectomics"], out_dtype=np.uint32)
+        if not relabeled.flags.f_contiguous:
+            raise RuntimeError("fastseg.renumber did not keep the volume's Fortran order")
+        return relabeled
+
+    return volumes.derived("connectomics renumbered", build)
+
+
+def _reversing_table(volumes: Volumes) -> np.ndarray:
+    """A lookup array reversing the renumbered ids: i -> n - i."""
+
+    def build() -> np.ndarray:
+        size = int(_renumbered(volumes).max()) + 1
+        table: np.ndarray = np.arange(size, dtype=np.uint32)[::-1].copy()
+        return table
+
+    return volumes.derived("reversing table", build)
+
+
+def build_rows(v: Volumes) -> list[Row]:
+    """The rows of the table, in order. Append a row in a few lines: its callables fetch
+    their inputs from ``v`` and their anchor library through :func:`anchor_module`."""
+
+    def fastremap() -> Any:
+        return anchor_module("fastremap")
+
+    def check_table(fast: np.ndarray, _copy: object) -> Verdict:
+        # The anchor (a copy) is not comparable; check against numpy's fancy indexing.
+        return same_values(fast, _reversing_table(v)[_renumbered(v)], against="numpy table[labels]")
+
+    return [
+        Row(
+            "unique(return_counts=True)",
+            lambda: fastseg.unique(v["connectomics"], return_counts=True),
+            "fastremap.unique",
+            lambda: fastremap().unique(v["connectomics"], return_counts=True),
+            target=0.5,
+            check=same_counts,
+        ),
+        Row(
+            "remap(dict of all ids)",
+            lambda: fastseg.remap(v["connectomics"], _id_mapping(v)),
+            "fastremap.remap",
+            lambda: fastremap().remap(
+                v["connectomics"], _id_mapping(v), preserve_missing_labels=True
+            ),
+            target=0.5,
+            check=same_values,
+        ),
+        Row(
+            "renumber",
+            lambda: fastseg.renumber(v["connectomics"]),
+            "fastremap.renumber",
+            lambda: fastremap().renumber(v["connectomics"]),
+            target=0.5,
+            check=same_relabeling,
+        ),
+        Row(
+            "remap(lookup array), uint32 0..2523",
+            lambda: fastseg.remap(_renumbered(v), _reversing_table(v)),
+            "ndarray.copy",
+            lambda: _renumbered(v).copy(order="K"),
+            target=2.0,
+            check=check_table,
+        ),
+    ]
+
+
+# -- timing -------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """What one row measured, or why it was skipped."""
+
+    row: Row
+    skipped: str | None = None
+    failed: str | None = None
+    verdict: Verdict | None = None
+    fastseg_times: list[float] = field(default_factory=list)
+    anchor_times: list[float] = field(default_factory=list)
+
+    @property
+    def fastseg_median(self) -> float:
+        return statistics.median(self.fastseg_times)
+
+    @property
+    def anchor_median(self) -> float:
+        return statistics.median(self.anchor_times)
+
+    @property
+    def ratio(self) -> float:
+        return self.fastseg_median / self.anchor_median
+
+
+def time_once(func: Callable[[], object]) -> float:
+    """Seconds one call takes; the result is freed after the clock stops."""
+    gc.collect()
+    started = time.perf_counter()
+    result = func()
+    elapsed = time.perf_counter() - started
+    del result
+    return elapsed
+
+
+def run_row(row: Row, repeat: int) -> Result:
+    progress(f"{row.name}: warm-up and check")
+    try:
+        fast = row.fastseg()
+    except Skip as reason:
+        return Result(row, skipped=str(reason))
+    except Exception as error:
+        # Report the other rows rather than losing the whole run to one failure.
+        traceback.print_exc()
+        return Result(row, failed=f"fastseg raised {type(error).__name__}: {error}")
+    try:
+        anchor = row.anchor()
+    except Skip as reason:
+        return Result(row, skipped=str(reason))
+    verdict = row.check(fast, anchor) if row.check is not None else None
+    del fast, anchor
+    result = Result(row, verdict=verdict)
+    for run in range(repeat):
+        pairs = [(row.fastseg, result.fastseg_times), (row.anchor, result.anchor_times)]
+        for func, times in pairs if run % 2 == 0 else reversed(pairs):
+            times.append(time_once(func))
+    progress(
+        f"{row.name}: fastseg {format_seconds(result.fastseg_median)}, "
+        f"{row.anchor_name} {format_seconds(result.anchor_median)}"
+    )
+    return result
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 0.01:
+        return f"{seconds * 1e3:.0f} ms"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def git_revision() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}{' with local changes' if dirty else ''}"
+
+
+def version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def header(numba: Any, repeat: int) -> list[str]:
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = f"{os.cpu_count()} cores"
+    if available is not None and available != os.cpu_count():
+        cores += f" ({available} available to this process)"
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return [
+        "### fastseg against its anchors",
+        "",
+        f"- date: {now}",
+        f"- machine: {cpu_model()}, {cores}, {platform.system()} {platform.release()}",
+        f"- numba threads: {numba.get_num_threads()} (pool size {numba.config.NUMBA_NUM_THREADS})"
+        "; the anchors run single-threaded",
+        f"- versions: Python {platform.python_version()}, numpy {np.__version__}, "
+        f"numba {numba.__version__}, fastseg {fastseg.__version__} (git {git_revision()}), "
+        f"fastremap {version('fastremap')}, nibabel {version('nibabel')}",
+        f"- timing: median of {repeat} runs after a warm-up call, fastseg and anchor "
+        "interleaved, time.perf_counter",
+    ]
+
+
+def table(results: Sequence[Result]) -> list[str]:
+    lines = [
+        "| operation | fastseg median | anchor | anchor median | ratio (fastseg/anchor) | target |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    for result in results:
+        row = result.row
+        target = f"<= {row.target:.1f}"
+        if result.skipped is not None or result.failed is not None:
+            why = f"skipped: {result.skipped}" if result.skipped is not None else result.failed
+            cells = [row.name, str(why), row.anchor_name, "-", "-", target]
+        else:
+            met = "met" if result.ratio <= row.target else "missed"
+            ratio = f"{result.ratio:.2f}"
+            if result.verdict is not None and not result.verdict.same:
+                ratio += " (results differ!)"
+            cells = [
+                row.name,
+                format_seconds(result.fastseg_median),
+                row.anchor_name,
+                format_seconds(result.anchor_median),
+                ratio,
+                f"{target}: {met}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def details(results: Sequence[Result]) -> list[str]:
+    lines: list[str] = []
+    for result in results:
+        if result.skipped is not None or result.failed is not None:
+            continue
+        if result.verdict is None:
+            check = "not comparable, not checked"
+        else:
+            check = ("same result: " if result.verdict.same else "RESULTS DIFFER: ") + (
+                result.verdict.detail
+            )
+        spread = (
+            f"fastseg {format_seconds(min(result.fastseg_times))}-"
+            f"{format_seconds(max(result.fastseg_times))}, {result.row.anchor_name} "
+            f"{format_seconds(min(result.anchor_times))}-"
+            f"{format_seconds(max(result.anchor_times))}"
+        )
+        lines.append(f"- {result.row.name}: {check}; {spread}")
+    if not lines:
+        return []
+    return ["", "Checks before timing, and the spread of the timed runs (min-max):", "", *lines]
+
+
+def select(rows: Sequence[Row], names: Sequence[str] | None) -> list[Row]:
+    """Rows whose operation contains one of ``names`` (case-insensitive), or all."""
+    if not names:
+        return list(rows)
+    for name in names:
+        if not any(name.lower() in row.name.lower() for row in rows):
+            choices = ", ".join(repr(row.name) for row in rows)
+            raise SystemExit(f"--only {name!r} matches no row; the rows are {choices}")
+    return [row for row in rows if any(name.lower() in row.name.lower() for name in names)]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        metavar="N",
+        help="timed runs per library and row; the table shows their median "
+        f"(default {DEFAULT_REPEAT})",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only the rows whose operation contains one of these (case-insensitive), "
+        "e.g. --only unique renumber",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="numba threads for fastseg (default: numba's default, NUMBA_NUM_THREADS)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED_DATA,
+        help=f"folder with the label volumes (default {SHARED_DATA})",
+    )
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    numba: Any = importlib.import_module("numba")  # untyped
+
+    if args.threads is not None:
+        pool = int(numba.config.NUMBA_NUM_THREADS)
+        if not 1 <= args.threads <= pool:
+            raise SystemExit(
+                f"--threads must be between 1 and {pool} (numba's pool size; "
+                "raise it with NUMBA_NUM_THREADS)"
+            )
+        numba.set_num_threads(args.threads)
+
+    volumes = Volumes(args.data)
+    rows = select(build_rows(volumes), args.only)
+    results = [run_row(row, args.repeat) for row in rows]
+    data = volumes.describe()
+    lines = header(numba, args.repeat)
+    if data:
+        lines.append(f"- data ({args.data}): " + "; ".join(data))
+    lines += ["", *table(results), *details(results)]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

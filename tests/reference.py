@@ -1,0 +1,270 @@
+"""Naive reference implementations the fastseg kernels are checked against.
+
+Everything here is deliberately slow and obvious: plain Python loops over Python ints
+(``ndarray.tolist()`` turns every value, uint64 included, into an exact Python int), no
+numba, no fastseg. Results that are label arrays come back as numpy *object* arrays of
+Python ints in the input's shape, so that they can be compared exactly with
+:func:`assert_same_labels` whatever the dtype.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "UNSIGNED",
+    "as_object",
+    "assert_same_labels",
+    "dtype_max",
+    "mask",
+    "remap",
+    "remap_dtype",
+    "renumber",
+    "renumber_dtype",
+    "smallest_dtype",
+    "unique",
+    "unmapped_ids",
+]
+
+UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
+SIGNED = (np.int8, np.int16, np.int32, np.int64)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _values(labels: np.ndarray) -> list[int]:
+    """Every element of ``labels`` as a Python int, in C order."""
+    return [int(v) for v in np.asarray(labels).ravel(order="C").tolist()]
+
+
+def as_object(values: Iterable[int], shape: tuple[int, ...]) -> np.ndarray:
+    """Python ints laid out as an object array of ``shape`` (C order)."""
+    items = list(values)
+    out = np.empty(len(items), dtype=object)
+    for i, v in enumerate(items):
+        out[i] = int(v)
+    return out.reshape(shape)
+
+
+def assert_same_labels(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Exact element-wise equality of a label array and an object array of Python ints."""
+    assert isinstance(actual, np.ndarray), f"expected an ndarray, got {type(actual).__name__}"
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    got = [int(v) for v in actual.ravel(order="C").tolist()]
+    want = [int(v) for v in expected.ravel(order="C").tolist()]
+    if got != want:
+        bad = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+        i = bad[0]
+        raise AssertionError(
+            f"{len(bad)} of {len(want)} elements differ; first at flat index {i}: "
+            f"got {got[i]}, expected {want[i]}"
+        )
+
+
+def dtype_max(dtype: Any) -> int:
+    """Largest value a label of ``dtype`` can hold (1 for bool)."""
+    dtype = np.dtype(dtype)
+    return 1 if dtype.kind == "b" else int(np.iinfo(dtype).max)
+
+
+def smallest_dtype(low: int, high: int) -> np.dtype[Any]:
+    """Smallest unsigned dtype holding ``low .. high``; signed only when ``low < 0``."""
+    candidates = UNSIGNED if low >= 0 else SIGNED
+    for candidate in candidates:
+        info = np.iinfo(candidate)
+        if int(info.min) <= low and high <= int(info.max):
+            return np.dtype(candidate)
+    raise ValueError(f"no 64-bit integer dtype holds {low} .. {high}")
+
+
+def _as_dict(mapping: Mapping[int, int] | np.ndarray) -> dict[int, int]:
+    if isinstance(mapping, np.ndarray):
+        return {i: int(v) for i, v in enumerate(mapping.tolist())}
+    return {int(k): int(v) for k, v in mapping.items()}
+
+
+# -- unique -------------------------------------------------------------------------------
+
+
+def unique(labels: np.ndarray) -> tuple[list[int], list[int]]:
+    """Sorted distinct values and how often each occurs."""
+    counts = Counter(_values(labels))
+    keys = sorted(counts)
+    return keys, [counts[k] for k in keys]
+
+
+# -- remap --------------------------------------------------------------------------------
+
+
+def unmapped_ids(labels: np.ndarray, mapping: Mapping[int, int] | np.ndarray) -> list[int]:
+    """Sorted distinct values of ``labels`` that ``mapping`` has no entry for."""
+    table = _as_dict(mapping)
+    return sorted({v for v in _values(labels) if v not in table})
+
+
+def remap(
+    labels: np.ndarray,
+    mapping: Mapping[int, int] | np.ndarray,
+    missing: str | int = "keep",
+) -> np.ndarray:
+    """``mapping[v]`` for every value; unmapped values kept, filled, or a ValueError."""
+    table = _as_dict(mapping)
+    out = []
+    for v in _values(labels):
+        if v in table:
+            out.append(table[v])
+        elif missing == "keep":
+            out.append(v)
+        elif missing == "error":
+            raise ValueError(f"unmapped id {v}")
+        else:
+            out.append(int(missing))
+    return as_object(out, labels.shape)
+
+
+def remap_dtype(
+    labels: np.ndarray,
+    mapping: Mapping[int, int] | np.ndarray,
+    missing: str | int = "keep",
+) -> np.dtype[Any]:
+    """The default output dtype of remap: the smallest that holds every mapping value
+    (of keys the input dtype can hold), the fill value, and every kept input value."""
+    table = _as_dict(mapping)
+    limit = dtype_max(labels.dtype)
+    candidates = [v for k, v in table.items() if k <= limit]
+    if isinstance(missing, int):
+        candidates.append(int(missing))
+    elif missing == "keep":
+        candidates.extend(v for v in set(_values(labels)) if v not in table)
+    low = min([0, *candidates])
+    high = max([0, *candidates])
+    return smallest_dtype(low, high)
+
+
+# -- renumber -----------------------------------------------------------------------------
+
+
+def renumber(
+    labels: np.ndarray, start: int = 1, preserve_zero: bool = True
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Consecutive new ids in ascending order of the old ids, and the old -> new mapping."""
+    present = sorted(set(_values(labels)))
+    mapping: dict[int, int] = {}
+    next_id = start
+    for old in present:
+        if preserve_zero and old == 0:
+            mapping[0] = 0
+        else:
+            mapping[old] = next_id
+            next_id += 1
+    return as_object((mapping[v] for v in _values(labels)), labels.shape), mapping
+
+
+def renumber_dtype(mapping: dict[int, int]) -> np.dtype[Any]:
+    """Smallest unsigned dtype holding the largest new id."""
+    return smallest_dtype(0, max(mapping.values(), default=0))
+
+
+# -- mask ---------------------------------------------------------------------------------
+
+
+def mask(
+    labels: np.ndarray,
+    keep: Iterable[int] | None = None,
+    remove: Iterable[int] | None = None,
+    value: int = 0,
+) -> np.ndarray:
+    """Values in ``keep`` (or not in ``remove``) stay; every other value becomes ``value``."""
+    if (keep is None) == (remove is None):
+        raise ValueError("give exactly one of keep and remove")
+    out = []
+    if keep is not None:
+        kept = {int(k) for k in keep}
+        for v in _values(labels):
+            out.append(v if v in kept else value)
+    else:
+        assert remove is not None
+        removed = {int(k) for k in remove}
+        for v in _values(labels):
+            out.append(value if v in removed else v)
+    return as_object(out, labels.shape)
+
+
+# -- connected components -----------------------------------------------------------------
+# Reference implementations for fastseg.label / Components (breadth-first flood fill over
+# explicit neighbour offsets) go here.
+
+# Section owned by tests/test_label.py: a naive multilabel flood fill. Imports are local to
+# keep this section independent of the rest of the module.
+
+# Neighbour counts (and scipy-style hops 1..ndim) per ndim -> the number of hops.
+_HOPS: dict[int, dict[int, int]] = {
+    1: {2: 1, 1: 1},
+    2: {4: 1, 8: 2, 1: 1, 2: 2},
+    3: {6: 1, 18: 2, 26: 3, 1: 1, 2: 2, 3: 3},
+}
+
+
+def neighbour_offsets(ndim: int, connectivity: int | None = None) -> list[tuple[int, ...]]:
+    """Offsets of the neighbours of a voxel: every step of -1, 0 or +1 per axis with at
+    most ``hops`` non-zero steps (2/4/8 and 6/18/26 neighbours); ``None`` is full."""
+    import itertools
+
+    hops = ndim if connectivity is None else _HOPS[ndim][connectivity]
+    return [
+        step
+        for step in itertools.product((-1, 0, 1), repeat=ndim)
+        if 0 < sum(abs(s) for s in step) <= hops
+    ]
+
+
+def label_reference(
+    labels: np.ndarray, connectivity: int | None = None, background: int = 0
+) -> tuple[np.ndarray, int, list[int]]:
+    """Connected components by breadth-first flood fill.
+
+    Two voxels are in one component when they are neighbours under ``connectivity``
+    (as :func:`neighbour_offsets`) and hold the same value; voxels equal to
+    ``background`` are 0. Components are numbered 1, 2, ... in the row-major (C) order
+    of their first voxel. Returns the component map (object array of Python ints), the
+    number of components, and the input value of each component (``[background, ...]``).
+    """
+    from collections import deque
+
+    shape = labels.shape
+    flat = _values(labels)
+    offsets = neighbour_offsets(len(shape), connectivity)
+    strides = [1] * len(shape)
+    for axis in range(len(shape) - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * shape[axis + 1]
+    ids = [0] * len(flat)
+    values = [int(background)]
+    for start, value in enumerate(flat):
+        if value == background or ids[start]:
+            continue
+        values.append(value)
+        ids[start] = len(values) - 1
+        queue = deque([start])
+        while queue:
+            index = queue.popleft()
+            coords = [(index // stride) % size for stride, size in zip(strides, shape, strict=True)]
+            for step in offsets:
+                neighbour = 0
+                for coord, delta, stride, size in zip(coords, step, strides, shape, strict=True):
+                    c = coord + delta
+                    if not 0 <= c < size:
+                        break
+                    neighbour += c * stride
+                else:
+                    if not ids[neighbour] and flat[neighbour] == value:
+                        ids[neighbour] = ids[start]
+                        queue.append(neighbour)
+    return as_object(ids, shape), len(values) - 1, values
+
+
+__all__ += ["label_reference", "neighbour_offsets"]
