@@ -138,14 +138,13 @@ def _link_pair(
         foreground = np.uint64(v) != background
         if (v == run_value[j]) & foreground:
             _attach(parent, i, j)
-        # Corner contacts, where both rows have a boundary at the same column. The
-        # entries after the last run are the row's sentinel, excluded by stop < n2.
-        corner = diagonal & (stop_i == stop_j) & (stop_i < n2)
-        if corner & (v == run_value[j + 1]) & foreground:
-            _attach(parent, i, j + 1)
-        u = run_value[i + 1]
-        if corner & (u == run_value[j]) & (np.uint64(u) != background):
-            _attach(parent, i + 1, j)
+        if diagonal and stop_i == stop_j and stop_i < n2:
+            # Corner contacts, where both rows have a boundary at the same column.
+            if (v == run_value[j + 1]) & foreground:
+                _attach(parent, i, j + 1)
+            u = run_value[i + 1]
+            if (u == run_value[j]) & (np.uint64(u) != background):
+                _attach(parent, i + 1, j)
         if (stop_i >= n2) & (stop_j >= n2):
             return
         i += stop_i <= stop_j
