@@ -172,6 +172,18 @@ def same_relabeling(
     )
 
 
+def same_partition(fast: fastseg.Components, anchor: np.ndarray) -> Verdict:
+    """Connected components: the same voxels grouped together, whatever the numbering."""
+    labels = fast.labels
+    if labels.shape != anchor.shape:
+        return Verdict(False, f"shapes differ: fastseg {labels.shape}, anchor {anchor.shape}")
+    n_anchor = int(anchor.max())
+    pairs = fastseg.unique(labels.astype(np.uint64) * np.uint64(n_anchor + 1) + anchor)
+    one_to_one = pairs.size == fast.count + 1 == n_anchor + 1
+    detail = f"{fast.count} components (anchor {n_anchor}), {pairs.size} distinct id pairs"
+    return Verdict(one_to_one, ("same partition: " if one_to_one else "") + detail)
+
+
 # -- rows ---------------------------------------------------------------------------------
 
 
@@ -232,6 +244,9 @@ def build_rows(v: Volumes) -> list[Row]:
     def fastremap() -> Any:
         return anchor_module("fastremap")
 
+    def cc3d() -> Any:
+        return anchor_module("cc3d")
+
     def check_table(fast: np.ndarray, _copy: object) -> Verdict:
         # The anchor (a copy) is not comparable; check against numpy's fancy indexing.
         return same_values(fast, _reversing_table(v)[_renumbered(v)], against="numpy table[labels]")
@@ -263,6 +278,23 @@ def build_rows(v: Volumes) -> list[Row]:
             target=0.5,
             check=same_relabeling,
         ),
+        *(
+            Row(
+                f"label {connectivity}-connected{'' if threads is None else ', threads=1'}",
+                functools.partial(
+                    fastseg.label, v["connectomics"], connectivity=connectivity, threads=threads
+                ),
+                "cc3d.connected_components",
+                functools.partial(
+                    lambda c: cc3d().connected_components(v["connectomics"], connectivity=c),
+                    connectivity,
+                ),
+                target=0.5 if threads is None else 1.0,
+                check=same_partition,
+            )
+            for connectivity in (26, 6)
+            for threads in (None, 1)
+        ),
         Row(
             "remap(lookup array), uint32 0..2523",
             lambda: fastseg.remap(_renumbered(v), _reversing_table(v)),
@@ -287,6 +319,8 @@ class Result:
     verdict: Verdict | None = None
     fastseg_times: list[float] = field(default_factory=list)
     anchor_times: list[float] = field(default_factory=list)
+    fastseg_memory: int | None = None
+    anchor_memory: int | None = None
 
     @property
     def fastseg_median(self) -> float:
@@ -311,6 +345,33 @@ def time_once(func: Callable[[], object]) -> float:
     return elapsed
 
 
+def peak_memory(func: Callable[[], object]) -> int | None:
+    """Bytes by which one call raises the process's resident memory at its peak.
+
+    Linux resets the peak (VmHWM) when "5" is written to /proc/self/clear_refs, so this
+    catches allocations that numba and the anchors make outside Python's tracking.
+    Returns None where that is not available.
+    """
+    status = Path("/proc/self/status")
+
+    def field(name: str) -> int:
+        for line in status.read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(name)
+
+    gc.collect()
+    try:
+        before = field("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")
+    except (OSError, KeyError):
+        return None
+    result = func()
+    peak = field("VmHWM")
+    del result
+    return peak - before
+
+
 def run_row(row: Row, repeat: int) -> Result:
     progress(f"{row.name}: warm-up and check")
     try:
@@ -332,6 +393,8 @@ def run_row(row: Row, repeat: int) -> Result:
         pairs = [(row.fastseg, result.fastseg_times), (row.anchor, result.anchor_times)]
         for func, times in pairs if run % 2 == 0 else reversed(pairs):
             times.append(time_once(func))
+    result.fastseg_memory = peak_memory(row.fastseg)
+    result.anchor_memory = peak_memory(row.anchor)
     progress(
         f"{row.name}: fastseg {format_seconds(result.fastseg_median)}, "
         f"{row.anchor_name} {format_seconds(result.anchor_median)}"
@@ -352,6 +415,10 @@ def format_seconds(seconds: float) -> str:
     if seconds >= 0.01:
         return f"{seconds * 1e3:.0f} ms"
     return f"{seconds * 1e3:.2f} ms"
+
+
+def format_bytes(size: int | None) -> str:
+    return "n/a" if size is None else f"{size / 2**20:.0f} MB"
 
 
 def cpu_model() -> str:
@@ -408,20 +475,23 @@ def header(numba: Any, repeat: int) -> list[str]:
         f"fastremap {version('fastremap')}, nibabel {version('nibabel')}",
         f"- timing: median of {repeat} runs after a warm-up call, fastseg and anchor "
         "interleaved, time.perf_counter",
+        "- peak memory: how far one call raises the process's peak resident memory above "
+        "what it held before (VmHWM reset through /proc/self/clear_refs); the output counts",
     ]
 
 
 def table(results: Sequence[Result]) -> list[str]:
     lines = [
-        "| operation | fastseg median | anchor | anchor median | ratio (fastseg/anchor) | target |",
-        "|---|---:|---|---:|---:|---|",
+        "| operation | fastseg median | anchor | anchor median | ratio (fastseg/anchor) | target "
+        "| peak memory fastseg / anchor |",
+        "|---|---:|---|---:|---:|---|---:|",
     ]
     for result in results:
         row = result.row
         target = f"<= {row.target:.1f}"
         if result.skipped is not None or result.failed is not None:
             why = f"skipped: {result.skipped}" if result.skipped is not None else result.failed
-            cells = [row.name, str(why), row.anchor_name, "-", "-", target]
+            cells = [row.name, str(why), row.anchor_name, "-", "-", target, "-"]
         else:
             met = "met" if result.ratio <= row.target else "missed"
             ratio = f"{result.ratio:.2f}"
@@ -434,6 +504,7 @@ def table(results: Sequence[Result]) -> list[str]:
                 format_seconds(result.anchor_median),
                 ratio,
                 f"{target}: {met}",
+                f"{format_bytes(result.fastseg_memory)} / {format_bytes(result.anchor_memory)}",
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
