@@ -436,19 +436,65 @@ def renumber(
         )
     source = as_label_array(labels)
     _integer_out_dtype(out_dtype)
+    if source.flat.itemsize >= 4 and source.size and not in_place:
+        return _renumber_hashed(source, start, preserve_zero, out_dtype)
     if source.size == 0:
         keys = np.empty(0, np.uint64)
     else:
         keys, _ = _count_values(source)
-    values = np.arange(start, start + keys.size, dtype=np.int64)
-    if preserve_zero and keys.size and keys[0] == 0:
-        values[1:] -= 1
-        values[0] = 0
+    values = _new_ids(keys, start, preserve_zero)
     relabeled = _remap_arrays(
         source, keys, values, missing="keep", out_dtype=out_dtype, in_place=in_place, complete=True
     )
     mapping = dict(zip(keys.tolist(), values.tolist(), strict=True))
     return relabeled, mapping
+
+
+def _new_ids(keys: np.ndarray, start: int, preserve_zero: bool) -> np.ndarray:
+    """New id of each sorted old id."""
+    values = np.arange(start, start + keys.size, dtype=np.int64)
+    if preserve_zero and keys.size and keys[0] == 0:
+        values[1:] -= 1
+        values[0] = 0
+    return values
+
+
+def _renumber_hashed(
+    source: LabelArray, start: int, preserve_zero: bool, out_dtype: npt.DTypeLike | None
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Renumber wide ids reading the input once.
+
+    The first pass writes each voxel's slot in its chunk's hash table (a small id) into
+    the output; once every value is known and sorted, a second pass over the output
+    translates slots into the new ids.
+    """
+    kernels = _kernels()
+    chunks = chunks_for(source.size)
+    bits = 16
+    while True:
+        slot_dtype = fit_dtype((1 << bits) - 1)
+        slots, slots_flat = source.empty(slot_dtype)
+        keys, used, overflow = kernels.hash_slots(source.flat, bits, slots_flat, chunks)
+        if not overflow:
+            break
+        bits += 4
+    sorted_keys = np.unique(keys[used])
+    new_ids = _new_ids(sorted_keys, start, preserve_zero)
+    high = int(new_ids.max())
+    dtype: np.dtype[Any]
+    if out_dtype is None:
+        dtype = fit_dtype(high)
+    else:
+        dtype = np.dtype(out_dtype).newbyteorder("=")
+        check_dtype_holds(dtype, 0, high, "out_dtype")
+    tables = np.zeros(keys.shape, dtype)
+    tables[used] = new_ids[np.searchsorted(sorted_keys, keys[used])]
+    if dtype == slot_dtype:
+        out, out_flat = slots, slots_flat
+    else:
+        out, out_flat = source.empty(dtype)
+    kernels.translate_slots(slots_flat, tables, out_flat, chunks)
+    return out, dict(zip(sorted_keys.tolist(), new_ids.tolist(), strict=True))
 
 
 def mask(

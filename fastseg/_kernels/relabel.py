@@ -301,3 +301,66 @@ def remap_dense(
         start, stop = chunk_bounds(n, chunks, c)
         missing[c], largest[c] = _remap_chunk_dense(src, low, table, out, mode, fill, start, stop)
     return missing.sum(), largest.max()
+
+
+@kernel()
+def _slots_chunk(
+    src: np.ndarray,
+    keys: np.ndarray,
+    used: np.ndarray,
+    bits: int,
+    out: np.ndarray,
+    start: int,
+    stop: int,
+) -> int:
+    """Write each voxel's slot in the chunk's hash table, inserting new values.
+
+    Returns the number of distinct values, or -1 when the table got more than half full.
+    """
+    limit = keys.size // 2
+    filled = 0
+    previous = np.uint64(src[start]) + np.uint64(1)  # differs from src[start]: forces a lookup
+    slot = np.int64(0)
+    for i in range(start, stop):
+        v = np.uint64(src[i])
+        if v != previous:
+            previous = v
+            slot = find_slot(keys, used, bits, v)
+            if not used[slot]:
+                if filled >= limit:
+                    return -1
+                used[slot] = True
+                keys[slot] = v
+                filled += 1
+        out[i] = slot
+    return filled
+
+
+@kernel(parallel=True)
+def hash_slots(
+    src: np.ndarray, bits: int, out: np.ndarray, chunks: int
+) -> tuple[np.ndarray, np.ndarray, np.bool_]:
+    """First pass of a one-read renumbering: ``out[i]`` = slot of ``src[i]`` in its chunk's
+    hash table of ``2**bits`` slots. Returns the tables' keys and used flags (one row per
+    chunk) and whether any table overflowed (the caller retries with more bits)."""
+    n = src.size
+    capacity = 1 << bits
+    keys = np.zeros((chunks, capacity), np.uint64)
+    used = np.zeros((chunks, capacity), np.bool_)
+    overflow = np.zeros(chunks, np.bool_)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        if start < stop:
+            overflow[c] = _slots_chunk(src, keys[c], used[c], bits, out, start, stop) < 0
+    return keys, used, overflow.any()
+
+
+@kernel(parallel=True)
+def translate_slots(slots: np.ndarray, tables: np.ndarray, out: np.ndarray, chunks: int) -> None:
+    """Second pass: ``out[i] = tables[chunk of i, slots[i]]`` (``out`` may be ``slots``)."""
+    n = slots.size
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        table = tables[c]
+        for i in range(start, stop):
+            out[i] = table[slots[i]]
