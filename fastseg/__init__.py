@@ -7,9 +7,11 @@ compiled with numba on first use (nothing compiles at import).
 from fastseg.components import Components, component_values, each, label
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.relabel import mask, remap, renumber, unique
+from fastseg.stats import InstanceStats, stats
 
 __all__ = [
     "Components",
+    "InstanceStats",
     "as_labels",
     "component_values",
     "each",
@@ -18,6 +20,7 @@ __all__ = [
     "mask",
     "remap",
     "renumber",
+    "stats",
     "unique",
 ]
 __version__ = "0.1.0"

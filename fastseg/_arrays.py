@@ -64,6 +64,20 @@ class LabelArray:
         out = np.empty(self.shape, dtype=dtype, order=self.order)
         return out, flat_view(out)
 
+    def view_3d(self) -> tuple[np.ndarray, bool]:
+        """The labels as a C-contiguous 3-D view (1-D and 2-D get leading axes of size 1)
+        whose last axis is contiguous in memory, and whether it is the caller's transpose
+        (Fortran-ordered input). No copy."""
+        array = self.flat.reshape(self.shape, order=self.order)
+        transposed = self.order == "F"
+        if transposed:
+            array = array.T
+        return array.reshape((1,) * (3 - array.ndim) + array.shape), transposed
+
+    def caller_axis(self, view_axis: int, transposed: bool) -> int:
+        """The caller's axis for an axis of :meth:`view_3d`."""
+        return 2 - view_axis if transposed else view_axis - (3 - len(self.shape))
+
     def writable_flat(self, what: str) -> np.ndarray:
         """The flat view for writing results into the caller's own array (``in_place=True``)."""
         if not self.original.flags.writeable:

@@ -13,9 +13,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from fastseg._arrays import LabelArray, as_label_array
+from fastseg._arrays import as_label_array
 from fastseg._jit import current_threads, thread_limit
 from fastseg.dtypes import check_dtype_holds, fit_dtype
+from fastseg.relabel import dense_ids
 
 __all__ = ["Components", "component_values", "each", "label"]
 
@@ -59,16 +60,6 @@ def _resolve_connectivity(connectivity: int | None, ndim: int) -> int:
             f"{', '.join(map(str, names))} (or 1..{ndim} as the number of hops)"
         )
     return choices[connectivity]
-
-
-def _view_3d(source: LabelArray) -> tuple[np.ndarray, bool]:
-    """The labels as a C-contiguous 3-D view, and whether it is the caller's transpose."""
-    array = source.flat.reshape(source.shape, order=source.order)
-    transposed = source.order == "F"
-    if transposed:
-        array = array.T
-    view = array.reshape((1,) * (3 - array.ndim) + array.shape)
-    return view, transposed
 
 
 def label(
@@ -145,7 +136,7 @@ def label(
             f"background must be a value a {source.dtype} array can hold ({lowest} to "
             f"{highest}), got {background}"
         )
-    view, transposed = _view_3d(source)
+    view, transposed = source.view_3d()
 
     from fastseg._kernels import components as kernels
 
@@ -198,24 +189,6 @@ def label(
     return Components(out, count, values)
 
 
-def _dense_ids(source: LabelArray) -> tuple[LabelArray, np.ndarray | None]:
-    """``source`` with ids small enough to index a table, and the old id of each new id.
-
-    Component maps are dense already; sparse instance ids (up to 10^8 and more) are
-    renumbered first so that no table is the size of the largest id.
-    """
-    from fastseg.relabel import renumber
-
-    _, high = source.value_range()
-    if high < max(1 << 16, source.size // 4):
-        return source, None
-    dense, mapping = renumber(source.original)
-    old_ids = np.zeros(len(mapping), np.uint64)
-    for old, new in mapping.items():
-        old_ids[new] = old
-    return as_label_array(dense), old_ids
-
-
 def _caller_box(box: np.ndarray, ndim: int, transposed: bool) -> tuple[slice, ...]:
     """Slices in the caller's axes from a box ``[min0, min1, min2, stop0, stop1, stop2]``
     of the 3-D view."""
@@ -262,9 +235,9 @@ def each(
     source = as_label_array(components, name="components", ndims=(1, 2, 3))
     if source.size == 0:
         return
-    dense, old_ids = _dense_ids(source)
+    dense, old_ids = dense_ids(source)
     _, high = dense.value_range()
-    view, transposed = _view_3d(dense)
+    view, transposed = dense.view_3d()
 
     from fastseg._kernels.boxes import bounding_boxes
 

@@ -571,3 +571,21 @@ def _id_array(ids: object, what: str) -> np.ndarray:
     if array.size and array[0] < 0:
         raise ValueError(f"{what} must be non-negative ids, got {int(array[0])}")
     return array
+
+
+def dense_ids(source: LabelArray) -> tuple[LabelArray, np.ndarray | None]:
+    """``source`` with ids small enough to index per-id tables, and each new id's old id.
+
+    Component maps are dense already and pass through; sparse instance ids (up to 10^8
+    and beyond) are renumbered first, so that no table is the size of the largest id.
+    """
+    if source.size == 0:
+        return source, None
+    _, high = source.value_range()
+    if high < max(1 << 16, source.size // 4):
+        return source, None
+    dense, mapping = renumber(source.original)
+    old_ids = np.zeros(len(mapping), np.uint64)
+    for old, new in mapping.items():
+        old_ids[new] = old
+    return as_label_array(dense), old_ids

@@ -1,0 +1,227 @@
+"""Per-id statistics in one pass over a 3-D view of a label map.
+
+The view ``(S0, S1, S2)`` is C-contiguous with ids below ``n_ids`` (0 is background);
+an intensity image, when given, has the same layout. Rows along the last axis are
+walked run by run, so counts, boxes and coordinate sums cost one update per run.
+
+Determinism: rows are split into a number of blocks that depends only on the input
+(never on the thread count); each block accumulates into its own table and the tables
+are added up in block order, so float sums come out bit-identical with any threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from fastseg._jit import kernel
+from fastseg._kernels._chunks import chunk_bounds
+
+_BIG = np.iinfo(np.int64).max
+
+# Integer columns per id.
+COUNT = 0
+SUM0, SUM1, SUM2 = 1, 2, 3
+MIN0, MIN1, MIN2 = 4, 5, 6
+STOP0, STOP1, STOP2 = 7, 8, 9
+FACES0, FACES1, FACES2 = 10, 11, 12
+N_INT = 13
+# Float columns per id (with an image); SQUARES is filled by centered_squares.
+TOTAL, SQUARES, LOWEST, HIGHEST = 0, 1, 2, 3
+N_FLOAT = 4
+
+
+@kernel()
+def _exposed_faces(
+    row: np.ndarray, other: np.ndarray, table: np.ndarray, column: int, n2: int
+) -> None:
+    """Count faces between ``row`` and a neighbouring row where the ids differ."""
+    for x in range(n2):
+        a = row[x]
+        b = other[x]
+        if a != b:
+            if a:
+                table[np.int64(a), column] += 1
+            if b:
+                table[np.int64(b), column] += 1
+
+
+@kernel()
+def _boundary_faces(row: np.ndarray, table: np.ndarray, column: int, n2: int) -> None:
+    """Count the faces of ``row`` on the outside of the volume."""
+    for x in range(n2):
+        a = row[x]
+        if a:
+            table[np.int64(a), column] += 1
+
+
+@kernel()
+def _measure_block(
+    flat: np.ndarray,
+    image: np.ndarray,
+    with_image: bool,
+    surface: bool,
+    n1: int,
+    first: int,
+    last: int,
+    ints: np.ndarray,
+    floats: np.ndarray,
+) -> None:
+    n2 = flat.shape[1]
+    rows = flat.shape[0]
+    for r in range(first, last):
+        p = r // n1
+        y = r % n1
+        row = flat[r]
+        x = 0
+        while x < n2:
+            v = row[x]
+            stop = x + 1
+            while stop < n2 and row[stop] == v:
+                stop += 1
+            if v:
+                k = np.int64(v)
+                length = stop - x
+                t = ints[k]
+                t[COUNT] += length
+                t[SUM0] += length * p
+                t[SUM1] += length * y
+                # Sum of x .. stop-1.
+                t[SUM2] += (x + stop - 1) * length // 2
+                t[MIN0] = min(t[MIN0], p)
+                t[MIN1] = min(t[MIN1], y)
+                t[MIN2] = min(t[MIN2], x)
+                t[STOP0] = max(t[STOP0], p + 1)
+                t[STOP1] = max(t[STOP1], y + 1)
+                t[STOP2] = max(t[STOP2], stop)
+                if surface:
+                    # Runs end where the value changes, so both ends are exposed.
+                    t[FACES2] += 2
+                if with_image:
+                    values = image[r]
+                    f = floats[k]
+                    total = 0.0
+                    low = f[LOWEST]
+                    high = f[HIGHEST]
+                    for i in range(x, stop):
+                        value = np.float64(values[i])
+                        total += value
+                        low = min(low, value)
+                        high = max(high, value)
+                    f[TOTAL] += total
+                    f[LOWEST] = low
+                    f[HIGHEST] = high
+            x = stop
+        if surface:
+            # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
+            # pair of rows is looked at once, from the later row.
+            if y == 0:
+                _boundary_faces(row, ints, FACES1, n2)
+            else:
+                _exposed_faces(row, flat[r - 1], ints, FACES1, n2)
+            if y == n1 - 1:
+                _boundary_faces(row, ints, FACES1, n2)
+            if p == 0:
+                _boundary_faces(row, ints, FACES0, n2)
+            else:
+                _exposed_faces(row, flat[r - n1], ints, FACES0, n2)
+            if r + n1 >= rows:
+                _boundary_faces(row, ints, FACES0, n2)
+
+
+@kernel(parallel=True)
+def measure(
+    view: np.ndarray,
+    image: np.ndarray,
+    with_image: bool,
+    surface: bool,
+    n_ids: int,
+    blocks: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer columns ``(n_ids, N_INT)`` and float columns ``(n_ids, N_FLOAT)`` per id.
+
+    Integer sums are exact; float sums (intensities) are added block by block in block
+    order. ``image`` is ignored unless ``with_image``.
+    """
+    n0, n1, n2 = view.shape
+    rows = n0 * n1
+    flat = view.reshape(rows, n2)
+    flat_image = image.reshape(image.shape[0] * image.shape[1], image.shape[2])
+    ints = np.zeros((blocks, n_ids, N_INT), np.int64)
+    floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
+    for b in numba.prange(blocks):
+        table = ints[b]
+        for k in range(n_ids):
+            table[k, MIN0] = _BIG
+            table[k, MIN1] = _BIG
+            table[k, MIN2] = _BIG
+            table[k, STOP0] = -1
+            table[k, STOP1] = -1
+            table[k, STOP2] = -1
+            floats[b, k, LOWEST] = np.inf
+            floats[b, k, HIGHEST] = -np.inf
+        first, last = chunk_bounds(rows, blocks, b)
+        _measure_block(flat, flat_image, with_image, surface, n1, first, last, table, floats[b])
+    total_ints = ints[0].copy()
+    total_floats = floats[0].copy()
+    for b in range(1, blocks):
+        for k in range(n_ids):
+            t = total_ints[k]
+            s = ints[b, k]
+            for c in (COUNT, SUM0, SUM1, SUM2, FACES0, FACES1, FACES2):
+                t[c] += s[c]
+            for c in (MIN0, MIN1, MIN2):
+                t[c] = min(t[c], s[c])
+            for c in (STOP0, STOP1, STOP2):
+                t[c] = max(t[c], s[c])
+            f = total_floats[k]
+            g = floats[b, k]
+            f[TOTAL] += g[TOTAL]
+            f[LOWEST] = min(f[LOWEST], g[LOWEST])
+            f[HIGHEST] = max(f[HIGHEST], g[HIGHEST])
+    return total_ints, total_floats
+
+
+@kernel()
+def _squares_block(
+    flat: np.ndarray, image: np.ndarray, means: np.ndarray, first: int, last: int, out: np.ndarray
+) -> None:
+    n2 = flat.shape[1]
+    for r in range(first, last):
+        row = flat[r]
+        values = image[r]
+        x = 0
+        while x < n2:
+            v = row[x]
+            stop = x + 1
+            while stop < n2 and row[stop] == v:
+                stop += 1
+            if v:
+                k = np.int64(v)
+                mean = means[k]
+                squares = 0.0
+                for i in range(x, stop):
+                    d = np.float64(values[i]) - mean
+                    squares += d * d
+                out[k] += squares
+            x = stop
+
+
+@kernel(parallel=True)
+def centered_squares(
+    view: np.ndarray, image: np.ndarray, means: np.ndarray, blocks: int
+) -> np.ndarray:
+    """Sum of squared deviations from each id's mean: the second pass of a two-pass
+    variance, which keeps full precision where sums of squares would cancel."""
+    n0, n1, n2 = view.shape
+    rows = n0 * n1
+    flat = view.reshape(rows, n2)
+    flat_image = image.reshape(rows, n2)
+    partial = np.zeros((blocks, means.size), np.float64)
+    for b in numba.prange(blocks):
+        first, last = chunk_bounds(rows, blocks, b)
+        _squares_block(flat, flat_image, means, first, last, partial[b])
+    total = partial[0].copy()
+    for b in range(1, blocks):
+        total += partial[b]
+    return total
