@@ -99,7 +99,7 @@ def _contacts_block(
 @kernel(parallel=True)
 def count_contacts(
     view: np.ndarray, connectivity: int, n_ids: int, bits: int, chunks: int
-) -> tuple[np.ndarray, np.ndarray, np.bool_]:
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Pair keys (``low * n_ids + high``) and their counters (``N_COUNTERS`` columns),
     one entry per chunk a pair occurs in, and whether a table overflowed."""
     n0, n1, n2 = view.shape
