@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -27,23 +28,54 @@ def _numba() -> Any:
     return numba
 
 
+def _compile(func: Callable[..., Any], parallel: bool) -> Any:
+    numba = _numba()
+    options = dict(_COMMON_OPTIONS, parallel=parallel)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", numba.NumbaWarning)
+            return numba.njit(cache=True, **options)(func)
+    except RuntimeError:
+        return numba.njit(cache=False, **options)(func)
+
+
+class ParallelKernel:
+    """A parallel kernel and its serial twin, compiled from the same source.
+
+    The last argument of every parallel kernel is the number of chunks it splits its
+    work into; with one chunk the serial twin runs instead, so that small arrays never
+    wait for numba's thread pool (milliseconds on a busy machine, e.g. in data loader
+    workers).
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.parallel = _compile(func, parallel=True)
+        # A distinct qualified name gives the twin its own on-disk cache entry.
+        twin = types.FunctionType(
+            func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
+        )
+        twin.__qualname__ = f"{func.__qualname__}_serial"
+        twin.__module__ = func.__module__
+        self.serial = _compile(twin, parallel=False)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: Any) -> Any:
+        return (self.serial if args[-1] == 1 else self.parallel)(*args)
+
+
 def kernel(*, parallel: bool = False) -> Callable[[F], F]:
     """Decorate a kernel: ``numba.njit`` with an on-disk cache where one can be written.
 
     numba refuses ``cache=True`` at decoration time when neither the package directory
     nor a per-user cache directory (nor ``NUMBA_CACHE_DIR``) is writable; the kernel is
     then compiled in memory on every process start instead of failing to import.
+    Parallel kernels become a :class:`ParallelKernel`.
     """
 
     def decorate(func: F) -> F:
-        numba = _numba()
-        options = dict(_COMMON_OPTIONS, parallel=parallel)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", numba.NumbaWarning)
-                return numba.njit(cache=True, **options)(func)  # type: ignore[no-any-return]
-        except RuntimeError:
-            return numba.njit(cache=False, **options)(func)  # type: ignore[no-any-return]
+        if parallel:
+            return ParallelKernel(func)  # type: ignore[return-value]
+        return _compile(func, parallel=False)  # type: ignore[no-any-return]
 
     return decorate
 
