@@ -1,16 +1,23 @@
-"""Fixtures for the pytest-benchmark suites: the real volumes in ../shared/data, loaded once.
+"""Fixtures for the pytest-benchmark suites: the real volumes in ../shared/data, loaded once,
+the inputs derived from them, the CT-like synthetic case and the anchor libraries.
 
 The suites run only when asked for (the project's testpaths is ``tests``):
 
     python -m pytest benchmarks --benchmark-enable
+
+The synthetic case is built by ``report.py``'s own builders (pytest puts this folder on
+``sys.path`` before importing this file), so the suites and the report time the same inputs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
+from report import ct_like_case, sitk_images
 
 import fastseg
 
@@ -55,3 +62,38 @@ def reversing_table(renumbered: np.ndarray) -> np.ndarray:
     """A lookup array reversing the renumbered ids: i -> n - i."""
     table: np.ndarray = np.arange(int(renumbered.max()) + 1, dtype=np.uint32)[::-1].copy()
     return table
+
+
+@pytest.fixture(scope="session")
+def components(connectomics: np.ndarray) -> np.ndarray:
+    """The 26-connected component map of connectomics (3,619 ids, uint16, F order)."""
+    result = fastseg.label(connectomics, connectivity=26)
+    assert result.count == 3619
+    return result.labels
+
+
+@pytest.fixture(scope="session")
+def ct_like() -> tuple[np.ndarray, np.ndarray]:
+    """A CT-sized synthetic case (``report.ct_like_case``): 500 x 400 x 240 uint8 labels
+    with 40 ids in blocky organs and an int16 image, both in Fortran order."""
+    return ct_like_case()
+
+
+@pytest.fixture(scope="session")
+def cc3d() -> ModuleType:
+    """connected-components-3d; skips the calling benchmark when it is not installed."""
+    module: ModuleType = pytest.importorskip("cc3d")
+    return module
+
+
+@pytest.fixture(scope="session")
+def sitk() -> ModuleType:
+    """SimpleITK; skips the calling benchmark when it is not installed."""
+    module: ModuleType = pytest.importorskip("SimpleITK")
+    return module
+
+
+@pytest.fixture(scope="session")
+def ct_like_sitk(ct_like: tuple[np.ndarray, np.ndarray], sitk: ModuleType) -> tuple[Any, Any]:
+    """The CT-like labels and image as SimpleITK images, converted once."""
+    return sitk_images(sitk, *ct_like)

@@ -244,30 +244,51 @@ def _components(volumes: Volumes) -> np.ndarray:
     )
 
 
-def _ct_like(volumes: Volumes) -> tuple[np.ndarray, np.ndarray]:
+# The builders and SimpleITK measurements below are plain functions of their inputs, so
+# that the pytest-benchmark suites (benchmarks/conftest.py) build and time the same things.
+
+
+def ct_like_case() -> tuple[np.ndarray, np.ndarray]:
     """A CT-sized synthetic case: 500 x 400 x 240 labels with 40 ids in blocky organs, and
     an int16 image, both in Fortran order as nibabel gives them."""
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 41, (25, 20, 12), dtype=np.uint8)
+    labels = np.asfortranarray(coarse.repeat(20, 0).repeat(20, 1).repeat(20, 2))
+    noise = rng.normal(0, 30, labels.shape).astype(np.int16)
+    image = np.asfortranarray(noise + labels.astype(np.int16) * 25)
+    return labels, image
 
-    def build() -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(0)
-        coarse = rng.integers(0, 41, (25, 20, 12), dtype=np.uint8)
-        labels = np.asfortranarray(coarse.repeat(20, 0).repeat(20, 1).repeat(20, 2))
-        noise = rng.normal(0, 30, labels.shape).astype(np.int16)
-        image = np.asfortranarray(noise + labels.astype(np.int16) * 25)
-        return labels, image
 
-    return volumes.derived("ct-like", build)
+def sitk_images(sitk: ModuleType, labels: np.ndarray, image: np.ndarray) -> tuple[Any, Any]:
+    """``labels`` and ``image`` as SimpleITK images (``sitk`` is the SimpleITK module)."""
+    return sitk.GetImageFromArray(labels), sitk.GetImageFromArray(image)
+
+
+def sitk_intensity(sitk: ModuleType, labels: Any, image: Any) -> Any:
+    """SimpleITK's LabelIntensityStatistics of two SimpleITK images."""
+    measure = sitk.LabelIntensityStatisticsImageFilter()
+    measure.Execute(labels, image)
+    return measure
+
+
+def sitk_shape(sitk: ModuleType, labels: Any) -> Any:
+    """SimpleITK's LabelShapeStatistics of a SimpleITK label image, without perimeters."""
+    measure = sitk.LabelShapeStatisticsImageFilter()
+    measure.ComputePerimeterOff()
+    measure.Execute(labels)
+    return measure
+
+
+def _ct_like(volumes: Volumes) -> tuple[np.ndarray, np.ndarray]:
+    """The CT-like case of :func:`ct_like_case`, built once."""
+    return volumes.derived("ct-like", ct_like_case)
 
 
 def _sitk_images(volumes: Volumes) -> tuple[Any, Any]:
     """The CT-like case as SimpleITK images (converted once, outside the timing)."""
-
-    def build() -> tuple[Any, Any]:
-        sitk = anchor_module("SimpleITK")
-        labels, image = _ct_like(volumes)
-        return sitk.GetImageFromArray(labels), sitk.GetImageFromArray(image)
-
-    return volumes.derived("ct-like sitk", build)
+    return volumes.derived(
+        "ct-like sitk", lambda: sitk_images(anchor_module("SimpleITK"), *_ct_like(volumes))
+    )
 
 
 def same_statistics(fast: fastseg.InstanceStats, anchor: dict[str, Any]) -> Verdict:
@@ -285,20 +306,11 @@ def same_statistics(fast: fastseg.InstanceStats, anchor: dict[str, Any]) -> Verd
 
 
 def _sitk_intensity(volumes: Volumes) -> Any:
-    sitk = anchor_module("SimpleITK")
-    labels, image = _sitk_images(volumes)
-    measure = sitk.LabelIntensityStatisticsImageFilter()
-    measure.Execute(labels, image)
-    return measure
+    return sitk_intensity(anchor_module("SimpleITK"), *_sitk_images(volumes))
 
 
 def _sitk_shape(volumes: Volumes) -> Any:
-    sitk = anchor_module("SimpleITK")
-    labels, _ = _sitk_images(volumes)
-    measure = sitk.LabelShapeStatisticsImageFilter()
-    measure.ComputePerimeterOff()
-    measure.Execute(labels)
-    return measure
+    return sitk_shape(anchor_module("SimpleITK"), _sitk_images(volumes)[0])
 
 
 def same_intensity(fast: fastseg.InstanceStats, anchor: Any) -> Verdict:
