@@ -585,7 +585,7 @@ def dense_ids(source: LabelArray) -> tuple[LabelArray, np.ndarray | None]:
     if high < max(1 << 16, source.size // 4):
         return source, None
     dense, mapping = renumber(source.original)
-    old_ids = np.zeros(len(mapping), np.uint64)
+    old_ids = np.zeros(max(mapping.values()) + 1, np.uint64)
     for old, new in mapping.items():
         old_ids[new] = old
     return as_label_array(dense), old_ids

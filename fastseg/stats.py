@@ -67,19 +67,23 @@ class InstanceStats:
         return iter(self.ids.tolist())
 
     def __contains__(self, instance: object) -> bool:
-        return isinstance(instance, int | np.integer) and self._row(int(instance)) is not None
+        return self._row(instance) is not None
 
     def __getitem__(self, instance: int) -> dict[str, Any]:
-        row = self._row(int(instance))
+        row = self._row(instance)
         if row is None:
-            raise KeyError(f"no instance {instance} in this table")
+            raise KeyError(f"no instance {instance!r} in this table")
         return self._record(row)
 
-    def _row(self, instance: int) -> int | None:
-        if instance < 0:
+    def _row(self, instance: object) -> int | None:
+        """The row of an integer id, or None (also for anything that is not an integer)."""
+        if isinstance(instance, bool) or not isinstance(instance, int | np.integer):
             return None
-        row = int(np.searchsorted(self.ids, np.uint64(instance)))
-        return row if row < self.ids.size and int(self.ids[row]) == instance else None
+        key = int(instance)
+        if not 0 <= key <= np.iinfo(np.uint64).max:
+            return None
+        row = int(np.searchsorted(self.ids, np.uint64(key)))
+        return row if row < self.ids.size and int(self.ids[row]) == key else None
 
     def columns(self) -> list[str]:
         """Names of the columns present, in output order (bbox and vectors expanded)."""
@@ -108,9 +112,9 @@ class InstanceStats:
 
     def slices(self, instance: int) -> tuple[slice, ...]:
         """The bounding box of ``instance`` as slices: ``labels[table.slices(5)]``."""
-        row = self._row(int(instance))
+        row = self._row(instance)
         if row is None:
-            raise KeyError(f"no instance {instance} in this table")
+            raise KeyError(f"no instance {instance!r} in this table")
         return tuple(slice(int(a), int(b)) for a, b in self.bbox[row])
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -150,6 +154,8 @@ class InstanceStats:
             import pandas
         except ImportError:
             raise ImportError("to_pandas needs pandas: pip install pandas") from None
+        if not len(self):
+            return pandas.DataFrame(columns=["id"]).set_index("id")
         return pandas.DataFrame.from_records(self.to_records(), index="id")
 
 

@@ -268,3 +268,103 @@ def label_reference(
 
 
 __all__ += ["label_reference", "neighbour_offsets"]
+
+
+# -- instance statistics ------------------------------------------------------------------
+# Section owned by tests/test_stats.py: fastseg.stats measured one id at a time with plain
+# numpy (a boolean mask per id), independent of the rest of the module.
+
+
+def stats_reference(
+    labels: np.ndarray,
+    image: np.ndarray | None = None,
+    spacing: Iterable[float] | None = None,
+    affine: np.ndarray | None = None,
+    surface: bool = False,
+    ids: Iterable[int] | None = None,
+) -> dict[str, Any]:
+    """Per-id statistics of ``labels`` (0 is background), one boolean mask per id.
+
+    Returns a dict of columns like :class:`fastseg.InstanceStats`: ``ids`` (sorted Python
+    ints: every id present, or exactly ``ids``), ``voxel_count``, ``volume``, ``bbox``
+    ``(n, ndim, 2)`` half-open, ``centroid`` (mean voxel index), ``centroid_world`` when
+    an ``affine`` is given, ``mean``/``std`` (ddof=1, 0 for one voxel)/``min``/``max``/
+    ``sum`` of ``image`` in float64 when an image is given, and ``surface``: the number of
+    voxel faces whose 6-neighbour is another id or outside the volume, each weighted by
+    its area (the product of the spacing along the other axes).
+
+    The spacing defaults to the lengths of the affine's first ``ndim`` columns, else 1.
+    Absent requested ids get count 0, volume 0, a zero box, NaN centroid and intensity
+    statistics, sum 0 and surface 0.
+    """
+    labels = np.asarray(labels)
+    ndim = labels.ndim
+    if spacing is not None:
+        sizes = [float(s) for s in spacing]
+    elif affine is not None:
+        matrix = np.asarray(affine, dtype=np.float64)
+        sizes = [float(np.sqrt(np.sum(matrix[:3, axis] ** 2))) for axis in range(ndim)]
+    else:
+        sizes = [1.0] * ndim
+    assert len(sizes) == ndim
+    voxel_volume = float(np.prod(sizes))
+
+    present = {int(v): v for v in np.unique(labels).tolist() if int(v) != 0}
+    wanted = sorted(present) if ids is None else sorted({int(i) for i in ids})
+    n = len(wanted)
+    columns: dict[str, Any] = {
+        "ids": wanted,
+        "voxel_count": np.zeros(n, np.int64),
+        "volume": np.zeros(n),
+        "bbox": np.zeros((n, ndim, 2), np.int64),
+        "centroid": np.full((n, ndim), np.nan),
+    }
+    if image is not None:
+        for name in ("mean", "std", "min", "max"):
+            columns[name] = np.full(n, np.nan)
+        columns["sum"] = np.zeros(n)
+    if surface:
+        columns["surface"] = np.zeros(n)
+
+    for row, instance in enumerate(wanted):
+        if instance not in present:
+            continue
+        inside = labels == present[instance]
+        where = np.argwhere(inside)
+        columns["voxel_count"][row] = len(where)
+        columns["volume"][row] = len(where) * voxel_volume
+        columns["bbox"][row, :, 0] = where.min(axis=0)
+        columns["bbox"][row, :, 1] = where.max(axis=0) + 1
+        columns["centroid"][row] = where.mean(axis=0)
+        if image is not None:
+            values = np.asarray(image)[inside].astype(np.float64)
+            columns["mean"][row] = values.mean()
+            columns["std"][row] = values.std(ddof=1) if values.size > 1 else 0.0
+            columns["min"][row] = values.min()
+            columns["max"][row] = values.max()
+            columns["sum"][row] = values.sum()
+        if surface:
+            area = 0.0
+            for axis in range(ndim):
+                # Outside the volume is "not this id": pad with False, then every change
+                # between neighbours along the axis is one exposed face.
+                padding = [(1, 1) if a == axis else (0, 0) for a in range(ndim)]
+                padded = np.pad(inside, padding, constant_values=False)
+                faces = int(np.count_nonzero(np.diff(padded, axis=axis)))
+                others = [sizes[a] for a in range(ndim) if a != axis]
+                area += faces * float(np.prod(others))
+            columns["surface"][row] = area
+
+    if affine is not None:
+        matrix = np.asarray(affine, dtype=np.float64)
+        world = np.full((n, 3), np.nan)
+        for row in range(n):
+            point = np.zeros(4)
+            point[:ndim] = columns["centroid"][row]
+            point[3] = 1.0
+            world[row] = (matrix @ point)[:3]
+        columns["centroid_world"] = world
+    return columns
+
+
+__all__ += ["stats_reference"]

@@ -106,8 +106,11 @@ def _measure_block(
                     for i in range(x, stop):
                         value = np.float64(values[i])
                         total += value
-                        low = min(low, value)
-                        high = max(high, value)
+                        # Written so that a NaN intensity propagates, as it does to the mean.
+                        if value < low or value != value:
+                            low = value
+                        if value > high or value != value:
+                            high = value
                     f[TOTAL] += total
                     f[LOWEST] = low
                     f[HIGHEST] = high
@@ -177,8 +180,10 @@ def measure(
             f = total_floats[k]
             g = floats[b, k]
             f[TOTAL] += g[TOTAL]
-            f[LOWEST] = min(f[LOWEST], g[LOWEST])
-            f[HIGHEST] = max(f[HIGHEST], g[HIGHEST])
+            if g[LOWEST] < f[LOWEST] or g[LOWEST] != g[LOWEST]:
+                f[LOWEST] = g[LOWEST]
+            if g[HIGHEST] > f[HIGHEST] or g[HIGHEST] != g[HIGHEST]:
+                f[HIGHEST] = g[HIGHEST]
     return total_ints, total_floats
 
 
