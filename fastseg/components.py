@@ -156,15 +156,17 @@ def label(
         if n_runs:
             kernels.find_runs(view, row_offsets, run_start, run_value, chunks)
             kernels.link_runs(n1, n2, bg, row_offsets, run_start, run_value, parent, kind, chunks)
-        count = int(kernels.number_components(parent)) if n_runs else 0
-        if transposed and count > 1:
-            kernels.renumber_row_major(view.shape, row_offsets, run_start, parent, count)
-
-        values_flat = np.empty(count + 1, source.flat.dtype)
-        values_flat[0] = background
-        if count:
-            kernels.component_values(run_value, parent, values_flat)
+        if n_runs:
+            values_flat = kernels.number_components(parent, run_value)
+        else:
+            values_flat = np.zeros(1, source.flat.dtype)
+        count = values_flat.size - 1
         del run_value
+        numbers = np.arange(count + 1, dtype=np.int64)
+        if transposed and count > 1:
+            numbers = kernels.renumber_row_major(view.shape, row_offsets, run_start, parent, count)
+            values_flat[numbers] = values_flat.copy()
+        values_flat[0] = background
 
         dtype: np.dtype[Any]
         if out_dtype is None:
@@ -176,7 +178,7 @@ def label(
             check_dtype_holds(dtype, 0, count, "out_dtype")
         out_view = np.empty(view.shape, dtype)
         if out_view.size:
-            kernels.paint(out_view, row_offsets, run_start, parent, chunks)
+            kernels.paint(out_view, row_offsets, run_start, parent, numbers, chunks)
 
     out = out_view.reshape(view.shape[3 - source.original.ndim :])
     if transposed:

@@ -254,12 +254,17 @@ def _link_slab(
 
 
 @kernel()
-def number_components(parent: np.ndarray) -> int:
-    """Replace each run's parent by its component number (1, 2, ... by first run; 0 background).
+def number_components(parent: np.ndarray, run_value: np.ndarray) -> np.ndarray:
+    """Replace each run's parent by its component number (1, 2, ... by first run; 0 for
+    background) and return the input value of each component (index 0 left at 0).
 
     Relies on ``parent[x] <= x``: a root is met before the rest of its tree, and the
     parent of a non-root has already been replaced by its number when ``x`` is reached.
     """
+    # Sized for the worst case but only written where components start, so the pages
+    # beyond the count are never touched.
+    values = np.empty(parent.size + 1, run_value.dtype)
+    values[0] = 0
     count = 0
     for x in range(parent.size):
         p = parent[x]
@@ -268,9 +273,10 @@ def number_components(parent: np.ndarray) -> int:
         elif p == x:
             count += 1
             parent[x] = count
+            values[count] = run_value[x]
         else:
             parent[x] = parent[p]
-    return count
+    return values[: count + 1].copy()
 
 
 @kernel()
@@ -280,8 +286,8 @@ def renumber_row_major(
     run_start: np.ndarray,
     labels: np.ndarray,
     count: int,
-) -> None:
-    """Renumber components by their first voxel in the caller's row-major order.
+) -> np.ndarray:
+    """New numbers of the components: by their first voxel in the caller's row-major order.
 
     For a Fortran-ordered input the view is the transpose, so memory order is column-
     major for the caller. The first voxel of a run at view position (p, y, x) has caller
@@ -303,16 +309,7 @@ def renumber_row_major(
     new[0] = 0
     for rank in range(count):
         new[order[rank] + 1] = rank + 1
-    for k in range(labels.size):
-        labels[k] = new[labels[k]]
-
-
-@kernel()
-def component_values(run_value: np.ndarray, labels: np.ndarray, values: np.ndarray) -> None:
-    """``values[label] =`` the input value of each component's runs."""
-    for k in range(labels.size):
-        if labels[k]:
-            values[labels[k]] = run_value[k]
+    return new
 
 
 @kernel(parallel=True)
@@ -321,9 +318,11 @@ def paint(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
+    numbers: np.ndarray,
     chunks: int,
 ) -> None:
-    """Write each run's component number into ``out`` (3-D view; background runs are 0)."""
+    """Write ``numbers[label]`` of each run into ``out`` (3-D view; background runs get
+    ``numbers[0]``, which is 0)."""
     n0, n1, n2 = out.shape
     rows = n0 * n1
     flat = out.reshape(rows, n2)
@@ -332,4 +331,4 @@ def paint(
         for r in range(first, last):
             row = flat[r]
             for k in range(row_offsets[r], row_offsets[r + 1] - 1):
-                row[run_start[k] : run_start[k + 1]] = labels[k]
+                row[run_start[k] : run_start[k + 1]] = numbers[labels[k]]
