@@ -209,21 +209,31 @@ def link_runs(
     ranges, so no two threads touch the same trees. The seams, where a row's neighbours
     lie in the previous slab, are linked serially afterwards.
     """
-    rows = row_offsets.size - 1
     for s in numba.prange(slabs):
-        first, last = chunk_bounds(rows, slabs, s)
+        first, last = _slab_rows(row_offsets, slabs, s)
         _link_slab(
             n1, n2, background, row_offsets, run_start, run_value, parent, connectivity,
             first, last,
         )  # fmt: skip
     for s in range(1, slabs):
-        first, last = chunk_bounds(rows, slabs, s)
+        first, last = _slab_rows(row_offsets, slabs, s)
         # Neighbours reach back at most n1 + 1 rows.
         for r in range(first, min(last, first + n1 + 1)):
             _link_row(
                 n1, n2, background, row_offsets, run_start, run_value, parent, connectivity,
                 r, 0,
             )  # fmt: skip
+
+
+@kernel()
+def _slab_rows(row_offsets: np.ndarray, slabs: int, s: int) -> tuple[int, int]:
+    """Rows of slab ``s``: slabs hold equal numbers of runs rather than of rows, because
+    linking costs per run and label maps are often busier in one part than another."""
+    rows = row_offsets.size - 1
+    total = row_offsets[rows]
+    first = 0 if s == 0 else np.searchsorted(row_offsets, (s * total) // slabs)
+    last = rows if s == slabs - 1 else np.searchsorted(row_offsets, ((s + 1) * total) // slabs)
+    return min(first, rows), min(last, rows)
 
 
 @kernel()
@@ -327,7 +337,7 @@ def paint(
     rows = n0 * n1
     flat = out.reshape(rows, n2)
     for c in numba.prange(chunks):
-        first, last = chunk_bounds(rows, chunks, c)
+        first, last = _slab_rows(row_offsets, chunks, c)
         for r in range(first, last):
             row = flat[r]
             for k in range(row_offsets[r], row_offsets[r + 1] - 1):
