@@ -101,6 +101,9 @@ def _attach(parent: np.ndarray, i: np.int64, j: np.int64) -> None:
     root of anything else: until its first union a run is alone in its tree and simply
     takes ``j``'s root as parent, one find instead of two.
     """
+    if parent[i] == parent[j]:
+        # Already together (the common case once a run has been attached).
+        return
     root_j = _find(parent, j)
     if parent[i] == i:
         parent[i] = root_j
