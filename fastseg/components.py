@@ -241,14 +241,16 @@ def each(
     _, high = dense.value_range()
     view, transposed = dense.view_3d()
 
-    from fastseg._kernels.boxes import bounding_boxes
+    from fastseg._kernels import measure
+    from fastseg.stats import block_count
 
-    chunks = max(1, min(current_threads(), view.shape[0] * view.shape[1] // _MIN_ROWS_PER_SLAB))
-    boxes = bounding_boxes(view, high + 1, chunks)
+    no_image = np.zeros((1, 1, 1), np.float64)
+    ints, _ = measure.measure(view, no_image, False, False, high + 1, block_count(view, high + 1))
+    boxes = ints[:, measure.MIN0 : measure.STOP2 + 1]
     ndim = source.original.ndim
     original = source.original
     for k in range(1, high + 1):
-        if boxes[k, 3] < 0:
+        if ints[k, measure.COUNT] == 0:
             continue
         identity = int(old_ids[k]) if old_ids is not None else k
         bbox = _caller_box(boxes[k], ndim, transposed)
@@ -308,7 +310,7 @@ def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> 
             f"a table of one entry per id stays small"
         )
 
-    from fastseg._kernels.boxes import values_per_id
+    from fastseg._kernels.measure import values_per_id
 
     result, _, conflict, first, second = values_per_id(ids.flat, values.flat, high + 1)
     if conflict >= 0:

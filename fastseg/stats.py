@@ -159,6 +159,20 @@ class InstanceStats:
         return pandas.DataFrame.from_records(self.to_records(), index="id")
 
 
+def block_count(view: np.ndarray, n_ids: int) -> int:
+    """How many row blocks the measuring kernels split ``view`` into.
+
+    It depends on the input only, never on the thread count, so that float sums are
+    added in the same order with any number of threads; per-block tables stay within
+    a memory budget.
+    """
+    from fastseg._kernels import measure
+
+    rows = int(view.shape[0] * view.shape[1])
+    per_block = n_ids * (int(measure.N_INT) + int(measure.N_FLOAT)) * 8
+    return max(1, min(_MAX_BLOCKS, rows // _ROWS_PER_BLOCK, _TABLE_BUDGET // per_block))
+
+
 def _image_array(image: object, labels: LabelArray, labels_affine: np.ndarray | None) -> np.ndarray:
     """The intensity image as a native array laid out like the labels' 3-D view."""
     array, affine = _geometry.unpack_image(image, "image")
@@ -268,9 +282,7 @@ def stats(
 
     from fastseg._kernels import measure as kernels
 
-    rows = view.shape[0] * view.shape[1]
-    per_block = n_ids * (kernels.N_INT + kernels.N_FLOAT) * 8
-    blocks = max(1, min(_MAX_BLOCKS, rows // _ROWS_PER_BLOCK, _TABLE_BUDGET // per_block))
+    blocks = block_count(view, n_ids)
     dummy = np.zeros((1, 1, 1), np.float64)
     with thread_limit(threads):
         if dense.size:

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from fastseg._jit import kernel
-from fastseg._kernels._chunks import chunk_bounds
+from fastseg._kernels._chunks import chunk_bounds, run_end
 
 _BIG = np.iinfo(np.int64).max
 
@@ -76,9 +76,7 @@ def _measure_block(
         x = 0
         while x < n2:
             v = row[x]
-            stop = x + 1
-            while stop < n2 and row[stop] == v:
-                stop += 1
+            stop = run_end(row, x, n2)
             if v:
                 k = np.int64(v)
                 length = stop - x
@@ -198,9 +196,7 @@ def _squares_block(
         x = 0
         while x < n2:
             v = row[x]
-            stop = x + 1
-            while stop < n2 and row[stop] == v:
-                stop += 1
+            stop = run_end(row, x, n2)
             if v:
                 k = np.int64(v)
                 mean = means[k]
@@ -230,3 +226,35 @@ def centered_squares(
     for b in range(1, blocks):
         total += partial[b]
     return total
+
+
+@kernel()
+def values_per_id(
+    ids: np.ndarray, values: np.ndarray, n_ids: int
+) -> tuple[np.ndarray, np.ndarray, int, np.uint64, np.uint64]:
+    """The value under each id of a flat id map (0 skipped) and whether it is unique.
+
+    Returns ``(value, seen, conflict_id, first, second)``: ``conflict_id`` is -1 when
+    every id covers a single value, otherwise an id that covers both ``first`` and
+    ``second``.
+    """
+    value = np.zeros(n_ids, np.uint64)
+    seen = np.zeros(n_ids, np.bool_)
+    previous_id = np.uint64(0)
+    previous_value = np.uint64(0)
+    for i in range(ids.size):
+        c = np.uint64(ids[i])
+        v = np.uint64(values[i])
+        if c == previous_id and v == previous_value:
+            continue
+        previous_id = c
+        previous_value = v
+        if c == 0:
+            continue
+        k = np.int64(c)
+        if not seen[k]:
+            seen[k] = True
+            value[k] = v
+        elif value[k] != v:
+            return value, seen, k, value[k], v
+    return value, seen, -1, np.uint64(0), np.uint64(0)
