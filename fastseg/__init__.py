@@ -6,21 +6,25 @@ compiled with numba on first use (nothing compiles at import).
 
 from fastseg.components import Components, component_values, each, label
 from fastseg.dtypes import as_labels, fit_dtype
+from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
 from fastseg.stats import InstanceStats, contacts, stats
 
 __all__ = [
     "Components",
     "InstanceStats",
+    "LabelImage",
     "as_labels",
     "component_values",
     "contacts",
     "each",
     "fit_dtype",
     "label",
+    "load",
     "mask",
     "remap",
     "renumber",
+    "save",
     "stats",
     "unique",
 ]

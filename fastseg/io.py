@@ -1,0 +1,170 @@
+"""Reading and writing label maps as NIfTI through nibabel.
+
+Label maps are read as stored (``dataobj``, never ``get_fdata``): integers stay
+integers and NIfTI's Fortran order is kept without a copy. Files are written atomically:
+to a temporary file in the target folder, renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fastseg._arrays import as_label_array
+from fastseg.dtypes import as_labels, fit_dtype
+
+__all__ = ["LabelImage", "load", "save"]
+
+
+@dataclass(frozen=True)
+class LabelImage:
+    """A label map with its voxel-to-world affine and the header it came with."""
+
+    labels: npt.NDArray[Any]
+    affine: npt.NDArray[np.float64]
+    header: Any = None
+    """The nibabel header of the file, or None for an image built in memory."""
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size per axis, from the header's zooms (or the affine's column lengths)."""
+        if self.header is not None:
+            return tuple(float(z) for z in self.header.get_zooms()[: self.labels.ndim])
+        sizes = np.linalg.norm(self.affine[:3, : self.labels.ndim], axis=0)
+        return tuple(float(s) for s in sizes)
+
+
+def load(path: str | os.PathLike[str]) -> LabelImage:
+    """Read a NIfTI label map.
+
+    Integer maps come back as stored. Maps stored as floats, or scaled by
+    ``scl_slope``/``scl_inter`` (some exporters do this), are converted to the smallest
+    unsigned integer type when every value is a whole, non-negative number.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.nii`` or ``.nii.gz`` file.
+
+    Returns
+    -------
+    LabelImage
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a readable NIfTI image, or holds values that are not whole,
+        non-negative numbers (the message names the file).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> import fastseg
+    >>> folder = tempfile.mkdtemp()
+    >>> fastseg.save(os.path.join(folder, "seg.nii.gz"), np.eye(3, dtype=np.int64))
+    >>> image = fastseg.load(os.path.join(folder, "seg.nii.gz"))
+    >>> image.labels.dtype, image.labels.shape
+    (dtype('uint8'), (3, 3))
+    """
+    import nibabel
+
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such file")
+    try:
+        image: Any = nibabel.load(name)
+        proxy = image.dataobj
+        stored = image.get_data_dtype()
+        scaled = _is_scaled(proxy)
+        array = np.asarray(image.get_fdata(dtype=np.float64)) if scaled else np.asanyarray(proxy)
+    except Exception as error:  # nibabel raises many kinds for damaged files
+        raise ValueError(f"{name}: not a readable NIfTI image ({error})") from error
+    if array.dtype.kind not in "biu":
+        try:
+            array = as_labels(array)
+        except ValueError as error:
+            kind = "scaled " if scaled else ""
+            raise ValueError(
+                f"{name}: the {kind}{stored} values are not label ids: {error}"
+            ) from None
+    else:
+        try:
+            as_label_array(array)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+    return LabelImage(array, np.asarray(image.affine, dtype=np.float64), image.header)
+
+
+def _is_scaled(proxy: Any) -> bool:
+    slope = getattr(proxy, "slope", 1.0)
+    inter = getattr(proxy, "inter", 0.0)
+    return not (slope in (None, 1.0) and inter in (None, 0.0))
+
+
+def save(
+    path: str | os.PathLike[str],
+    labels: npt.NDArray[Any],
+    *,
+    affine: npt.ArrayLike | None = None,
+    like: LabelImage | Any | None = None,
+) -> None:
+    """Write a label map as NIfTI, atomically, in the smallest unsigned type.
+
+    The stored type is uint8 when every label is below 256, else uint16, else the
+    smallest unsigned type that holds the largest label; values are never scaled.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target ``.nii`` or ``.nii.gz`` file; its folder must exist. An existing file is
+        replaced only once the new one is completely written.
+    labels : numpy.ndarray
+        Integer or bool label map (non-negative).
+    affine : array_like, optional
+        4 x 4 voxel-to-world matrix; by default ``like``'s, else the identity.
+    like : LabelImage or nibabel image, optional
+        The image whose header (orientation codes, zooms, units) the file takes.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For labels that are not non-negative integers, or a malformed affine.
+    """
+    import nibabel as _nibabel
+
+    nibabel: Any = _nibabel  # partly annotated; treated as untyped here
+    source = as_label_array(labels, ndims=(1, 2, 3, 4, 5, 6, 7))
+    high = source.value_range()[1]
+    dtype = fit_dtype(high)
+    header = None
+    if like is not None:
+        header = like.header.copy() if like.header is not None else None
+        if affine is None:
+            affine = like.affine
+    matrix = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    if matrix.shape != (4, 4):
+        raise ValueError(f"affine must be a 4 x 4 matrix, got shape {matrix.shape}")
+    data = source.original if source.dtype == dtype else source.original.astype(dtype, order="K")
+    image = nibabel.Nifti1Image(data, matrix, header=header)
+    image.set_data_dtype(dtype)
+    image.header.set_slope_inter(1.0, 0.0)
+    target = Path(path)
+    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".gz") else target.suffix
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix, dir=target.parent
+    )
+    os.close(handle)
+    try:
+        nibabel.save(image, temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
