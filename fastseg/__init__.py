@@ -8,12 +8,18 @@ from fastseg.components import Components, component_values, each, label
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
+from fastseg.schema import Category, Schema
+from fastseg.segmap import Segment, SegmentMap
 from fastseg.stats import InstanceStats, contacts, stats
 
 __all__ = [
+    "Category",
     "Components",
     "InstanceStats",
     "LabelImage",
+    "Schema",
+    "Segment",
+    "SegmentMap",
     "as_labels",
     "component_values",
     "contacts",
