@@ -5,6 +5,7 @@ compiled with numba on first use (nothing compiles at import).
 """
 
 from fastseg.components import Components, component_values, each, label
+from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
@@ -21,8 +22,10 @@ __all__ = [
     "Segment",
     "SegmentMap",
     "as_labels",
+    "binary_masks",
     "component_values",
     "contacts",
+    "convert",
     "each",
     "fit_dtype",
     "label",
@@ -32,6 +35,8 @@ __all__ = [
     "renumber",
     "save",
     "stats",
+    "to_instances",
+    "to_semantic",
     "unique",
 ]
 __version__ = "0.1.0"
