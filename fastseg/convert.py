@@ -13,9 +13,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from fastseg._arrays import as_label_array
-from fastseg.components import each, label
-from fastseg.relabel import remap, unique
+from fastseg._arrays import as_label_array, flat_view
+from fastseg.components import label
+from fastseg.relabel import dense_ids, remap, unique
 from fastseg.schema import Schema
 from fastseg.segmap import Segment, SegmentMap
 
@@ -223,15 +223,17 @@ def binary_masks(
 ) -> Iterator[tuple[int, npt.NDArray[np.bool_]]]:
     """Full-size boolean mask of every instance, one at a time.
 
-    One pass finds every value's bounding box; each mask is then built from the
-    instance's box only, never by scanning the whole volume again. With a segment map,
-    an instance's mask also covers the overlap groups it belongs to.
+    One pass records where every value lies (as runs of the array in memory order);
+    each mask is then written from its instance's runs only, never by scanning the
+    whole volume again. With a segment map, an instance's mask also covers the overlap
+    groups it belongs to.
 
     Yields
     ------
     instance : int
+        Every instance of ``segment_map`` (ascending), or every non-zero value present.
     mask : numpy.ndarray of bool
-        Same shape as ``instances``.
+        Same shape and memory order as ``instances``.
 
     Examples
     --------
@@ -240,22 +242,28 @@ def binary_masks(
     >>> [(k, m.astype(int).tolist()) for k, m in binary_masks(np.array([0, 2, 2, 5]))]
     [(2, [0, 1, 1, 0]), (5, [0, 0, 0, 1])]
     """
-    boxes = {value: bbox for value, _, bbox in each(instances, crop=True)}
-    order: Literal["C", "F"] = (
-        "F" if instances.flags.f_contiguous and not instances.flags.c_contiguous else "C"
-    )
-    ids = list(segment_map) if segment_map is not None else sorted(boxes)
+    source, old_ids = dense_ids(as_label_array(instances, name="instances"))
+    _, high = source.value_range() if source.size else (0, 0)
+
+    from fastseg._kernels.masks import fill_runs, runs_by_id
+
+    offsets, starts, stops = runs_by_id(source.flat, high + 1)
+    present = np.flatnonzero(np.diff(offsets)[: high + 1])
+    dense_of = {(int(old_ids[k]) if old_ids is not None else int(k)): int(k) for k in present}
+    ids = list(segment_map) if segment_map is not None else sorted(dense_of)
     owners: dict[int, list[int]] = {ident: [ident] for ident in ids}
     if segment_map is not None:
         for group, members in segment_map.groups.items():
             for member in members:
                 owners[member].append(group)
     for ident in ids:
-        values = [v for v in owners[ident] if v in boxes]
-        mask = np.zeros(instances.shape, np.bool_, order=order)
-        if values:
-            starts = [min(boxes[v][a].start for v in values) for a in range(instances.ndim)]
-            stops = [max(boxes[v][a].stop for v in values) for a in range(instances.ndim)]
-            box = tuple(slice(a, b) for a, b in zip(starts, stops, strict=True))
-            mask[box] = np.isin(instances[box], values)
+        # Zeroed lazily by the operating system: untouched pages cost nothing.
+        mask = np.zeros(source.shape, np.bool_, order=source.order)
+        flat = flat_view(mask)
+        for value in owners[ident]:
+            k = dense_of.get(value)
+            if k is not None:
+                fill_runs(
+                    flat, starts[offsets[k] : offsets[k + 1]], stops[offsets[k] : offsets[k + 1]]
+                )
         yield ident, mask

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastseg
 from fastseg import Category, Schema, Segment, SegmentMap
-from tests.conftest import shared_data_path
 
 SPINE = Schema(
     [

@@ -10,9 +10,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import shared_data_path
 
 import fastseg
-from tests.conftest import shared_data_path
 
 
 def write_raw(
@@ -156,3 +156,39 @@ def test_real_file_round_trip(tmp_path: Path) -> None:
     again = fastseg.load(tmp_path / "copy.nii.gz")
     np.testing.assert_array_equal(again.labels, image.labels)
     np.testing.assert_allclose(again.affine, image.affine)
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        lambda a: None,  # all background
+        lambda a: a.__setitem__((5, 6, 7), 1),  # a single voxel
+        lambda a: a.__setitem__((slice(2, 9), slice(3, 5), slice(4, 6)), 3),  # a box
+        lambda a: a.__setitem__((slice(None), slice(None), slice(0, 2)), 300),  # first planes
+        lambda a: a.__setitem__((slice(None), slice(None), slice(10, 12)), 2),  # last planes
+        lambda a: a.__setitem__((slice(None), slice(None), slice(1, 11)), 1),  # mostly full
+    ],
+)
+@pytest.mark.parametrize("kind", ["bool", "int"])
+def test_mostly_empty_maps_are_read_back_by_nibabel_and_simpleitk(
+    tmp_path: Path, fill: Any, kind: str
+) -> None:
+    labels = np.zeros((10, 11, 12), np.uint16, order="F")
+    fill(labels)
+    data = labels.astype(bool) if kind == "bool" else labels
+    target = tmp_path / "mask.nii.gz"
+    fastseg.save(target, data, affine=np.diag([0.5, 0.6, 2.0, 1.0]))
+    read = fastseg.load(target)
+    np.testing.assert_array_equal(read.labels, data)
+    assert sorted(os.listdir(tmp_path)) == ["mask.nii.gz"]
+    sitk = pytest.importorskip("SimpleITK")
+    image = sitk.ReadImage(str(target))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(2, 1, 0), data)
+    np.testing.assert_allclose(image.GetSpacing(), (0.5, 0.6, 2.0))
+
+
+def test_mostly_empty_map_compresses_small(tmp_path: Path) -> None:
+    labels = np.zeros((200, 200, 200), np.uint8, order="F")
+    labels[90:110, 90:110, 90:110] = 1
+    fastseg.save(tmp_path / "mask.nii.gz", labels)
+    assert (tmp_path / "mask.nii.gz").stat().st_size < 200_000
