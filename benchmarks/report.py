@@ -347,6 +347,37 @@ def redbrick_semantic_file(case: ExportCase) -> Path:
     return target
 
 
+def fastseg_binary_files(case: ExportCase) -> Path:
+    """Instance file -> one uint8 mask file per instance, with fastseg."""
+    image = fastseg.load(case.instances)
+    folder = case.folder / "fastseg-binary"
+    folder.mkdir(exist_ok=True)
+    for instance, mask in fastseg.binary_masks(image.labels, case.segment_map):
+        fastseg.save(folder / f"instance-{instance}.nii.gz", mask, like=image)
+    return folder
+
+
+def redbrick_binary_files(case: ExportCase) -> Path:
+    """Instance file -> one mask file per instance, with the RedBrick SDK."""
+    nifti = anchor_module("redbrick.utils.nifti")
+    folder = case.folder / "redbrick-binary"
+    folder.mkdir(exist_ok=True)
+    labels = [dict(label) for label in case.redbrick_labels]
+    nifti.convert_to_binary(str(case.instances), labels, str(folder))
+    return folder
+
+
+def same_mask_files(fast: Path, anchor: Path) -> Verdict:
+    names = sorted(p.name for p in fast.iterdir())
+    if names != sorted(p.name for p in anchor.iterdir()):
+        return Verdict(False, "different files written")
+    for name in names:
+        verdict = same_nifti_values(fast / name, anchor / name)
+        if not verdict.same:
+            return Verdict(False, f"{name}: {verdict.detail}")
+    return Verdict(True, f"{len(names)} mask files with equal values")
+
+
 def same_nifti_values(fast: Path, anchor: Path) -> Verdict:
     nibabel = anchor_module("nibabel")
     return same_values(
@@ -487,6 +518,14 @@ def build_rows(v: Volumes) -> list[Row]:
             lambda: redbrick_semantic_file(_export_case(v)),
             target=0.2,
             check=same_nifti_values,
+        ),
+        Row(
+            "binary masks: one NIfTI file per instance, CT-sized synthetic (40 instances)",
+            lambda: fastseg_binary_files(_export_case(v)),
+            "redbrick-sdk convert_to_binary",
+            lambda: redbrick_binary_files(_export_case(v)),
+            target=0.33,
+            check=same_mask_files,
         ),
         Row(
             "remap(lookup array), uint32 0..2523",
