@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg._arrays import as_label_array, unsigned_of
+from fastseg._files import atomic_path
 from fastseg.dtypes import as_labels, fit_dtype
 
 __all__ = ["LabelImage", "load", "save"]
@@ -166,17 +166,9 @@ def save(
     image.header.set_slope_inter(1.0, 0.0)
     target = Path(path)
     suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".gz") else target.suffix
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix, dir=target.parent
-    )
-    os.close(handle)
-    try:
+    with atomic_path(target, suffix=suffix) as temporary:
         if not (target.name.endswith(".gz") and _write_sparse_gzip(image, data, temporary)):
             nibabel.save(image, temporary)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 _ZERO_BLOCK = 1 << 20

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
+from fastseg._files import atomic_path
 from fastseg._jit import thread_limit
 from fastseg.relabel import dense_ids
 
@@ -136,17 +137,13 @@ class InstanceStats:
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the table as CSV, atomically (a temporary file renamed into place)."""
-        target = os.fspath(path)
-        temporary = f"{target}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "w", newline="", encoding="utf-8") as stream:
-                writer = csv.DictWriter(stream, fieldnames=self.columns() or ["id"])
-                writer.writeheader()
-                writer.writerows(self.to_records())
-            os.replace(temporary, target)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        with (
+            atomic_path(path, suffix=".csv") as temporary,
+            open(temporary, "w", newline="", encoding="utf-8") as stream,
+        ):
+            writer = csv.DictWriter(stream, fieldnames=self.columns() or ["id"])
+            writer.writeheader()
+            writer.writerows(self.to_records())
 
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame`` indexed by id (needs pandas, which fastseg does not)."""

@@ -192,3 +192,15 @@ def test_mostly_empty_map_compresses_small(tmp_path: Path) -> None:
     labels[90:110, 90:110, 90:110] = 1
     fastseg.save(tmp_path / "mask.nii.gz", labels)
     assert (tmp_path / "mask.nii.gz").stat().st_size < 200_000
+
+
+def test_saved_files_get_normal_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        fastseg.save(tmp_path / "new.nii.gz", np.ones((2, 2), np.uint8))
+        assert (tmp_path / "new.nii.gz").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "new.nii.gz").chmod(0o640)
+        fastseg.save(tmp_path / "new.nii.gz", np.zeros((2, 2), np.uint8))
+        assert (tmp_path / "new.nii.gz").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
