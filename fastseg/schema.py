@@ -7,10 +7,14 @@ formats people keep schemas in live in :mod:`fastseg.formats`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastseg.formats.detect import SchemaFormat
 
 __all__ = ["Category", "Schema"]
 
@@ -181,6 +185,22 @@ class Schema:
             return self._by_value[int(value)]
         except KeyError:
             raise KeyError(f"no category has value {value} in this schema") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], format: SchemaFormat | None = None) -> Schema:
+        """Read a schema file: nnU-Net ``dataset.json``, RedBrick taxonomy JSON, ITK-SNAP
+        label description or BIDS ``dseg.tsv``, detected from the name and content
+        unless ``format`` ("nnunet", "redbrick", "itksnap", "bids") says."""
+        from fastseg.formats.detect import load_schema
+
+        return load_schema(path, format)
+
+    def save(self, path: str | os.PathLike[str], format: SchemaFormat | None = None) -> None:
+        """Write the schema in ``format`` (see :meth:`load`), atomically; ``.tsv`` and
+        ``.txt`` names choose BIDS and ITK-SNAP, JSON needs ``format``."""
+        from fastseg.formats.detect import save_schema
+
+        save_schema(self, path, format)
 
     def by_path(self, path: Iterable[str]) -> Category:
         """The category at a hierarchy path, e.g. ``("Spine", "Vertebrae", "L1")``; a

@@ -7,6 +7,7 @@ overlap, a voxel value can stand for a group of several instances.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -118,6 +119,19 @@ class SegmentMap:
 
     def __repr__(self) -> str:
         return f"SegmentMap({len(self._segments)} instances, {len(self._groups)} overlap groups)"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], schema: Schema | None = None) -> SegmentMap:
+        """Read a RedBrick ``segmentMap`` JSON file (``schema`` resolves classId values)."""
+        from fastseg.formats.detect import load_segment_map
+
+        return load_segment_map(path, schema)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write as RedBrick ``segmentMap`` JSON, atomically."""
+        from fastseg.formats.detect import save_segment_map
+
+        save_segment_map(self, path)
 
     @property
     def groups(self) -> Mapping[int, tuple[int, ...]]:
