@@ -1,7 +1,9 @@
 """fastseg: fast, typed tools for segmentation label volumes.
 
-Relabeling, connected components and per-instance statistics on numpy label arrays,
-compiled with numba on first use (nothing compiles at import).
+Relabeling, connected components, per-instance statistics and instance <-> semantic
+conversions on numpy label arrays, with the category schemas of RedBrick AI, nnU-Net,
+ITK-SNAP and BIDS and NIfTI input and output. Kernels are compiled with numba on first
+use: importing fastseg compiles nothing and does not import numba.
 """
 
 from fastseg.components import Components, component_values, each, label
