@@ -63,7 +63,6 @@ def test_convert_torso_labels_to_a_redbrick_taxonomy(tmp_path: Path) -> None:
         ("x.json", "{}", "this one has keys"),
         ("x.json", "[1, 2]", "expected a JSON object"),
         ("x.json", "{nope", "not a readable JSON file"),
-        ("x.seg.nrrd", "", "not supported yet"),
     ],
 )
 def test_unrecognised_files(tmp_path: Path, name: str, content: str, message: str) -> None:
@@ -77,7 +76,7 @@ def test_save_needs_a_format_when_the_name_does_not_tell(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="say which format"):
         SCHEMA.save(tmp_path / "schema.json")
     with pytest.raises(ValueError, match="format must be one of"):
-        SCHEMA.save(tmp_path / "schema.json", format="slicer")  # type: ignore[arg-type]
+        SCHEMA.save(tmp_path / "schema.json", format="csv")  # type: ignore[arg-type]
 
 
 def test_segment_map_round_trip(tmp_path: Path) -> None:
@@ -103,3 +102,21 @@ def test_segment_map_class_ids_need_the_schema(tmp_path: Path) -> None:
         SegmentMap.load(tmp_path / "map.json")
     loaded = SegmentMap.load(tmp_path / "map.json", schema=SCHEMA)
     assert [loaded[k].resolve(SCHEMA).name for k in loaded] == ["liver", "kidney"]
+
+
+def test_slicer_files_are_detected(tmp_path: Path) -> None:
+    pytest.importorskip("nrrd")
+    import numpy as np
+
+    from fastseg.formats.slicer import write_seg_nrrd
+
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[1:3, 1:3, 1:3] = 2
+    labels[0, 0, 0] = 1
+    write_seg_nrrd(tmp_path / "seg.seg.nrrd", labels, SCHEMA)
+    loaded = Schema.load(tmp_path / "seg.seg.nrrd")
+    assert [(c.name, c.value, c.color) for c in loaded] == [
+        (c.name, c.value, c.color) for c in SCHEMA
+    ]
+    with pytest.raises(ValueError, match="write_seg_nrrd"):
+        SCHEMA.save(tmp_path / "x.seg.nrrd", format="slicer")

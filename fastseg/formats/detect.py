@@ -11,15 +11,15 @@ from fastseg._files import write_text_atomically
 from fastseg.schema import Schema
 from fastseg.segmap import SegmentMap
 
-SchemaFormat = Literal["nnunet", "redbrick", "itksnap", "bids"]
-FORMATS: tuple[SchemaFormat, ...] = ("nnunet", "redbrick", "itksnap", "bids")
+SchemaFormat = Literal["nnunet", "redbrick", "itksnap", "bids", "slicer"]
+FORMATS: tuple[SchemaFormat, ...] = ("nnunet", "redbrick", "itksnap", "bids", "slicer")
 
 
 def schema_format(path: str | os.PathLike[str]) -> SchemaFormat:
     """The format of an existing schema file: by name, and for JSON by content."""
     name = Path(path).name.lower()
-    if name.endswith(".seg.nrrd"):
-        raise ValueError(f"{path}: 3D Slicer .seg.nrrd schemas are not supported yet")
+    if name.endswith((".seg.nrrd", ".nrrd")):
+        return "slicer"
     if name.endswith(".tsv"):
         return "bids"
     if name.endswith(".json"):
@@ -64,6 +64,10 @@ def load_schema(path: str | os.PathLike[str], format: SchemaFormat | None = None
         from fastseg.formats.bids import read_dseg_tsv
 
         return read_dseg_tsv(path)
+    if chosen == "slicer":
+        from fastseg.formats.slicer import read_seg_nrrd_schema
+
+        return read_seg_nrrd_schema(path)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {chosen!r}")
 
 
@@ -101,6 +105,11 @@ def save_schema(
         from fastseg.formats.bids import write_dseg_tsv
 
         write_dseg_tsv(schema, path)
+    elif chosen == "slicer":
+        raise ValueError(
+            "a .seg.nrrd file holds the label data too: write it with "
+            "fastseg.formats.slicer.write_seg_nrrd(path, labels, schema)"
+        )
     else:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {chosen!r}")
 
