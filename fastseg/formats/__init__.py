@@ -9,6 +9,8 @@ label arrays.
 - :mod:`fastseg.formats.itksnap`: ITK-SNAP label description files
 - :mod:`fastseg.formats.bids`: BIDS ``*_dseg.tsv`` lookup tables
 - :mod:`fastseg.formats.redbrick`: RedBrick AI taxonomies and segment maps
+- :mod:`fastseg.formats.redbrick_export`: RedBrick export folders (``tasks.json``), and
+  their semantic and binary layouts
 - :mod:`fastseg.formats.slicer`: 3D Slicer ``.seg.nrrd`` segment metadata (extra ``slicer``)
 - :mod:`fastseg.formats.detect`: ``Schema.load`` / ``save`` format detection
 """

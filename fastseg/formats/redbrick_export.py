@@ -1,0 +1,467 @@
+"""RedBrick AI export folders (``tasks.json`` plus NIfTI segmentations), without the SDK.
+
+The RedBrick SDK's ``export_tasks`` writes a folder holding ``tasks.json`` (a list of
+tasks, each with its ``series``) and the segmentations its series point at, by paths
+relative to the folder. A series' ``segmentations`` is one path or a list of paths;
+its ``segmentMap`` maps the voxel values to categories (see
+:func:`fastseg.formats.redbrick.read_segment_map`). This module reads such a folder and
+writes it again as semantic masks or as binary (one file per instance) masks:
+
+- :func:`read_export`: the series of an export folder, as :class:`ExportSeries`;
+- :func:`write_semantic_export`: one semantic NIfTI per series, values ``classId + 1``;
+- :func:`write_binary_export`: one ``instance-<id>.nii.gz`` per instance.
+
+The written folders follow the SDK's layout: ``segmentations/<task>/<series>.nii.gz``
+and ``segmentations/<task>/<series>/instance-<id>.nii.gz``, with a ``tasks.json``
+beside ``segmentations`` whose paths are relative to the output folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fastseg._files import write_text_atomically
+from fastseg.convert import binary_masks, to_semantic
+from fastseg.formats.redbrick import read_segment_map
+from fastseg.io import LabelImage, load, save
+from fastseg.relabel import unique
+from fastseg.schema import Schema
+from fastseg.segmap import SegmentMap
+
+__all__ = [
+    "ExportSeries",
+    "read_export",
+    "write_binary_export",
+    "write_semantic_export",
+]
+
+AFFINE_TOLERANCE = 1e-4
+"""Absolute tolerance when comparing the affines of the files of one series."""
+
+_INSTANCE_FILE = re.compile(r"instance-(\d+)\.nii(\.gz)?")
+_UNSAFE = re.compile(r"[^\w.\- ]+")
+
+
+@dataclass(frozen=True)
+class ExportSeries:
+    """One series of a RedBrick export that has segmentations.
+
+    Attributes
+    ----------
+    task : str
+        The task's ``name``, else its ``taskId``.
+    name : str
+        The series' ``name``, else ``"A"``, ``"B"``, ... by its position in the task
+        (the SDK's default).
+    segmentations : list of pathlib.Path
+        Absolute paths of the series' segmentation files.
+    segment_map : SegmentMap
+        The series' ``segmentMap``.
+    binary_mask : bool
+        The files are binary masks, one per instance (``instance-<id>.nii.gz``).
+    semantic_mask : bool
+        The files hold category values (``classId + 1``) rather than instance ids.
+    series : mapping
+        The series' dict as read from ``tasks.json``.
+    task_info : mapping
+        The task's dict without its ``series``.
+    """
+
+    task: str
+    name: str
+    segmentations: list[Path]
+    segment_map: SegmentMap
+    binary_mask: bool
+    semantic_mask: bool
+    series: Mapping[str, Any] = field(default_factory=dict)
+    task_info: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ read
+
+
+def read_export(
+    folder: str | os.PathLike[str], *, schema: Schema | None = None
+) -> list[ExportSeries]:
+    """Read the series of a RedBrick AI export folder.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The export folder, holding ``tasks.json``.
+    schema : Schema, optional
+        The project's taxonomy (see :func:`fastseg.formats.redbrick.read_taxonomy`);
+        needed when segment maps name categories by ``classId``, and when given every
+        category must be in it.
+
+    Returns
+    -------
+    list of ExportSeries
+        In ``tasks.json`` order; series without segmentations are skipped.
+
+    Raises
+    ------
+    ValueError
+        If ``tasks.json`` is missing or malformed, a series points at a file that does
+        not exist, or a segment map cannot be read (naming the file and task).
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from fastseg.formats.redbrick_export import read_export
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "tasks.json"), "w") as stream:
+    ...     json.dump([{"taskId": "t1", "series": [{"name": "CT"}]}], stream)
+    >>> read_export(folder)
+    []
+    """
+    root = Path(folder).resolve()
+    tasks_file = root / "tasks.json"
+    if not tasks_file.is_file():
+        raise ValueError(f"{tasks_file}: no such file (a RedBrick export holds tasks.json)")
+    try:
+        with tasks_file.open(encoding="utf-8") as stream:
+            tasks = json.load(stream)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{tasks_file}: not readable JSON ({error})") from None
+    if not isinstance(tasks, list):
+        raise ValueError(f"{tasks_file}: expected a list of tasks, got {type(tasks).__name__}")
+    found: list[ExportSeries] = []
+    for index, task in enumerate(tasks):
+        if not isinstance(task, Mapping):
+            raise ValueError(f"{tasks_file}: task {index} is not an object")
+        task_name = str(task.get("name") or task.get("taskId") or f"task-{index}")
+        task_info = {k: copy.deepcopy(v) for k, v in task.items() if k != "series"}
+        for position, series in enumerate(task.get("series") or []):
+            if not isinstance(series, Mapping):
+                raise ValueError(
+                    f"{tasks_file}: task {task_name!r}: series {position} is not an object"
+                )
+            entry = _read_series(root, tasks_file, task_name, position, series, schema)
+            if entry is not None:
+                found.append(
+                    ExportSeries(
+                        task=task_name,
+                        name=entry[0],
+                        segmentations=entry[1],
+                        segment_map=entry[2],
+                        binary_mask=bool(series.get("binaryMask", False)),
+                        semantic_mask=bool(series.get("semanticMask", False)),
+                        series=copy.deepcopy(dict(series)),
+                        task_info=task_info,
+                    )
+                )
+    return found
+
+
+def _read_series(
+    root: Path,
+    tasks_file: Path,
+    task: str,
+    position: int,
+    series: Mapping[str, Any],
+    schema: Schema | None,
+) -> tuple[str, list[Path], SegmentMap] | None:
+    name = str(series.get("name") or chr(position + ord("A")))
+    where = f"{tasks_file}: task {task!r}, series {name!r}"
+    raw = series.get("segmentations")
+    if raw is None or raw == [] or raw == "":
+        return None
+    listed = [raw] if isinstance(raw, str) else raw
+    if not isinstance(listed, list) or not all(isinstance(p, str) and p for p in listed):
+        raise ValueError(f"{where}: segmentations must be a path or a list of paths, got {raw!r}")
+    paths = [(root / p).resolve() for p in listed]
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"{where}: segmentation file {path} does not exist")
+    try:
+        segment_map = read_segment_map(series.get("segmentMap") or {}, schema=schema)
+    except ValueError as error:
+        raise ValueError(f"{where}: segmentMap: {error}") from None
+    return name, paths, segment_map
+
+
+# ----------------------------------------------------------------------------- write
+
+
+def write_semantic_export(
+    series_list: Iterable[ExportSeries], schema: Schema, out_folder: str | os.PathLike[str]
+) -> Path:
+    """Write every series as one semantic NIfTI, values ``classId + 1``.
+
+    The instance ids of a series' file(s) become their categories' values (the
+    schema's, ``classId + 1`` for a taxonomy read by
+    :func:`~fastseg.formats.redbrick.read_taxonomy`) through :func:`fastseg.to_semantic`;
+    where instances overlap (overlap groups, or several files covering a voxel) the
+    lowest value wins, as in RedBrick. A series of several files (instance ids are
+    unique across them) or of binary masks becomes one file. The result goes to
+    ``<out_folder>/segmentations/<task>/<series>.nii.gz`` with the affine and header
+    of the series' first file, and ``<out_folder>/tasks.json`` lists it with
+    ``segmentMap`` ``{str(value): category name}`` and ``semanticMask`` true.
+
+    Parameters
+    ----------
+    series_list : iterable of ExportSeries
+        From :func:`read_export`.
+    schema : Schema
+        The categories' values.
+    out_folder : str or path-like
+        Created if missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``tasks.json`` written.
+
+    Raises
+    ------
+    ValueError
+        If the files of a series differ in shape or affine, a volume holds ids its
+        segment map lacks, a category is not in the schema, or a series already is a
+        semantic mask (the message names the file).
+    """
+    out = Path(out_folder)
+    layout = _Layout(out)
+    for item in series_list:
+        instances, like = _combined_semantic(item, schema)
+        target = layout.path(item, ".nii.gz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save(target, instances, like=like)
+        categories: dict[int, str] = {}
+        for _, segment in item.segment_map.items():
+            category = segment.resolve(schema)
+            categories[category.value] = category.name
+        written = copy.deepcopy(dict(item.series))
+        written["segmentations"] = target.relative_to(out).as_posix()
+        written["segmentMap"] = {str(v): categories[v] for v in sorted(categories)}
+        written["binaryMask"] = False
+        written["semanticMask"] = True
+        layout.add(item, written)
+    return layout.write_tasks()
+
+
+def write_binary_export(
+    series_list: Iterable[ExportSeries], out_folder: str | os.PathLike[str]
+) -> Path:
+    """Write every instance of every series as its own binary NIfTI mask.
+
+    Each instance of a series' segment map gets
+    ``<out_folder>/segmentations/<task>/<series>/instance-<id>.nii.gz``: 1 where the
+    volume holds its id or an overlap group it belongs to (:func:`fastseg.binary_masks`),
+    0 elsewhere, with the affine and header of the series' first file; an instance the
+    volume lacks gets an empty mask. ``<out_folder>/tasks.json`` lists the files in
+    ``segmentations`` (ascending id), keeps the series' ``segmentMap`` and sets
+    ``binaryMask`` true.
+
+    Parameters
+    ----------
+    series_list : iterable of ExportSeries
+        From :func:`read_export`.
+    out_folder : str or path-like
+        Created if missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``tasks.json`` written.
+
+    Raises
+    ------
+    ValueError
+        If the files of a series differ in shape or affine, a volume holds ids its
+        segment map lacks, or a series is a semantic mask (the message names the file).
+    """
+    out = Path(out_folder)
+    layout = _Layout(out)
+    for item in series_list:
+        folder = layout.path(item, "")
+        folder.mkdir(parents=True, exist_ok=True)
+        files = _instance_volumes(item)
+        like = files[0][1]
+        written_paths: list[Path] = []
+        pending: dict[int, npt.NDArray[np.bool_]] = {}
+        counts: dict[int, int] = {}
+        subsets = [_present_instances(item.segment_map, labels) for labels, _, _ in files]
+        for subset in subsets:
+            for ident in subset:
+                counts[ident] = counts.get(ident, 0) + 1
+        for (labels, _, _), subset in zip(files, subsets, strict=True):
+            if not subset:
+                continue
+            sub_map = _restricted(item.segment_map, subset)
+            for ident, mask in binary_masks(labels, sub_map):
+                if counts[ident] > 1:
+                    if ident in pending:
+                        np.logical_or(pending[ident], mask, out=pending[ident])
+                    else:
+                        pending[ident] = mask
+                    counts[ident] -= 1
+                    continue
+                if ident in pending:
+                    mask = np.logical_or(pending.pop(ident), mask)
+                save(folder / f"instance-{ident}.nii.gz", mask, like=like)
+        for ident in item.segment_map:
+            target = folder / f"instance-{ident}.nii.gz"
+            if counts.get(ident, 0) == 0:
+                empty = np.zeros(like.labels.shape, np.bool_, order="F")
+                save(target, empty, like=like)
+            written_paths.append(target)
+        written = copy.deepcopy(dict(item.series))
+        written["segmentations"] = [p.relative_to(out).as_posix() for p in written_paths]
+        written["binaryMask"] = True
+        written["semanticMask"] = False
+        layout.add(item, written)
+    return layout.write_tasks()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Layout:
+    """Output paths (the SDK's ``segmentations/<task>/<series>``) and tasks.json."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.used: set[Path] = set()
+        self.tasks: dict[str, dict[str, Any]] = {}
+
+    def path(self, item: ExportSeries, suffix: str) -> Path:
+        base = self.out / "segmentations" / _safe(item.task, "task") / _safe(item.name, "A")
+        candidate, counter = base, 1
+        while candidate in self.used:
+            candidate = base.with_name(f"{base.name}_{counter}")
+            counter += 1
+        self.used.add(candidate)
+        return candidate.with_name(candidate.name + suffix)
+
+    def add(self, item: ExportSeries, series: dict[str, Any]) -> None:
+        task = self.tasks.get(item.task)
+        if task is None:
+            task = {**copy.deepcopy(dict(item.task_info)), "series": []}
+            self.tasks[item.task] = task
+        task["series"].append(series)
+
+    def write_tasks(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        target = self.out / "tasks.json"
+        text = json.dumps(list(self.tasks.values()), indent=2, ensure_ascii=False) + "\n"
+        write_text_atomically(target, text)
+        return target
+
+
+def _safe(name: str, default: str) -> str:
+    cleaned = _UNSAFE.sub("_", name).strip(" .")
+    return cleaned or default
+
+
+def _instance_volumes(item: ExportSeries) -> list[tuple[npt.NDArray[Any], LabelImage, Path]]:
+    """Each file of a series as instance ids, checked against the first file and the
+    segment map."""
+    where = f"task {item.task!r}, series {item.name!r}"
+    if item.semantic_mask:
+        raise ValueError(
+            f"{item.segmentations[0]} ({where}): already a semantic mask (semanticMask), "
+            "its values are categories rather than instances"
+        )
+    if not item.segmentations:
+        raise ValueError(f"{where}: no segmentation files")
+    volumes: list[tuple[npt.NDArray[Any], LabelImage, Path]] = []
+    first: LabelImage | None = None
+    known = set(item.segment_map.values())
+    for path in item.segmentations:
+        image = load(path)
+        if first is None:
+            first = image
+        else:
+            _check_geometry(first, item.segmentations[0], image, path, where)
+        labels = image.labels
+        if item.binary_mask:
+            match = _INSTANCE_FILE.fullmatch(path.name)
+            if match is None:
+                raise ValueError(
+                    f"{path} ({where}): a binary mask file is named instance-<id>.nii.gz"
+                )
+            ident = int(match.group(1))
+            values = [int(v) for v in unique(labels) if v != 0]
+            if values not in ([], [1]):
+                raise ValueError(f"{path} ({where}): a binary mask holds values {values[:5]}")
+            if ident not in known:
+                raise ValueError(f"{path} ({where}): instance {ident} is not in the segmentMap")
+            labels = np.multiply(labels != 0, ident, dtype=np.uint32 if ident > 255 else np.uint8)
+        else:
+            strangers = [int(v) for v in unique(labels) if v != 0 and int(v) not in known]
+            if strangers:
+                raise ValueError(
+                    f"{path} ({where}): the volume holds ids the segmentMap lacks: "
+                    f"{strangers[:10]}{' ...' if len(strangers) > 10 else ''}"
+                )
+        volumes.append((labels, image, path))
+    return volumes
+
+
+def _check_geometry(
+    first: LabelImage, first_path: Path, image: LabelImage, path: Path, where: str
+) -> None:
+    if image.labels.shape != first.labels.shape:
+        raise ValueError(
+            f"{path} ({where}): shape {image.labels.shape} differs from "
+            f"{first.labels.shape} of {first_path}"
+        )
+    if not np.allclose(image.affine, first.affine, rtol=0.0, atol=AFFINE_TOLERANCE):
+        difference = float(np.max(np.abs(image.affine - first.affine)))
+        raise ValueError(
+            f"{path} ({where}): affine differs from that of {first_path} "
+            f"(by up to {difference:g}, tolerance {AFFINE_TOLERANCE:g})"
+        )
+
+
+def _combined_semantic(item: ExportSeries, schema: Schema) -> tuple[npt.NDArray[Any], LabelImage]:
+    result: npt.NDArray[Any] | None = None
+    volumes = _instance_volumes(item)
+    for labels, _, path in volumes:
+        try:
+            semantic = to_semantic(labels, item.segment_map, schema)
+        except ValueError as error:
+            raise ValueError(
+                f"{path} (task {item.task!r}, series {item.name!r}): {error}"
+            ) from None
+        if result is None:
+            result = semantic
+            continue
+        dtype = np.promote_types(result.dtype, semantic.dtype)
+        result = result.astype(dtype, copy=False)
+        both = (result != 0) & (semantic != 0)
+        result = np.where(result == 0, semantic, result).astype(dtype, copy=False)
+        result[both] = np.minimum(result[both], semantic[both])
+    assert result is not None
+    return result, volumes[0][1]
+
+
+def _present_instances(segment_map: SegmentMap, labels: npt.NDArray[Any]) -> list[int]:
+    """Instances whose id, or an overlap group holding them, occurs in ``labels``."""
+    present = {int(v) for v in unique(labels)}
+    found = {ident for ident in segment_map if ident in present}
+    for group, members in segment_map.groups.items():
+        if group in present:
+            found.update(members)
+    return sorted(found)
+
+
+def _restricted(segment_map: SegmentMap, idents: Sequence[int]) -> SegmentMap:
+    keep = set(idents)
+    groups = {
+        group: [m for m in members if m in keep]
+        for group, members in segment_map.groups.items()
+        if any(m in keep for m in members)
+    }
+    return SegmentMap({ident: segment_map[ident] for ident in idents}, groups)
