@@ -21,6 +21,7 @@ import functools
 import gc
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -321,6 +322,14 @@ def _export_case(volumes: Volumes) -> ExportCase:
             {"classid": int(class_ids[i - 1]), "dicom": {"instanceid": i, "groupids": []}}
             for i in range(1, 41)
         ]
+        # The same case as a RedBrick export folder, for fastseg's export functions.
+        series = {
+            "name": "ct",
+            "segmentations": "instances.nii.gz",
+            "segmentMap": {str(i): f"organ {i}" for i in range(1, 41)},
+        }
+        tasks = [{"taskId": "task-1", "name": "case", "series": [series]}]
+        (folder / "tasks.json").write_text(json.dumps(tasks))
         return ExportCase(folder, instances, schema, segments, redbrick)
 
     return volumes.derived("export case", build)
@@ -348,13 +357,12 @@ def redbrick_semantic_file(case: ExportCase) -> Path:
 
 
 def fastseg_binary_files(case: ExportCase) -> Path:
-    """Instance file -> one uint8 mask file per instance, with fastseg."""
-    image = fastseg.load(case.instances)
-    folder = case.folder / "fastseg-binary"
-    folder.mkdir(exist_ok=True)
-    for instance, mask in fastseg.binary_masks(image.labels, case.segment_map):
-        fastseg.save(folder / f"instance-{instance}.nii.gz", mask, like=image)
-    return folder
+    """Export folder -> one uint8 mask file per instance (the binary layout), with fastseg."""
+    from fastseg.formats.redbrick_export import read_export, write_binary_export
+
+    out = case.folder / "fastseg-binary"
+    write_binary_export(read_export(case.folder, schema=case.schema), out)
+    return out / "segmentations" / "case" / "ct"
 
 
 def redbrick_binary_files(case: ExportCase) -> Path:

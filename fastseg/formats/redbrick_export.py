@@ -18,10 +18,12 @@ beside ``segmentations`` whose paths are relative to the output folder.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,27 +297,28 @@ def write_binary_export(
         for subset in subsets:
             for ident in subset:
                 counts[ident] = counts.get(ident, 0) + 1
-        for (labels, _, _), subset in zip(files, subsets, strict=True):
-            if not subset:
-                continue
-            sub_map = _restricted(item.segment_map, subset)
-            for ident, mask in binary_masks(labels, sub_map):
-                if counts[ident] > 1:
-                    if ident in pending:
-                        np.logical_or(pending[ident], mask, out=pending[ident])
-                    else:
-                        pending[ident] = mask
-                    counts[ident] -= 1
+        with _Writer() as writer:
+            for (labels, _, _), subset in zip(files, subsets, strict=True):
+                if not subset:
                     continue
-                if ident in pending:
-                    mask = np.logical_or(pending.pop(ident), mask)
-                save(folder / f"instance-{ident}.nii.gz", mask, like=like)
-        for ident in item.segment_map:
-            target = folder / f"instance-{ident}.nii.gz"
-            if counts.get(ident, 0) == 0:
-                empty = np.zeros(like.labels.shape, np.bool_, order="F")
-                save(target, empty, like=like)
-            written_paths.append(target)
+                sub_map = _restricted(item.segment_map, subset)
+                for ident, mask in binary_masks(labels, sub_map):
+                    if counts[ident] > 1:
+                        if ident in pending:
+                            np.logical_or(pending[ident], mask, out=pending[ident])
+                        else:
+                            pending[ident] = mask
+                        counts[ident] -= 1
+                        continue
+                    if ident in pending:
+                        mask = np.logical_or(pending.pop(ident), mask)
+                    writer.save(folder / f"instance-{ident}.nii.gz", mask, like)
+            for ident in item.segment_map:
+                target = folder / f"instance-{ident}.nii.gz"
+                if counts.get(ident, 0) == 0:
+                    empty = np.zeros(like.labels.shape, np.bool_, order="F")
+                    writer.save(target, empty, like)
+                written_paths.append(target)
         written = copy.deepcopy(dict(item.series))
         written["segmentations"] = [p.relative_to(out).as_posix() for p in written_paths]
         written["binaryMask"] = True
@@ -325,6 +328,37 @@ def write_binary_export(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+class _Writer:
+    """Saves masks on a few threads while the next masks are built.
+
+    Compressing dominates writing a mask and zlib releases the GIL, so the files are
+    written in parallel; at most two masks per thread wait in memory. The first error
+    is raised when the block ends, after every started write has finished.
+    """
+
+    def __init__(self) -> None:
+        from fastseg._jit import max_threads
+
+        self.threads = max(1, min(4, os.cpu_count() or 1, max_threads()))
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.threads)
+        self.slots = threading.BoundedSemaphore(2 * self.threads)
+        self.futures: list[concurrent.futures.Future[None]] = []
+
+    def save(self, target: Path, mask: npt.NDArray[np.bool_], like: LabelImage) -> None:
+        self.slots.acquire()
+        future = self.pool.submit(save, target, mask, like=like)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.futures.append(future)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
+        for future in self.futures:
+            future.result()
 
 
 class _Layout:
