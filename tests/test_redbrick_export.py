@@ -16,6 +16,7 @@ from fastseg.formats.redbrick_export import (
     ExportSeries,
     read_export,
     write_binary_export,
+    write_binary_semantic_export,
     write_semantic_export,
 )
 
@@ -189,6 +190,22 @@ def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
         assert mask.labels.dtype == np.uint8
         np.testing.assert_array_equal(mask.labels, binary_reference(instances, ident, groups))
         np.testing.assert_allclose(mask.affine, AFFINE)
+
+    # Binary semantic: one mask per category present, category-<classId + 1>.
+    by_category = tmp_path / "binary-semantic"
+    tasks = json.loads(write_binary_semantic_export([series], schema, by_category).read_text())
+    (written,) = tasks[0]["series"]
+    assert written["binaryMask"] is True
+    assert written["semanticMask"] is True
+    expected = semantic_reference(instances, class_of, groups)
+    values = sorted(int(v) for v in np.unique(expected) if v)
+    assert written["segmentations"] == [
+        f"segmentations/patient-001/CT/category-{v}.nii.gz" for v in values
+    ]
+    assert written["segmentMap"] == {str(v): name_of_class[v - 1] for v in values}
+    for value in values:
+        mask = fastseg.load(by_category / f"segmentations/patient-001/CT/category-{value}.nii.gz")
+        np.testing.assert_array_equal(mask.labels, expected == value)
 
     # The binary export reads back and gives the same semantic map.
     (again,) = read_export(out, schema=schema)

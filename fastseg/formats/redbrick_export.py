@@ -44,6 +44,7 @@ __all__ = [
     "ExportSeries",
     "read_export",
     "write_binary_export",
+    "write_binary_semantic_export",
     "write_semantic_export",
 ]
 
@@ -328,6 +329,52 @@ def write_binary_export(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def write_binary_semantic_export(
+    series_list: Iterable[ExportSeries], schema: Schema, out_folder: str | os.PathLike[str]
+) -> Path:
+    """Write one binary NIfTI mask per category of every series (RedBrick's binary
+    semantic layout).
+
+    Each category present in a series gets
+    ``<out_folder>/segmentations/<task>/<series>/category-<value>.nii.gz`` (``value`` is
+    ``classId + 1`` for a RedBrick taxonomy): 1 where the semantic map of
+    :func:`write_semantic_export` holds the category. ``<out_folder>/tasks.json`` lists
+    the files, maps ``str(value)`` to the category name and sets ``binaryMask`` and
+    ``semanticMask`` true.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``tasks.json`` written.
+
+    Raises
+    ------
+    ValueError
+        As :func:`write_semantic_export`.
+    """
+    out = Path(out_folder)
+    layout = _Layout(out)
+    for item in series_list:
+        semantic, like = _combined_semantic(item, schema)
+        folder = layout.path(item, "")
+        folder.mkdir(parents=True, exist_ok=True)
+        written_paths: list[Path] = []
+        categories: dict[int, str] = {}
+        with _Writer() as writer:
+            for value, mask in binary_masks(semantic):
+                target = folder / f"category-{value}.nii.gz"
+                writer.save(target, mask, like)
+                written_paths.append(target)
+                categories[value] = schema.by_value(value).name
+        written = copy.deepcopy(dict(item.series))
+        written["segmentations"] = [p.relative_to(out).as_posix() for p in written_paths]
+        written["segmentMap"] = {str(v): categories[v] for v in sorted(categories)}
+        written["binaryMask"] = True
+        written["semanticMask"] = True
+        layout.add(item, written)
+    return layout.write_tasks()
 
 
 class _Writer:
