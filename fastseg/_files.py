@@ -42,6 +42,19 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
         raise
 
 
+def read_text_or_path(path_or_text: str | os.PathLike[str]) -> tuple[str, str]:
+    """The text of a file, or ``path_or_text`` itself when it is a ``str`` holding a line
+    break; and how to name it in errors (the file name, or ``<text>``)."""
+    if isinstance(path_or_text, str) and "\n" in path_or_text:
+        return path_or_text, "<text>"
+    source = os.fspath(path_or_text)
+    data = Path(source).read_bytes()
+    try:
+        return data.decode("utf-8-sig"), source
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not UTF-8 text: {error}") from None
+
+
 def write_text_atomically(target: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``target`` through :func:`atomic_path`."""
     with (

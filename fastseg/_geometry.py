@@ -49,17 +49,17 @@ def unpack_image(obj: object, name: str) -> tuple[object, np.ndarray | None]:
     if not _is_image(obj):
         return obj, None
     image: Any = obj
-    if name != "labels" and _scaled(image):
+    if name != "labels" and scaled(image.dataobj):
         array = np.asarray(image.get_fdata(dtype=np.float64))
     else:
         array = np.asanyarray(image.dataobj)
     return array, np.asarray(image.affine, dtype=np.float64)
 
 
-def _scaled(image: Any) -> bool:
-    """Whether a nibabel image's stored values are scaled on read (scl_slope/inter)."""
-    slope = getattr(image.dataobj, "slope", 1.0)
-    inter = getattr(image.dataobj, "inter", 0.0)
+def scaled(proxy: Any) -> bool:
+    """Whether a nibabel ``dataobj`` scales its stored values on read (scl_slope/inter)."""
+    slope = getattr(proxy, "slope", 1.0)
+    inter = getattr(proxy, "inter", 0.0)
     return not (slope in (None, 1.0) and inter in (None, 0.0))
 
 

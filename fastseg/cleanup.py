@@ -13,28 +13,34 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg import _geometry
-from fastseg._arrays import as_label_array
-from fastseg.components import Connectivity, label
+from fastseg._arrays import LabelArray, as_label_array
+from fastseg.components import Components, Connectivity, label
 from fastseg.relabel import remap, unique
 
 __all__ = ["dust", "largest_k"]
 
 
+def _component_sizes(components: Components) -> npt.NDArray[np.int64]:
+    """Voxel count of every component, indexed by component number (0: background)."""
+    ids, counts = unique(components.labels, return_counts=True)
+    sizes = np.zeros(components.count + 1, np.int64)
+    sizes[ids.astype(np.int64)] = counts
+    return sizes
+
+
 def _apply_keep(
-    labels: npt.NDArray[Any],
-    components: npt.NDArray[Any],
-    keep: npt.NDArray[np.bool_],
-    in_place: bool,
+    source: LabelArray, components: Components, keep: npt.NDArray[np.bool_], in_place: bool
 ) -> npt.NDArray[Any]:
-    """``labels`` where the component is kept, 0 elsewhere."""
-    kept = remap(components, keep.astype(np.uint8))
+    """The labels where their component is kept, 0 elsewhere (background is never kept)."""
+    keep[0] = False
+    kept = remap(components.labels, keep.astype(np.uint8)).view(np.bool_)
+    labels = source.original
     if in_place:
-        labels[kept == 0] = 0
+        source.writable_flat("labels")  # a clear error for read-only or copied inputs
+        labels[~kept] = 0
         return labels
-    source = as_label_array(labels)
-    result: npt.NDArray[Any] = np.where(kept != 0, labels, 0).astype(
-        source.dtype.newbyteorder("="), order=source.order
-    )
+    result = np.zeros(source.shape, source.dtype.newbyteorder("="), order=source.order)
+    np.copyto(result, labels, where=kept)
     return result
 
 
@@ -83,12 +89,8 @@ def dust(
     source = as_label_array(labels, ndims=(1, 2, 3))
     voxel = _geometry.resolve(source.original.ndim, spacing, None).voxel_volume
     components = label(labels, connectivity=connectivity)
-    ids, counts = unique(components.labels, return_counts=True)
-    sizes = np.zeros(components.count + 1, np.float64)
-    sizes[ids.astype(np.int64)] = counts * voxel
-    keep = sizes >= min_size
-    keep[0] = False
-    return _apply_keep(labels, components.labels, keep, in_place)
+    keep = _component_sizes(components) * voxel >= min_size
+    return _apply_keep(source, components, keep, in_place)
 
 
 def largest_k(
@@ -136,9 +138,7 @@ def largest_k(
     source = as_label_array(labels, ndims=(1, 2, 3))
     grouping = labels if per_label else (source.flat != 0).reshape(source.shape, order=source.order)
     components = label(grouping, connectivity=connectivity)
-    ids, counts = unique(components.labels, return_counts=True)
-    sizes = np.zeros(components.count + 1, np.int64)
-    sizes[ids.astype(np.int64)] = counts
+    sizes = _component_sizes(components)
     group = components.values.astype(np.int64)
     # Within each group (label value), rank components by size, larger first, then by
     # component number.
@@ -147,6 +147,4 @@ def largest_k(
     starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
     position = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
     rank[order] = position
-    keep = rank < k
-    keep[0] = False
-    return _apply_keep(labels, components.labels, keep, in_place)
+    return _apply_keep(source, components, rank < k, in_place)

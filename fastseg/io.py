@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fastseg import _geometry
 from fastseg._arrays import as_label_array, unsigned_of
 from fastseg._files import atomic_path
 from fastseg.dtypes import as_labels, fit_dtype
@@ -85,7 +86,7 @@ def load(path: str | os.PathLike[str]) -> LabelImage:
         image: Any = nibabel.load(name)
         proxy = image.dataobj
         stored = image.get_data_dtype()
-        scaled = _is_scaled(proxy)
+        scaled = _geometry.scaled(proxy)
         array = np.asarray(image.get_fdata(dtype=np.float64)) if scaled else np.asanyarray(proxy)
     except Exception as error:  # nibabel raises many kinds for damaged files
         raise ValueError(f"{name}: not a readable NIfTI image ({error})") from error
@@ -103,12 +104,6 @@ def load(path: str | os.PathLike[str]) -> LabelImage:
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
     return LabelImage(array, np.asarray(image.affine, dtype=np.float64), image.header)
-
-
-def _is_scaled(proxy: Any) -> bool:
-    slope = getattr(proxy, "slope", 1.0)
-    inter = getattr(proxy, "inter", 0.0)
-    return not (slope in (None, 1.0) and inter in (None, 0.0))
 
 
 def save(

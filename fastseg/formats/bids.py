@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastseg._files import write_text_atomically
+from fastseg._files import read_text_or_path, write_text_atomically
 from fastseg.schema import Category, Schema
 
 __all__ = ["read_dseg_tsv", "write_dseg_tsv"]
@@ -81,7 +81,7 @@ def read_dseg_tsv(path_or_text: str | os.PathLike[str]) -> Schema:
     >>> schema["White Matter"].color, dict(schema["White Matter"].attributes)
     ((47, 139, 190), {'abbreviation': 'WM', 'mapping': 2})
     """
-    text, source = _read_text(path_or_text)
+    text, source = read_text_or_path(path_or_text)
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     numbered = [(n, line) for n, line in enumerate(lines, start=1) if line]
     if not numbered:
@@ -228,15 +228,3 @@ def _cell(category: Category, column: str) -> str:
     if column == "mapping" and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"category {category.name!r}: mapping must be an integer, got {value!r}")
     return str(value)
-
-
-def _read_text(path_or_text: str | os.PathLike[str]) -> tuple[str, str]:
-    """The text, and how to name it in errors: the file name, or ``<text>``."""
-    if isinstance(path_or_text, str) and "\n" in path_or_text:
-        return path_or_text, "<text>"
-    source = os.fspath(path_or_text)
-    data = Path(source).read_bytes()
-    try:
-        return data.decode("utf-8-sig"), source
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{source}: not UTF-8 text: {error}") from None

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastseg._files import write_text_atomically
+from fastseg._files import read_text_or_path, write_text_atomically
 from fastseg.schema import Category, Schema
 
 __all__ = ["HEADER", "read_itksnap", "write_itksnap"]
@@ -104,7 +104,7 @@ def read_itksnap(path_or_text: str | os.PathLike[str]) -> Schema:
     >>> schema["Tumor"].color, dict(schema["Tumor"].attributes)
     ((0, 255, 0), {'alpha': 0.5, 'visible': True, 'mesh_visible': False})
     """
-    text, source = _read_text(path_or_text)
+    text, source = read_text_or_path(path_or_text)
     categories: list[Category] = []
     metadata: dict[str, Any] = {}
     value_lines: dict[int, int] = {}
@@ -246,15 +246,3 @@ def _flag(text: str, what: str, where: str) -> bool:
     if text not in ("0", "1"):
         raise ValueError(f"{where}: {what} {text!r} is not 0 or 1")
     return text == "1"
-
-
-def _read_text(path_or_text: str | os.PathLike[str]) -> tuple[str, str]:
-    """The text, and how to name it in errors: the file name, or ``<text>``."""
-    if isinstance(path_or_text, str) and "\n" in path_or_text:
-        return path_or_text, "<text>"
-    source = os.fspath(path_or_text)
-    data = Path(source).read_bytes()
-    try:
-        return data.decode("utf-8-sig"), source
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{source}: not UTF-8 text: {error}") from None
