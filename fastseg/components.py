@@ -38,7 +38,16 @@ _MIN_ROWS_PER_SLAB = 64
 
 
 class Components(NamedTuple):
-    """Result of :func:`label`; unpacks as ``cc, count, values = fastseg.label(x)``."""
+    """Result of :func:`label`; unpacks as ``cc, count, values = fastseg.label(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> result = fastseg.label(np.array([3, 3, 0, 3, 5], dtype=np.uint8))
+    >>> result.count, result.values.tolist(), result.labels.tolist()
+    (3, [0, 3, 3, 5], [1, 1, 0, 2, 3])
+    """
 
     labels: npt.NDArray[np.unsignedinteger[Any]]
     """Component map: 0 for background, components numbered 1..count."""

@@ -27,7 +27,15 @@ __all__ = ["LabelImage", "load", "save"]
 
 @dataclass(frozen=True)
 class LabelImage:
-    """A label map with its voxel-to-world affine and the header it came with."""
+    """A label map with its voxel-to-world affine and the header it came with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastseg import LabelImage
+    >>> LabelImage(np.zeros((2, 2, 2), np.uint8), np.diag([0.5, 0.5, 2.0, 1.0])).spacing
+    (0.5, 0.5, 2.0)
+    """
 
     labels: npt.NDArray[Any]
     affine: npt.NDArray[np.float64]
@@ -134,6 +142,15 @@ def save(
     ------
     TypeError, ValueError
         For labels that are not non-negative integers, or a malformed affine.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> import fastseg
+    >>> path = os.path.join(tempfile.mkdtemp(), "mask.nii.gz")
+    >>> fastseg.save(path, np.array([[True, False]]), affine=np.diag([0.8, 0.8, 3.0, 1.0]))
+    >>> fastseg.load(path).labels
+    array([[1, 0]], dtype=uint8)
     """
     import nibabel as _nibabel
 

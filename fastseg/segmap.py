@@ -24,6 +24,13 @@ class Segment:
 
     ``extra`` keeps whatever else the source format stored for the instance, so that
     writing the map back loses nothing.
+
+    Examples
+    --------
+    >>> from fastseg import Category, Schema, Segment
+    >>> schema = Schema([Category("L1", 1, parents=("Spine", "Vertebrae"))])
+    >>> Segment(["Spine", "Vertebrae", "L1"]).resolve(schema).value
+    1
     """
 
     category: str | tuple[str, ...]

@@ -38,6 +38,14 @@ class InstanceStats:
     Look a row up by id (``table[5]`` gives a dict), test membership (``5 in table``),
     iterate over the ids, or convert with :meth:`to_records`, :meth:`to_dict`,
     :meth:`to_json`, :meth:`to_csv` and :meth:`to_pandas`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> table = fastseg.stats(np.array([[0, 4, 4], [9, 9, 9]], dtype=np.uint8))
+    >>> len(table), list(table), 9 in table, table[4]["voxel_count"]
+    (2, [4, 9], True, 2)
     """
 
     ids: npt.NDArray[np.uint64]
