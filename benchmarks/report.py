@@ -437,9 +437,22 @@ def same_shape(fast: fastseg.InstanceStats, anchor: Any) -> Verdict:
     return Verdict(same, f"{len(ids)} ids, {'equal' if same else 'different'} voxel counts")
 
 
+# Modules beside this script that contribute rows of their own, each through a
+# ``rows(v: Volumes) -> list[Row]`` function; their rows follow the core ones, in this order.
+ROW_MODULES: tuple[str, ...] = ()
+
+
 def build_rows(v: Volumes) -> list[Row]:
-    """The rows of the table, in order. Append a row in a few lines: its callables fetch
-    their inputs from ``v`` and their anchor library through :func:`anchor_module`."""
+    """The rows of the table, in order: the core rows, then those of :data:`ROW_MODULES`."""
+    rows = core_rows(v)
+    for name in ROW_MODULES:
+        rows.extend(importlib.import_module(name).rows(v))
+    return rows
+
+
+def core_rows(v: Volumes) -> list[Row]:
+    """Relabel, label, statistics and export rows. Append a row in a few lines: its callables
+    fetch their inputs from ``v`` and their anchor library through :func:`anchor_module`."""
 
     def fastremap() -> Any:
         return anchor_module("fastremap")
