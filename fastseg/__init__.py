@@ -6,7 +6,7 @@ ITK-SNAP and BIDS and NIfTI input and output. Kernels are compiled with numba on
 use: importing fastseg compiles nothing and does not import numba.
 """
 
-from fastseg.cleanup import dust, largest_k
+from fastseg.cleanup import dust, fill_holes, largest_k
 from fastseg.components import Components, component_values, each, label
 from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
@@ -31,6 +31,7 @@ __all__ = [
     "convert",
     "dust",
     "each",
+    "fill_holes",
     "fit_dtype",
     "label",
     "largest_k",

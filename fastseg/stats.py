@@ -405,9 +405,24 @@ def contacts(
         )
     kind = {2: 6, 4: 6, 8: 26}.get(connectivity, connectivity)
     geometry = _geometry.resolve(ndim, spacing, affine if affine is not None else labels_affine)
+    low, high_ids, totals = contact_table(source, kind, geometry.face_areas())
+    return {
+        (int(a), int(b)): float(area)
+        for a, b, area in zip(low.tolist(), high_ids.tolist(), totals.tolist(), strict=True)
+    }
+
+
+def contact_table(
+    source: LabelArray, kind: int, face_areas: tuple[float, ...]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+    """Pairs of touching non-zero ids ``(a, b)`` with ``a < b``, sorted, and the area of
+    the faces they share (``face_areas[axis]`` per face normal to a caller axis).
+
+    ``kind`` is the 3-D neighbourhood (6, 18 or 26) of the contacts.
+    """
     dense, old_ids = dense_ids(source)
     if dense.size == 0:
-        return {}
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0)
     _, high = dense.value_range()
     view, transposed = dense.view_3d()
 
@@ -417,16 +432,18 @@ def contacts(
     n_ids = high + 1
     rows = view.shape[0] * view.shape[1]
     chunks = max(1, min(chunks_for(dense.size), rows))
-    bits = 10
+    # Touching pairs grow with the number of ids (a few per id in real maps); start with
+    # room for that and grow when a table overflows.
+    bits = max(10, min(22, (4 * n_ids).bit_length()))
     while True:
         keys, counters, overflow = adjacency.count_contacts(view, kind, n_ids, bits, chunks)
         if not overflow:
             break
         bits += 4
-    areas = geometry.face_areas()
     face_area = np.zeros(adjacency.N_COUNTERS)
+    ndim = source.original.ndim
     for view_axis in range(3 - ndim, 3):
-        face_area[view_axis] = areas[dense.caller_axis(view_axis, transposed)]
+        face_area[view_axis] = face_areas[dense.caller_axis(view_axis, transposed)]
     per_entry = counters @ face_area
     order = np.argsort(keys, kind="stable")
     keys, per_entry = keys[order], per_entry[order]
@@ -436,7 +453,4 @@ def contacts(
     high_ids = unique_keys % np.uint64(n_ids)
     if old_ids is not None:
         low, high_ids = old_ids[low], old_ids[high_ids]
-    return {
-        (int(a), int(b)): float(area)
-        for a, b, area in zip(low.tolist(), high_ids.tolist(), totals.tolist(), strict=True)
-    }
+    return low, high_ids, totals

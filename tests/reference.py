@@ -368,3 +368,95 @@ def stats_reference(
 
 
 __all__ += ["stats_reference"]
+
+
+# -- filling holes ------------------------------------------------------------------------
+# Section owned by tests/test_cleanup.py: holes found by flood fill from the border, one
+# label at a time, independent of the region graph fastseg works on.
+
+
+def _flood_regions(
+    inside: list[bool], shape: tuple[int, ...], offsets: list[tuple[int, ...]]
+) -> list[list[int]]:
+    """Connected sets of flat indices where ``inside`` holds (row-major indices)."""
+    from collections import deque
+
+    strides = [1] * len(shape)
+    for axis in range(len(shape) - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * shape[axis + 1]
+    seen = [False] * len(inside)
+    found = []
+    for start, wanted in enumerate(inside):
+        if not wanted or seen[start]:
+            continue
+        seen[start] = True
+        region, queue = [], deque([start])
+        while queue:
+            index = queue.popleft()
+            region.append(index)
+            coords = [(index // s) % n for s, n in zip(strides, shape, strict=True)]
+            for step in offsets:
+                target = 0
+                for coord, delta, stride, size in zip(coords, step, strides, shape, strict=True):
+                    if not 0 <= coord + delta < size:
+                        break
+                    target += (coord + delta) * stride
+                else:
+                    if inside[target] and not seen[target]:
+                        seen[target] = True
+                        queue.append(target)
+        found.append(region)
+    return found
+
+
+def fill_holes_reference(
+    labels: np.ndarray, per_label: bool = True, connectivity: int | None = None
+) -> np.ndarray:
+    """Holes filled as :func:`fastseg.fill_holes` documents it, by flood fill.
+
+    Per label ``L``: the regions of voxels other than ``L`` (under ``connectivity``,
+    default faces) that touch no border; their background voxels take ``L``, the label
+    of the smallest such region when several claim a voxel (ties: the lower label). With
+    ``per_label=False``: background regions touching no border take the label they
+    share the most voxel faces with (ties: the lower label).
+    """
+    shape = labels.shape
+    flat = _values(labels)
+    offsets = neighbour_offsets(len(shape), 1 if connectivity is None else connectivity)
+    faces = neighbour_offsets(len(shape), 1)
+    border = [
+        any(c in (0, n - 1) for c, n in zip(np.unravel_index(i, shape), shape, strict=True))
+        for i in range(len(flat))
+    ]
+    out = list(flat)
+    if per_label:
+        best: dict[int, tuple[int, int]] = {}
+        for value in sorted(set(flat) - {0}):
+            for region in _flood_regions([v != value for v in flat], shape, offsets):
+                if any(border[i] for i in region):
+                    continue
+                for i in region:
+                    if flat[i] == 0 and (i not in best or len(region) < best[i][0]):
+                        best[i] = (len(region), value)
+        for i, (_, value) in best.items():
+            out[i] = value
+    else:
+        for region in _flood_regions([v == 0 for v in flat], shape, offsets):
+            if any(border[i] for i in region):
+                continue
+            shared: dict[int, int] = {}
+            for i in region:
+                coords = np.unravel_index(i, shape)
+                for step in offsets:
+                    target = tuple(c + d for c, d in zip(coords, step, strict=True))
+                    if all(0 <= c < n for c, n in zip(target, shape, strict=True)):
+                        value = flat[int(np.ravel_multi_index(target, shape))]
+                        if value != 0:
+                            shared[value] = shared.get(value, 0) + (step in faces)
+            choice = min(shared, key=lambda v: (-shared[v], v))
+            for i in region:
+                out[i] = choice
+    return np.array(out, dtype=labels.dtype).reshape(shape)
+
+
+__all__ += ["fill_holes_reference"]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pytest
+import reference as ref
 import scipy.ndimage as ndi
+from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -105,3 +108,118 @@ def test_dust_in_physical_units_and_in_place() -> None:
 def test_bad_arguments(call: Any, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         call(np.ones((3, 3), np.uint8))
+
+
+# -- fill_holes -----------------------------------------------------------------------------
+
+sparse_volumes = hnp.arrays(
+    np.uint8,
+    hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=7),
+    elements=st.sampled_from([0, 0, 0, 1, 1, 1, 2, 2, 3]),
+)
+
+
+@given(sparse_volumes, st.booleans(), st.sampled_from([None, 1, 2, 3]), st.sampled_from("CF"))
+def test_fill_holes_matches_reference(
+    labels: np.ndarray, per_label: bool, hops: int | None, order: str
+) -> None:
+    hops = None if hops is None else min(hops, labels.ndim)
+    labels = np.asarray(labels, order=order)
+    before = labels.copy()
+    result = fastseg.fill_holes(labels, per_label=per_label, connectivity=hops)  # type: ignore[arg-type]
+    expected = ref.fill_holes_reference(labels, per_label, hops)
+    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(labels, before)
+    layout = "F_CONTIGUOUS" if order == "F" else "C_CONTIGUOUS"
+    assert result.flags[layout]
+
+
+@pytest.mark.parametrize("connectivity", [1, 2, 3])
+@pytest.mark.parametrize("per_label", [True, False])
+def test_fill_holes_of_a_binary_mask_equals_scipy(connectivity: int, per_label: bool) -> None:
+    rng = np.random.default_rng(connectivity)
+    mask = rng.random((24, 20, 18)) < 0.7
+    structure = ndi.generate_binary_structure(3, connectivity)
+    expected = ndi.binary_fill_holes(mask, structure=structure)
+    assert (expected != mask).sum() > 0  # the case has holes to fill
+    result = fastseg.fill_holes(mask, per_label=per_label, connectivity=connectivity)  # type: ignore[arg-type]
+    assert result.dtype == np.bool_
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_fill_holes_per_label_equals_scipy_on_each_label() -> None:
+    # Labels far apart: each label's holes are scipy's holes of its own mask.
+    rng = np.random.default_rng(7)
+    labels = np.zeros((30, 30, 12), np.uint16)
+    for value, (x, y) in enumerate([(0, 0), (15, 0), (0, 15), (15, 15)], start=1):
+        block = ndi.binary_opening(rng.random((14, 14, 12)) < 0.6)
+        labels[x : x + 14, y : y + 14][block] = value * 1000
+    expected = labels.copy()
+    for value in range(1000, 5000, 1000):
+        mask = labels == value
+        expected[ndi.binary_fill_holes(mask) & ~mask] = value
+    assert (expected != labels).any()
+    np.testing.assert_array_equal(fastseg.fill_holes(labels), expected)
+
+
+def test_fill_holes_nested_labels_fill_the_innermost() -> None:
+    labels = np.zeros((9, 9), np.int32)
+    labels[1:8, 1:8] = 1  # outer organ
+    labels[2:7, 2:7] = 0  # gap around the tumour
+    labels[3:6, 3:6] = 2  # tumour, itself hollow
+    labels[4, 4] = 0
+    result = fastseg.fill_holes(labels)
+    expected = labels.copy()
+    expected[2:7, 2:7][labels[2:7, 2:7] == 0] = 1  # the gap belongs to the organ
+    expected[4, 4] = 2  # the tumour's own hole is the innermost
+    np.testing.assert_array_equal(result, expected)
+    # As a whole, the gap and the tumour's hole are separate background regions.
+    whole = fastseg.fill_holes(labels, per_label=False)
+    assert whole[4, 4] == 2
+    assert whole[2, 2] == 1
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64]
+)
+def test_fill_holes_dtypes_including_the_largest_value(dtype: Any) -> None:
+    top = np.iinfo(dtype).max
+    labels = np.array([[top, top, top], [top, 0, top], [top, top, top]], dtype=dtype)
+    result = fastseg.fill_holes(labels)
+    assert result.dtype == labels.dtype
+    np.testing.assert_array_equal(result, np.full((3, 3), top, dtype))
+
+
+def test_fill_holes_edge_cases_and_in_place() -> None:
+    for empty in (np.zeros((0, 4), np.uint8), np.zeros(1, np.uint8), np.ones((1, 1, 1), bool)):
+        np.testing.assert_array_equal(fastseg.fill_holes(empty), empty)
+    no_background = np.full((3, 3), 5, np.uint8)
+    np.testing.assert_array_equal(fastseg.fill_holes(no_background), no_background)
+    swapped = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=">u2")
+    assert fastseg.fill_holes(swapped).tolist() == [[1] * 3] * 3
+    labels = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.uint8)
+    assert fastseg.fill_holes(labels, in_place=True) is labels
+    assert labels[1, 1] == 1
+    labels.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastseg.fill_holes(labels, in_place=True)
+    with pytest.raises(ValueError, match="connectivity"):
+        fastseg.fill_holes(labels, connectivity=6)
+    with pytest.raises(TypeError, match="as_labels"):
+        fastseg.fill_holes(labels.astype(float))
+
+
+def test_fill_holes_on_real_labels() -> None:
+    """Platynereis nuclei: per label equals scipy on each nucleus (bounding box crops)."""
+    path = shared_data_path("platynereis_nuclei.nii.gz") / "platynereis_nuclei.nii.gz"
+    labels = np.asanyarray(nib.load(path).dataobj)[:, :, :40]
+    result = fastseg.fill_holes(labels)
+    expected = labels.copy()
+    for value, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        crop = labels[box] == value
+        # Only background can be filled, and a nucleus' hole never crosses its own box.
+        holes = ndi.binary_fill_holes(crop) & (labels[box] == 0)
+        expected[box][holes] = value
+    np.testing.assert_array_equal(result, expected)
