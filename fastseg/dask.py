@@ -1,0 +1,955 @@
+"""fastseg on dask: chunked volumes and batches of files, on threads or a cluster.
+
+For volumes that outgrow memory (or one machine) and datasets of many files. Needs the
+optional extra: ``pip install 'fastseg[dask]'``; ``import fastseg`` never imports dask,
+this module is imported explicitly:
+
+- :func:`label`: connected components of a chunked (multilabel) dask array, equal to
+  :func:`fastseg.label` on the whole array, ids included;
+- :func:`stats`: per-instance statistics from per-block partial sums, one
+  :class:`fastseg.InstanceStats` table;
+- :func:`remap` and :func:`to_semantic`: block-wise relabeling, lazily;
+- :func:`map_files`: one function over many files on a ``dask.distributed`` client (or
+  any executor), every file's result or error kept;
+- :func:`from_nifti`: a NIfTI file as a lazy dask array, read block by block
+  (for zarr, ``dask.array.from_zarr`` is already lazy).
+
+Every block is one task running fastseg's kernels on one thread: dask provides the
+parallelism, across threads, processes or machines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+
+try:
+    import dask.array as da
+    from dask.base import compute, tokenize
+    from dask.delayed import Delayed, delayed
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("fastseg.dask needs dask: pip install 'fastseg[dask]'") from error
+
+import fastseg
+from fastseg import _geometry
+from fastseg._arrays import as_label_array
+from fastseg._jit import thread_limit
+from fastseg.components import _AS_3D, Components, Connectivity, _resolve_connectivity
+from fastseg.dtypes import check_dtype_holds, fit_dtype
+from fastseg.relabel import Missing, dense_ids
+from fastseg.schema import Schema
+from fastseg.segmap import SegmentMap
+from fastseg.stats import InstanceStats, _image_array
+
+__all__ = [
+    "DaskComponents",
+    "FileResult",
+    "from_nifti",
+    "label",
+    "map_files",
+    "nifti_files",
+    "remap",
+    "stats",
+    "to_semantic",
+]
+
+T = TypeVar("T")
+
+# Partial statistics tables are merged this many at a time (a tree of merge tasks).
+_MERGE_FAN_IN = 16
+
+
+def _check_labels(darr: object, name: str, ndims: tuple[int, ...] | None = (1, 2, 3)) -> da.Array:
+    """``darr`` as a dask array of integer or bool labels with known chunks (and
+    ``ndims`` dimensions)."""
+    if not isinstance(darr, da.Array):
+        raise TypeError(
+            f"{name} must be a dask array (dask.array.from_array, dask.array.from_zarr or "
+            f"fastseg.dask.from_nifti), got {type(darr).__module__}.{type(darr).__qualname__}"
+        )
+    # The same dtype and dimension checks, and messages, as fastseg's functions.
+    as_label_array(np.empty((0,) * darr.ndim, darr.dtype), name=name, ndims=ndims)
+    if any(np.isnan(size) for sizes in darr.chunks for size in sizes):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (shape {darr.shape}); call "
+            f"{name}.compute_chunk_sizes() first"
+        )
+    return darr
+
+
+def _lifted(darr: da.Array) -> da.Array:
+    """A 1-D or 2-D array as 3-D, with leading axes of size 1 (one block along them)."""
+    return darr[(None,) * (3 - darr.ndim)]
+
+
+def _blocks(volume: da.Array) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The blocks of a 3-D array as delayed objects, and the start of every block per axis."""
+    starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) for sizes in volume.chunks]
+    return volume.to_delayed(), starts
+
+
+def _corner(index: tuple[int, ...], starts: list[np.ndarray]) -> tuple[int, int, int]:
+    a, b, c = (int(starts[axis][i]) for axis, i in enumerate(index))
+    return a, b, c
+
+
+# -- connected components -----------------------------------------------------------------
+
+
+class DaskComponents(NamedTuple):
+    """Result of :func:`label`: lazy, like every dask collection.
+
+    ``labels`` is a dask array; ``count`` and ``values`` are ``dask.delayed`` objects that
+    share their work with it. Compute them together, ``compute(*result)``, or get a
+    :class:`fastseg.Components` with :meth:`compute`.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> result = fastseg.dask.label(da.from_array(np.array([1, 1, 0, 1, 2]), chunks=2))
+    >>> cc, count, values = result.compute(scheduler="sync")
+    >>> cc.tolist(), count, values.tolist()
+    ([1, 1, 0, 2, 3], 3, [0, 1, 1, 2])
+    """
+
+    labels: da.Array
+    """Component map, chunked like the input: 0 for background, components 1..count."""
+    count: Delayed  # the field shadows tuple.count on purpose
+    """Number of components (an int once computed)."""
+    values: Delayed
+    """``values[k]``: the input value of component ``k`` (a numpy array once computed)."""
+
+    def compute(self, **kwargs: Any) -> Components:
+        """Compute labels, count and values in one pass (keyword arguments go to
+        :func:`dask.compute`, e.g. ``scheduler``). The whole component map comes into
+        memory: for large volumes store ``labels`` instead, e.g. with ``to_zarr``."""
+        labels, count, values = compute(self.labels, self.count, self.values, **kwargs)
+        return Components(labels, count, values)
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """What joining needs to know of a labelled block, without its voxels."""
+
+    offset: int
+    """Added to the block's own ids to make its provisional ids."""
+    values: np.ndarray
+    """Input value of each piece (index 0: background)."""
+    first: np.ndarray
+    """Row-major index into the whole volume of each piece's first voxel."""
+
+
+def _label_block(
+    block: np.ndarray,
+    connectivity: int,
+    background: int,
+    corner: tuple[int, int, int],
+    shape: tuple[int, int, int],
+    offset: int,
+) -> tuple[np.ndarray, _Pieces]:
+    from fastseg._kernels import blockfaces
+
+    with thread_limit(1):
+        pieces, count, values = fastseg.label(
+            block, connectivity=cast(Connectivity, connectivity), background=background
+        )
+        view, transposed = as_label_array(pieces).view_3d()
+        first = blockfaces.first_voxels(view, transposed, count, corner, shape)
+    return pieces, _Pieces(offset, values, first)
+
+
+def _layer(
+    pieces: np.ndarray, summary: _Pieces, axis: int, last: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first or last layer of a block along ``axis``: provisional ids and values."""
+    index: list[Any] = [slice(None)] * 3
+    index[axis] = -1 if last else 0
+    layer = pieces[tuple(index)]
+    ids = layer.astype(np.uint64)
+    ids[layer != 0] += np.uint64(summary.offset)
+    values = summary.values.astype(np.uint64)[layer]
+    return np.ascontiguousarray(ids), np.ascontiguousarray(values)
+
+
+Layers = list[list[tuple[np.ndarray, np.ndarray] | None]]
+
+
+def _extended(layers: Layers) -> tuple[np.ndarray, np.ndarray]:
+    """A block's layer extended by one row and one column from the next blocks' layers
+    (``layers[r][s]``: ``r``, ``s`` steps along the layer's two axes; None: absent)."""
+    own = layers[0][0]
+    assert own is not None
+    n0, n1 = own[0].shape
+    rows = n0 + (layers[1][0] is not None)
+    columns = n1 + (layers[0][1] is not None)
+    out_ids = np.zeros((rows, columns), np.uint64)
+    out_values = np.zeros((rows, columns), np.uint64)
+    for r in (0, 1):
+        for s in (0, 1):
+            part = layers[r][s]
+            if part is None:
+                continue
+            target = (
+                slice(n0, n0 + 1) if r else slice(0, n0),
+                slice(n1, n1 + 1) if s else slice(0, n1),
+            )
+            source = (slice(0, 1) if r else slice(0, n0), slice(0, 1) if s else slice(0, n1))
+            out_ids[target] = part[0][source]
+            out_values[target] = part[1][source]
+    return out_ids, out_values
+
+
+def _face(lower: Layers, upper: Layers, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of provisional ids touching across one boundary between two blocks.
+
+    Each side is extended by one row and column into the next blocks along the plane,
+    so that diagonal contacts reaching into them are found; contacts reaching back into
+    the previous blocks are found by the boundaries of those.
+    """
+    from fastseg._kernels import blockfaces
+
+    lower_ids, lower_values = _extended(lower)
+    upper_ids, upper_values = _extended(upper)
+    return blockfaces.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
+
+
+def _resolve(
+    summaries: list[_Pieces],
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    stride: int,
+    dtype: np.dtype[Any],
+    values_dtype: np.dtype[Any],
+    background: int,
+) -> tuple[list[np.ndarray], int, np.ndarray]:
+    """Join the pieces of every block: per block, a table from its own ids to the final
+    ids; the number of components; the input value of each component."""
+    from fastseg._kernels import blockfaces
+
+    counts = np.array([s.values.size - 1 for s in summaries], np.int64)
+    node_start = np.zeros(len(summaries) + 1, np.int64)
+    node_start[1:] = np.cumsum(counts)
+    first = np.concatenate([s.first[1:] for s in summaries])
+
+    def nodes(provisional: np.ndarray) -> np.ndarray:
+        block = (provisional // np.uint64(stride)).astype(np.int64)
+        return node_start[block] + (provisional % np.uint64(stride)).astype(np.int64) - 1
+
+    left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
+    right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
+    number = blockfaces.join_pieces(first, nodes(left), nodes(right))
+    count = int(number.max()) if number.size else 0
+    check_dtype_holds(dtype, 0, count, "out_dtype")
+    values = np.empty(count + 1, values_dtype)
+    values[0] = background
+    values[number] = np.concatenate([s.values[1:] for s in summaries])
+    tables = [
+        np.concatenate([[0], number[node_start[b] : node_start[b + 1]]]).astype(dtype)
+        for b in range(len(summaries))
+    ]
+    return tables, count, values
+
+
+def _relabel(pieces: np.ndarray, table: np.ndarray) -> np.ndarray:
+    with thread_limit(1):
+        return fastseg.remap(pieces, table, out_dtype=table.dtype)
+
+
+def label(
+    darr: da.Array,
+    *,
+    connectivity: Connectivity | None = None,
+    background: int = 0,
+    out_dtype: npt.DTypeLike | None = None,
+) -> DaskComponents:
+    """Label the connected components of a chunked binary or multilabel dask array.
+
+    The result equals :func:`fastseg.label` on the whole array, ids included:
+    components are numbered 1, 2, ... in the order of their first voxel in row-major
+    (C) order of the whole array, whatever the chunking.
+
+    How: every block is labelled on its own with :func:`fastseg.label` (one task per
+    block, no dependency between blocks: each block's ids are offset by its index
+    times the largest block's voxel count). Pairs of pieces that touch across a
+    boundary between blocks (across faces, and for 18/26 and 8 connectivity also
+    across edges and corners) are found from the layers of voxels on either side, one
+    task per pair of neighbouring blocks; one task joins them with a union-find and
+    numbers the components by their first voxel; every block is then relabelled
+    through its own lookup table. Only block-sized arrays, boundary layers and
+    per-component tables are ever in one task. The per-block component maps are held
+    (in their smallest dtype) until the join is done.
+
+    Parameters
+    ----------
+    darr : dask.array.Array
+        1-D, 2-D or 3-D integer or bool labels, any chunking (chunk sizes known).
+    connectivity : int, optional
+        As for :func:`fastseg.label`: 4 or 8 in 2-D, 6, 18 or 26 in 3-D, or the number
+        of hops; default full (8 / 26).
+    background : int, optional
+        The value that is not labelled (default 0).
+    out_dtype : dtype, optional
+        Integer dtype of the component map. It has to be fixed before anything is
+        computed, so by default it is the smallest unsigned type that holds one id
+        per voxel (uint32 up to 4 G voxels); a dtype too small for the count raises
+        ``ValueError`` when computed.
+
+    Returns
+    -------
+    DaskComponents
+        ``(labels, count, values)``, lazy.
+
+    Raises
+    ------
+    TypeError
+        For anything but an integer or bool dask array, a float array, a non-integer
+        ``out_dtype``.
+    ValueError
+        For an invalid connectivity or background, more than 3 dimensions or unknown
+        chunk sizes; when computed, for negative labels or an ``out_dtype`` too small.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> organs = np.array([[1, 1, 0, 2],
+    ...                    [0, 0, 0, 2],
+    ...                    [1, 0, 2, 2]], dtype=np.uint8)
+    >>> cc, count, values = fastseg.dask.label(da.from_array(organs, chunks=2), connectivity=4)
+    >>> cc.compute(scheduler="sync")
+    array([[1, 1, 0, 2],
+           [0, 0, 0, 2],
+           [3, 0, 2, 2]], dtype=uint8)
+    >>> compute(count, values, scheduler="sync")
+    (3, array([0, 1, 2, 1], dtype=uint8))
+    """
+    array = _check_labels(darr, "darr")
+    # The connectivity and background checks of fastseg.label, and its messages.
+    fastseg.label(
+        np.zeros((1,) * array.ndim, array.dtype), connectivity=connectivity, background=background
+    )
+    kind = _AS_3D[_resolve_connectivity(connectivity, array.ndim)]
+    dtype = fit_dtype(max(array.size, 1)) if out_dtype is None else np.dtype(out_dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"out_dtype must be an integer dtype, got {dtype}")
+
+    volume = _lifted(array)
+    grid = volume.numblocks
+    blocks, starts = _blocks(volume)
+    stride = int(np.prod([max(sizes) for sizes in volume.chunks])) + 1
+    pieces = np.empty(grid, object)
+    summaries = np.empty(grid, object)
+    for index in np.ndindex(*grid):
+        offset = int(np.ravel_multi_index(index, grid)) * stride
+        pieces[index], summaries[index] = delayed(_label_block, nout=2, pure=True)(
+            blocks[index], kind, int(background), _corner(index, starts), volume.shape, offset
+        )
+
+    reach = {6: 0, 18: 1, 26: 2}[kind]
+    layers: dict[tuple[tuple[int, ...], int, bool], Delayed] = {}
+
+    def near(index: tuple[int, ...], axis: int, last: bool) -> list[list[Delayed | None]]:
+        """The layer of block ``index`` beside a boundary normal to ``axis`` and, where
+        contacts reach diagonally, those of the next blocks along the boundary."""
+        first_axis, second_axis = (a for a in range(3) if a != axis)
+        found: list[list[Delayed | None]] = [[None, None], [None, None]]
+        for r, s in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            if r + s > reach:
+                continue
+            other = list(index)
+            other[first_axis] += r
+            other[second_axis] += s
+            if other[first_axis] >= grid[first_axis] or other[second_axis] >= grid[second_axis]:
+                continue
+            key = (tuple(other), axis, last)
+            if key not in layers:
+                layers[key] = delayed(_layer, pure=True)(
+                    pieces[key[0]], summaries[key[0]], axis, last
+                )
+            found[r][s] = layers[key]
+        return found
+
+    pairs = []
+    for axis in range(3):
+        for index in np.ndindex(*grid):
+            if index[axis] + 1 < grid[axis]:
+                after = tuple(i + (a == axis) for a, i in enumerate(index))
+                pairs.append(
+                    delayed(_face, pure=True)(
+                        near(index, axis, True), near(after, axis, False), reach
+                    )
+                )
+
+    tables, count, values = delayed(_resolve, nout=3, pure=True)(
+        list(summaries.ravel()), pairs, stride, dtype, array.dtype, int(background)
+    )
+    relabelled = np.empty(grid, object)
+    for index in np.ndindex(*grid):
+        shape = tuple(volume.chunks[a][i] for a, i in enumerate(index))
+        table = tables[int(np.ravel_multi_index(index, grid))]
+        relabelled[index] = da.from_delayed(
+            delayed(_relabel, pure=True)(pieces[index], table),
+            shape,
+            dtype=dtype,
+            meta=np.empty((0, 0, 0), dtype),
+        )
+    labels = da.block(relabelled.tolist())[(0,) * (3 - array.ndim)]
+    return DaskComponents(labels, count, values)
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """Statistics of the ids of some blocks, to be merged with those of other blocks."""
+
+    ids: np.ndarray
+    count: np.ndarray
+    sums: np.ndarray
+    """``(n, 3)`` sum of the voxels' indices per axis (exact, int64)."""
+    lows: np.ndarray
+    stops: np.ndarray
+    intensity: np.ndarray
+    """``(n, 4)``: sum, min, max and the sum of squared deviations from the mean."""
+
+
+_SUM, _MIN, _MAX, _SQUARES = range(4)
+
+
+def _measure_block(
+    labels: np.ndarray, image: np.ndarray | None, corner: tuple[int, int, int]
+) -> _Partial:
+    from fastseg._kernels import measure
+
+    with thread_limit(1):
+        dense, old_ids = dense_ids(as_label_array(labels))
+        n_ids = dense.value_range()[1] + 1
+        view, transposed = dense.view_3d()
+        image_view = np.zeros((1, 1, 1)) if image is None else _image_array(image, dense, None)
+        if dense.size:
+            ints, floats = measure.measure(view, image_view, image is not None, False, n_ids, 1)
+        else:
+            ints = np.zeros((n_ids, measure.N_INT), np.int64)
+            floats = np.zeros((n_ids, measure.N_FLOAT))
+        counts = ints[:, measure.COUNT]
+        squares = np.zeros(n_ids)
+        if image is not None and dense.size:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.nan_to_num(floats[:, measure.TOTAL] / counts)
+            squares = measure.centered_squares(view, image_view, means, 1)
+    present = np.flatnonzero(counts[1:]) + 1
+    axes = [2 - axis if transposed else axis for axis in range(3)]
+    rows = ints[present]
+    count = counts[present]
+    start = np.array(corner, np.int64)
+    columns = (measure.TOTAL, measure.LOWEST, measure.HIGHEST)
+    return _Partial(
+        ids=present.astype(np.uint64) if old_ids is None else old_ids[present],
+        count=count,
+        sums=rows[:, [measure.SUM0 + a for a in axes]] + count[:, None] * start,
+        lows=rows[:, [measure.MIN0 + a for a in axes]] + start,
+        stops=rows[:, [measure.STOP0 + a for a in axes]] + start,
+        intensity=np.column_stack([floats[present][:, columns], squares[present]]),
+    )
+
+
+def _merge(parts: list[_Partial]) -> _Partial:
+    """One table from several: sums add up, boxes widen, and the squared deviations
+    combine through each part's distance from the merged mean (Chan et al.), which
+    keeps the precision of a two-pass variance in one pass over the data."""
+    ids, inverse = np.unique(np.concatenate([p.ids for p in parts]), return_inverse=True)
+    n = ids.size
+
+    def gather(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    counts = gather("count")
+    count = np.zeros(n, np.int64)
+    np.add.at(count, inverse, counts)
+    sums = np.zeros((n, 3), np.int64)
+    np.add.at(sums, inverse, gather("sums"))
+    lows = np.full((n, 3), np.iinfo(np.int64).max)
+    np.minimum.at(lows, inverse, gather("lows"))
+    stops = np.full((n, 3), -1, np.int64)
+    np.maximum.at(stops, inverse, gather("stops"))
+    parts_intensity = gather("intensity")
+    intensity = np.zeros((n, 4))
+    intensity[:, _MIN] = np.inf
+    intensity[:, _MAX] = -np.inf
+    np.add.at(intensity[:, _SUM], inverse, parts_intensity[:, _SUM])
+    np.minimum.at(intensity[:, _MIN], inverse, parts_intensity[:, _MIN])
+    np.maximum.at(intensity[:, _MAX], inverse, parts_intensity[:, _MAX])
+    with np.errstate(invalid="ignore"):
+        shift = parts_intensity[:, _SUM] / counts - (intensity[:, _SUM] / count)[inverse]
+        spread = parts_intensity[:, _SQUARES] + counts * shift * shift
+    np.add.at(intensity[:, _SQUARES], inverse, spread)
+    return _Partial(ids, count, sums, lows, stops, intensity)
+
+
+def _intensity_array(image: object, labels: da.Array) -> da.Array:
+    """The intensity image as a dask array chunked like the labels."""
+    if isinstance(image, np.ndarray):
+        image = da.from_array(image, chunks=labels.chunks)
+    if not isinstance(image, da.Array) or image.dtype.kind not in "biuf":
+        kind = f"dtype {image.dtype}" if isinstance(image, da.Array) else type(image).__name__
+        raise TypeError(f"image must be a dask or numpy array of numbers, got {kind}")
+    if image.shape != labels.shape:
+        raise ValueError(
+            f"image and labels must have the same shape, got image {image.shape} and "
+            f"labels {labels.shape}"
+        )
+    return image.rechunk(labels.chunks)
+
+
+def stats(
+    darr: da.Array,
+    image: da.Array | npt.NDArray[Any] | None = None,
+    *,
+    spacing: npt.ArrayLike | None = None,
+    affine: npt.ArrayLike | None = None,
+) -> InstanceStats:
+    """Measure every instance of a chunked label map: :func:`fastseg.stats` block by block.
+
+    Every block is measured on its own (counts, sums of voxel indices, boxes, and with
+    an image the sum, minimum, maximum and squared deviations from the block's mean);
+    the partial tables are merged in a tree of small tasks. Counts, boxes and
+    centroids equal :func:`fastseg.stats` exactly (integer sums); means, sums and
+    standard deviations agree to rounding (float sums are added in another order);
+    minimum and maximum exactly. Computes with the current dask scheduler (a
+    ``dask.distributed`` client when one is active).
+
+    Parameters
+    ----------
+    darr : dask.array.Array
+        1-D to 3-D integer map of instance ids, 0 for background.
+    image : dask.array.Array or numpy.ndarray, optional
+        Intensities of the same shape (rechunked like ``darr`` when needed); adds
+        ``mean``, ``std``, ``min``, ``max`` and ``sum``.
+    spacing : sequence of float, optional
+        Voxel size per axis; by default from ``affine``, else 1.
+    affine : array_like, optional
+        4 x 4 voxel-to-world matrix; adds ``centroid_world``.
+
+    Returns
+    -------
+    fastseg.InstanceStats
+        One row per id present, ascending (``surface`` is not measured).
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> labels = np.zeros((4, 4, 4), np.uint8)
+    >>> labels[1:3, 1:3, 1:3] = 7
+    >>> with dask.config.set(scheduler="sync"):
+    ...     table = fastseg.dask.stats(da.from_array(labels, chunks=2), spacing=(0.5, 0.5, 2))
+    >>> table.ids, table.voxel_count, table.volume
+    (array([7], dtype=uint64), array([8]), array([4.]))
+    >>> table.slices(7)
+    (slice(1, 3, None), slice(1, 3, None), slice(1, 3, None))
+    """
+    array = _check_labels(darr, "darr")
+    ndim = array.ndim
+    geometry = _geometry.resolve(ndim, spacing, affine)
+    blocks, starts = _blocks(_lifted(array))
+    images = None if image is None else _lifted(_intensity_array(image, array)).to_delayed()
+    partials = [
+        delayed(_measure_block, pure=True)(
+            blocks[index], None if images is None else images[index], _corner(index, starts)
+        )
+        for index in np.ndindex(*blocks.shape)
+    ]
+    while len(partials) > 1:
+        partials = [
+            delayed(_merge, pure=True)(partials[i : i + _MERGE_FAN_IN])
+            for i in range(0, len(partials), _MERGE_FAN_IN)
+        ]
+    (merged,) = compute(partials[0])
+    axes = list(range(3 - ndim, 3))
+    count = merged.count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroid = merged.sums[:, axes] / count[:, None]
+    columns: dict[str, Any] = {}
+    if geometry.affine is not None:
+        columns["centroid_world"] = geometry.to_world(centroid)
+    if image is not None:
+        n = count.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            columns["mean"] = merged.intensity[:, _SUM] / n
+            columns["std"] = np.where(n > 1, np.sqrt(merged.intensity[:, _SQUARES] / (n - 1)), 0.0)
+        columns["min"] = merged.intensity[:, _MIN]
+        columns["max"] = merged.intensity[:, _MAX]
+        columns["sum"] = merged.intensity[:, _SUM]
+    return InstanceStats(
+        ids=merged.ids,
+        voxel_count=count,
+        volume=count.astype(np.float64) * geometry.voxel_volume,
+        bbox=np.stack([merged.lows[:, axes], merged.stops[:, axes]], axis=-1),
+        centroid=centroid,
+        spacing=geometry.spacing,
+        **columns,
+    )
+
+
+# -- block-wise relabeling ----------------------------------------------------------------
+
+
+def _apply_block(
+    block: np.ndarray, function: Callable[..., Any], cast_to: np.dtype[Any], **kwargs: Any
+) -> np.ndarray:
+    with thread_limit(1):
+        result: np.ndarray = function(block, **kwargs)
+    return result.astype(cast_to, copy=False)
+
+
+def _blockwise(
+    darr: da.Array, func: Callable[..., Any], dtype: np.dtype[Any], **kwargs: Any
+) -> da.Array:
+    """``func(block, **kwargs)`` on every block, cast to one ``dtype``; each keyword
+    argument is stored once in the graph, not once per block."""
+    shared = {name: delayed(value, pure=True, traverse=False) for name, value in kwargs.items()}
+    return da.map_blocks(
+        _apply_block,
+        darr,
+        func,
+        dtype,
+        dtype=dtype,
+        meta=np.empty((0,) * darr.ndim, dtype),
+        **shared,
+    )
+
+
+def _kept_dtype(dtype: np.dtype[Any], labels: da.Array, keep: bool) -> np.dtype[Any]:
+    """Blocks keep the values the mapping does not cover: the result's dtype must hold
+    every value of the input's dtype too, whichever block holds them."""
+    return np.promote_types(dtype, labels.dtype) if keep else dtype
+
+
+def remap(
+    darr: da.Array,
+    mapping: Mapping[int, int] | npt.NDArray[np.integer],
+    *,
+    missing: Missing = "keep",
+    out_dtype: npt.DTypeLike | None = None,
+) -> da.Array:
+    """:func:`fastseg.remap` on every block of a dask array, lazily.
+
+    Parameters
+    ----------
+    darr : dask.array.Array
+        Integer or bool labels, any shape and chunking.
+    mapping, missing
+        As for :func:`fastseg.remap`; the mapping is stored once in the graph.
+    out_dtype : dtype, optional
+        Integer dtype of the result. By default the smallest unsigned type holding
+        every value the mapping produces, widened to the input's dtype with
+        ``missing="keep"`` (unmapped values pass through, and no block can be asked
+        in advance which ones it holds).
+
+    Returns
+    -------
+    dask.array.Array
+        Chunked like ``darr``.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> vertebrae = da.from_array(np.array([[0, 11, 12], [13, 13, 0]], np.uint32), chunks=2)
+    >>> fastseg.dask.remap(vertebrae, {11: 1, 12: 1, 13: 1}, missing=0).compute(scheduler="sync")
+    array([[0, 1, 1],
+           [1, 1, 0]], dtype=uint8)
+    """
+    _check_labels(darr, "darr", ndims=None)
+    # fastseg.remap's argument checks and dtype rule, on one voxel; "error" would fail
+    # on it, and adds no value of its own to the output range.
+    probe_missing: Missing = 0 if missing == "error" else missing
+    probe = fastseg.remap(
+        np.zeros(1, darr.dtype), mapping, missing=probe_missing, out_dtype=out_dtype
+    )
+    dtype = (
+        probe.dtype if out_dtype is not None else _kept_dtype(probe.dtype, darr, missing == "keep")
+    )
+    return _blockwise(darr, fastseg.remap, dtype, mapping=mapping, missing=missing, out_dtype=dtype)
+
+
+def to_semantic(
+    darr: da.Array,
+    segment_map: SegmentMap,
+    schema: Schema,
+    *,
+    unknown: Literal["error", "background", "keep"] = "error",
+) -> da.Array:
+    """:func:`fastseg.to_semantic` on every block of a dask instance map, lazily.
+
+    The dtype is the smallest unsigned type holding every category value (widened
+    to the input's dtype with ``unknown="keep"``).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> from fastseg import Category, Schema, Segment, SegmentMap
+    >>> schema = Schema([Category("Vertebra", 1), Category("Disc", 2)])
+    >>> spine = SegmentMap({1: Segment("Vertebra"), 2: Segment("Disc"), 3: Segment("Vertebra")})
+    >>> instances = da.from_array(np.array([0, 1, 2, 3, 3], np.uint16), chunks=2)
+    >>> fastseg.dask.to_semantic(instances, spine, schema).compute(scheduler="sync")
+    array([0, 1, 2, 1, 1], dtype=uint8)
+    """
+    _check_labels(darr, "darr", ndims=None)
+    # fastseg.to_semantic's argument checks and dtype rule, on one voxel of value 0,
+    # which every segment map maps (to background).
+    probe = fastseg.to_semantic(np.zeros(1, darr.dtype), segment_map, schema, unknown=unknown)
+    dtype = _kept_dtype(probe.dtype, darr, unknown == "keep")
+    return _blockwise(
+        darr, fastseg.to_semantic, dtype, segment_map=segment_map, schema=schema, unknown=unknown
+    )
+
+
+# -- reading lazily -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _NiftiBlocks:
+    """Array-like reading blocks of a NIfTI file through nibabel's proxy (picklable:
+    every worker opens the file itself)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    scaled: bool
+    labels: bool
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        import nibabel
+
+        block = np.asanyarray(nibabel.load(self.path).dataobj[index])  # type: ignore[attr-defined]
+        if self.labels:
+            try:
+                return fastseg.as_labels(block, dtype=self.dtype)
+            except ValueError as error:
+                raise ValueError(f"{self.path}: {error}") from None
+        return block.astype(self.dtype, copy=False)
+
+
+def from_nifti(
+    path: str | os.PathLike[str],
+    chunks: Any = "auto",
+    *,
+    dtype: npt.DTypeLike | None = None,
+) -> da.Array:
+    """A NIfTI file as a lazy dask array: every block is read on its own, by slicing
+    nibabel's array proxy (no block needs the rest of the volume in memory).
+
+    Uncompressed ``.nii`` files are read block by block directly. A ``.nii.gz`` is one
+    gzip stream, so every block decompresses the file up to its end (memory stays
+    small, time grows with the number of blocks); convert large volumes to zarr once.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.nii`` or ``.nii.gz`` file.
+    chunks : int, tuple or "auto"
+        Block shape, as for ``dask.array.from_array`` (``128`` for 128³ blocks).
+    dtype : dtype, optional
+        By default the values as stored (float64 when the file scales them with
+        ``scl_slope``/``scl_inter``). An integer dtype converts every block to labels
+        with :func:`fastseg.as_labels`, the opt-in for label maps stored as floats,
+        which refuses values that are not whole, non-negative and within the dtype.
+
+    Returns
+    -------
+    dask.array.Array
+        With the file's shape (axes as nibabel gives them). The affine is
+        ``nibabel.load(path).affine``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not a readable NIfTI image (when computed: if a block does not convert
+        to ``dtype``).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> import fastseg, fastseg.dask
+    >>> path = os.path.join(tempfile.mkdtemp(), "seg.nii")
+    >>> fastseg.save(path, np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    >>> blocks = fastseg.dask.from_nifti(path, chunks=(1, 3, 2))
+    >>> blocks.numblocks, int(blocks.sum().compute(scheduler="sync"))
+    ((2, 1, 2), 276)
+    """
+    import nibabel
+
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such file")
+    try:
+        image: Any = nibabel.load(name)
+        shape = tuple(int(n) for n in image.shape)
+        scaled = _geometry.scaled(image.dataobj)
+        stored = np.dtype(image.get_data_dtype())
+    except Exception as error:  # nibabel raises many kinds for damaged files
+        raise ValueError(f"{name}: not a readable NIfTI image ({error})") from error
+    labels = dtype is not None
+    if dtype is not None:
+        target = np.dtype(dtype)
+        if target.kind not in "iu":
+            raise TypeError(f"dtype must be an integer dtype, got {target}")
+    else:
+        target = np.dtype(np.float64) if scaled else stored
+    stat = os.stat(name)
+    source = _NiftiBlocks(os.path.abspath(name), shape, target, scaled, labels)
+    token = tokenize(source.path, stat.st_mtime_ns, stat.st_size, chunks, str(target))
+    return da.from_array(
+        source,
+        chunks=chunks,
+        name=f"from-nifti-{token}",
+        lock=False,
+        meta=np.empty((0,) * len(shape), target),
+    )
+
+
+# -- batches of files -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileResult(Generic[T]):
+    """What a function returned for one file of a batch, or the error it raised.
+
+    Examples
+    --------
+    >>> from fastseg.dask import FileResult
+    >>> FileResult("a.nii.gz", value=3).ok, FileResult("b.nii.gz", error="ValueError: bad").ok
+    (True, False)
+    """
+
+    source: Any
+    """The path (or item) the function was called with."""
+    value: T | None = None
+    """The function's result; None when it raised."""
+    error: str | None = None
+    """``"ExceptionType: message"`` when the function raised (or its worker died)."""
+    seconds: float = 0.0
+    """How long the call took on its worker."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def nifti_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The ``.nii`` and ``.nii.gz`` files below ``folder`` (recursively), sorted; a
+    RedBrick AI export folder gives its segmentation files.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from fastseg.dask import nifti_files
+    >>> nifti_files(tempfile.mkdtemp())
+    []
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    return sorted(
+        p for p in root.rglob("*") if p.name.endswith((".nii", ".nii.gz")) and p.is_file()
+    )
+
+
+def _run_file(func: Callable[[Any], T], source: Any) -> FileResult[T]:
+    started = time.perf_counter()
+    try:
+        value = func(source)
+    except Exception as error:  # any failure belongs to this file alone
+        return FileResult(source, error=_describe(error), seconds=time.perf_counter() - started)
+    return FileResult(source, value=value, seconds=time.perf_counter() - started)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def map_files(
+    func: Callable[[Any], T],
+    paths: str | os.PathLike[str] | Iterable[Any],
+    client: Any = None,
+) -> list[FileResult[T]]:
+    """Call ``func`` on every file of a batch, in parallel, keeping every file's result
+    or error: one file that fails (or whose worker dies) never stops the others.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(path)`` for one file, e.g. convert or measure it; it must pickle (a
+        module-level function or a ``functools.partial`` of one) to run in other
+        processes. Its return value must pickle too.
+    paths : folder or iterable
+        The files (any items ``func`` takes, e.g. the series of
+        :func:`fastseg.formats.redbrick_export.read_export`), or a folder: its
+        NIfTI files (:func:`nifti_files`).
+    client : dask.distributed.Client or concurrent.futures.Executor, optional
+        Where to run: a ``dask.distributed`` client (local or at a scheduler address),
+        or any executor (``client.get_executor()``, a process pool). By default dask's
+        current scheduler: the active distributed client if there is one, else threads.
+
+    Returns
+    -------
+    list of FileResult
+        One per file, in the order of ``paths``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np, fastseg, fastseg.dask
+    >>> folder = tempfile.mkdtemp()
+    >>> fastseg.save(os.path.join(folder, "a.nii.gz"), np.eye(3, dtype=np.uint8))
+    >>> open(os.path.join(folder, "b.nii.gz"), "w").close()
+    >>> def count(path):
+    ...     return len(fastseg.stats(fastseg.load(path).labels))
+    >>> for result in fastseg.dask.map_files(count, folder):
+    ...     print(os.path.basename(result.source), result.value, result.error is not None)
+    a.nii.gz 1 False
+    b.nii.gz None True
+    """
+    if isinstance(paths, str | os.PathLike):
+        sources: list[Any] = list(nifti_files(paths))
+    else:
+        sources = list(paths)
+    if client is None:
+        tasks = [delayed(_run_file, pure=False)(func, source) for source in sources]
+        return list(compute(*tasks))
+    futures: list[Any]
+    if isinstance(client, concurrent.futures.Executor):
+        futures = [client.submit(_run_file, func, source) for source in sources]
+    else:
+        from distributed import Client
+
+        if not isinstance(client, Client):
+            raise TypeError(
+                "client must be a dask.distributed.Client or a concurrent.futures.Executor, "
+                f"got {type(client).__name__}"
+            )
+        futures = client.map(_run_file, [func] * len(sources), sources, pure=False)
+    results: list[FileResult[T]] = []
+    for source, future in zip(sources, futures, strict=True):
+        try:
+            results.append(future.result())
+        except Exception as error:  # the worker died or the result did not unpickle
+            results.append(FileResult(source, error=_describe(error)))
+    return results
