@@ -6,6 +6,8 @@ ITK-SNAP and BIDS and NIfTI input and output. Kernels are compiled with numba on
 use: importing fastseg compiles nothing and does not import numba.
 """
 
+from fastseg._jit import ThreadSetting, cache_dir, get_threads, set_threads
+from fastseg._warmup import WarmupReport, warmup, warmup_operations
 from fastseg.cleanup import dust, fill_holes, largest_k
 from fastseg.components import Components, component_values, each, label
 from fastseg.convert import binary_masks, convert, to_instances, to_semantic
@@ -24,8 +26,11 @@ __all__ = [
     "Schema",
     "Segment",
     "SegmentMap",
+    "ThreadSetting",
+    "WarmupReport",
     "as_labels",
     "binary_masks",
+    "cache_dir",
     "component_values",
     "contacts",
     "convert",
@@ -33,6 +38,7 @@ __all__ = [
     "each",
     "fill_holes",
     "fit_dtype",
+    "get_threads",
     "label",
     "largest_k",
     "load",
@@ -40,9 +46,12 @@ __all__ = [
     "remap",
     "renumber",
     "save",
+    "set_threads",
     "stats",
     "to_instances",
     "to_semantic",
     "unique",
+    "warmup",
+    "warmup_operations",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,275 @@
+"""Compile the common kernel specialisations ahead of time.
+
+numba compiles a kernel the first time it meets a new combination of argument types and
+caches it on disk. :func:`warmup` runs every public operation on small inputs of each
+label dtype, which compiles (or loads) the serial twins the wrappers pick for them, then
+compiles the parallel version of every parallel kernel for the same argument types (and
+the serial twin for those only met in parallel), so that a process with a warm cache
+never compiles, whatever the size of its volumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["OPERATIONS", "WarmupReport", "warmup"]
+
+DEFAULT_DTYPES: tuple[npt.DTypeLike, ...] = (np.uint8, np.uint16, np.uint32)
+
+
+def _sample(dtype: np.dtype[Any]) -> np.ndarray:
+    """A small 3-D label map with touching labels, a hole and a few components."""
+    labels = np.zeros((3, 6, 7), dtype)
+    labels[:, 1:4, 1:3] = 1
+    labels[1, 4:6, 3:7] = 2
+    labels[2, 0, 6] = 1
+    labels[0, 5, 0] = 3
+    return labels
+
+
+def _many_components(dtype: np.dtype[Any]) -> np.ndarray:
+    """A 1-D map with 300 components, whose component map needs uint16."""
+    labels = np.zeros(600, dtype)
+    labels[::2] = 1
+    return labels
+
+
+def _sparse(dtype: np.dtype[Any]) -> np.ndarray | None:
+    """Sparse ids (hash tables instead of lookup tables), for dtypes that hold them."""
+    if dtype.itemsize < 4:
+        return None
+    labels = _sample(dtype)
+    return np.where(labels > 0, labels.astype(np.uint64) * 1_000_003, 0).astype(dtype)
+
+
+def _relabel(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    for labels in (_sample(dtype), _sparse(dtype)):
+        if labels is None:
+            continue
+        present = fastseg.unique(labels, return_counts=True)[0]
+        fastseg.remap(labels, {int(v): 1 for v in present})  # complete: the dense kernel
+        fastseg.remap(labels, {int(present[-1]): 300})  # partial, 16-bit output
+        fastseg.remap(labels, {int(present[-1]): 1}, missing=0)
+        fastseg.renumber(labels)
+        fastseg.mask(labels, present[:2])
+
+
+def _label(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    for labels in (_sample(dtype), _sample(dtype).T, _many_components(dtype)):
+        for connectivity in (None, 1):
+            fastseg.label(labels, connectivity=connectivity)
+
+
+def _stats(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    labels = _sample(dtype)
+    fastseg.stats(labels)
+    fastseg.stats(labels, labels.astype(np.float32), surface=True)
+    fastseg.contacts(labels)
+
+
+def _cleanup(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    labels = _sample(dtype)
+    fastseg.largest_k(labels)
+    fastseg.dust(labels, 2)
+
+
+def _components(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    labels = _sample(dtype)
+    components = fastseg.label(labels).labels
+    fastseg.component_values(components, labels)
+    for _ in fastseg.each(components):
+        pass
+    for _ in fastseg.binary_masks(labels):
+        pass
+
+
+def _conversions(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    schema = fastseg.Schema([fastseg.Category(name, value) for name, value in (("a", 1), ("b", 2))])
+    segments = fastseg.SegmentMap({1: fastseg.Segment("a"), 2: fastseg.Segment("b")})
+    labels = np.minimum(_sample(dtype), 2)
+    fastseg.to_semantic(labels, segments, schema)
+    fastseg.to_instances(labels, schema)
+    fastseg.to_instances(labels, schema, split=False)
+
+
+# Operation groups share kernels; each runs every public function of its group.
+OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
+    "relabel": _relabel,
+    "label": _label,
+    "stats": _stats,
+    "cleanup": _cleanup,
+    "components": _components,
+    "conversions": _conversions,
+}
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What :func:`fastseg.warmup` did.
+
+    Examples
+    --------
+    >>> import fastseg
+    >>> report = fastseg.warmup(["relabel"], dtypes=["uint8"])
+    >>> report.operations, report.compiled + report.loaded > 0
+    (('relabel',), True)
+    """
+
+    operations: tuple[str, ...]
+    """The operation groups warmed up."""
+    dtypes: tuple[np.dtype[Any], ...]
+    """The label dtypes warmed up."""
+    seconds: dict[str, float]
+    """Wall time per operation group, and ``"parallel"`` for the parallel versions."""
+    compiled: int
+    """Specialisations compiled (and written to the cache, where there is one)."""
+    loaded: int
+    """Specialisations loaded from the on-disk cache."""
+    cache_dir: str | None
+    """Where compiled kernels are cached; ``None`` when they compile in memory."""
+
+    @property
+    def total_seconds(self) -> float:
+        """Wall time of the whole warm-up."""
+        return sum(self.seconds.values())
+
+
+def _dtype_list(dtypes: Iterable[npt.DTypeLike]) -> tuple[np.dtype[Any], ...]:
+    result = []
+    for item in dtypes:
+        dtype = np.dtype(item)
+        if dtype.kind not in "biu":
+            raise TypeError(f"dtypes must be integer or bool label dtypes, got {dtype}")
+        result.append(dtype)
+    if not result:
+        raise ValueError("dtypes must name at least one label dtype")
+    return tuple(result)
+
+
+def _compile_twins() -> None:
+    """Give every parallel kernel's versions the same specialisations."""
+    from fastseg._jit import parallel_kernels
+
+    for kernel in parallel_kernels():
+        serial, parallel = kernel.serial, kernel.parallel
+        for signature in list(serial.signatures):
+            if signature not in parallel.signatures:
+                parallel.compile(signature)
+        for signature in list(parallel.signatures):
+            if signature not in serial.signatures:
+                serial.compile(signature)
+
+
+def warmup(
+    operations: Iterable[str] | None = None,
+    *,
+    dtypes: Iterable[npt.DTypeLike] = DEFAULT_DTYPES,
+    parallel: bool = True,
+) -> WarmupReport:
+    """Compile the kernels of common operations ahead of time.
+
+    Runs each operation group on small inputs of every dtype in ``dtypes`` and, with
+    ``parallel``, compiles the parallel version of every parallel kernel met (small
+    inputs run the serial twins). Compiled kernels land in the on-disk cache (see
+    ``fastseg.cache_dir()``), so call this once where the cache is written, e.g. while
+    building a container image, and every later process, data loader workers included,
+    starts warm. Calling it in a process whose cache is warm only loads the kernels,
+    which also makes the first real call fast.
+
+    Signed and bool labels share the kernels of the unsigned dtype of the same width, so
+    ``dtypes=["uint16"]`` covers int16 too.
+
+    Parameters
+    ----------
+    operations : iterable of str, optional
+        Groups from ``fastseg.warmup_operations()``: ``"relabel"`` (unique, remap,
+        renumber, mask), ``"label"``, ``"stats"`` (and contacts), ``"cleanup"`` (dust,
+        largest_k), ``"components"`` (each, component_values, binary_masks) and
+        ``"conversions"`` (to_semantic, to_instances). Default: all.
+    dtypes : iterable of dtype, optional
+        Label dtypes to compile for (default uint8, uint16 and uint32).
+    parallel : bool, optional
+        Also compile the parallel versions (default). Without, only what small inputs
+        use is compiled.
+
+    Returns
+    -------
+    WarmupReport
+        Groups and dtypes warmed up, time per group, and how many specialisations were
+        compiled or loaded from the cache.
+
+    Raises
+    ------
+    ValueError
+        For an unknown operation group or no dtypes.
+    TypeError
+        For a dtype that is not a label dtype.
+
+    Examples
+    --------
+    >>> import fastseg
+    >>> report = fastseg.warmup(["relabel"], dtypes=["uint8"], parallel=False)
+    >>> report.operations, report.seconds.keys() == {"relabel"}
+    (('relabel',), True)
+    """
+    from fastseg._jit import cache_dir, compile_counts
+
+    names = tuple(OPERATIONS) if operations is None else tuple(operations)
+    unknown = [name for name in names if name not in OPERATIONS]
+    if unknown or isinstance(operations, str):
+        raise ValueError(
+            f"unknown operations {unknown or operations!r}; choose from {', '.join(OPERATIONS)}"
+        )
+    chosen = _dtype_list(dtypes)
+    # Kernels see the unsigned dtype of each width; one sample per width suffices.
+    widths = tuple(dict.fromkeys(np.dtype(f"u{d.itemsize}") for d in chosen))
+    loaded_before, compiled_before = compile_counts()
+    seconds: dict[str, float] = {}
+    for name in names:
+        started = time.perf_counter()
+        for dtype in widths:
+            OPERATIONS[name](dtype)
+        seconds[name] = time.perf_counter() - started
+    if parallel:
+        started = time.perf_counter()
+        _compile_twins()
+        seconds["parallel"] = time.perf_counter() - started
+    loaded, compiled = compile_counts()
+    return WarmupReport(
+        operations=names,
+        dtypes=chosen,
+        seconds=seconds,
+        compiled=compiled - compiled_before,
+        loaded=loaded - loaded_before,
+        cache_dir=cache_dir(),
+    )
+
+
+def warmup_operations() -> tuple[str, ...]:
+    """The operation groups :func:`fastseg.warmup` knows.
+
+    Examples
+    --------
+    >>> import fastseg
+    >>> fastseg.warmup_operations()
+    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions')
+    """
+    return tuple(OPERATIONS)
