@@ -1,0 +1,105 @@
+"""The ``schema`` command: convert a category schema from one file format to another."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, cast
+
+from fastseg.cli.batch import USER_ERRORS, UsageError, describe_error
+from fastseg.cli.common import EXIT_FAILED, EXIT_OK
+from fastseg.formats.detect import FORMATS, SchemaFormat
+from fastseg.schema import Category, Schema
+
+_BY_SUFFIX: dict[str, SchemaFormat] = {".tsv": "bids", ".txt": "itksnap", ".label": "itksnap"}
+
+
+def consecutive(schema: Schema) -> Schema:
+    """The schema with its categories numbered 1..n in the order of their values (nnU-Net
+    needs consecutive labels; RedBrick's ``classId + 1`` may have gaps). Names, colours
+    and parents stay; a stored ``classId`` is dropped, since it follows from the value."""
+    ordered = sorted(schema, key=lambda c: c.value)
+    return Schema(
+        [
+            Category(
+                c.name,
+                rank,
+                color=c.color,
+                parents=c.parents,
+                attributes={k: v for k, v in c.attributes.items() if k != "classId"},
+            )
+            for rank, c in enumerate(ordered, start=1)
+        ],
+        metadata=schema.metadata,
+    )
+
+
+def target_format(path: str, chosen: str | None) -> SchemaFormat:
+    """``--to``, or the format the output's name implies."""
+    if chosen is not None:
+        return cast(SchemaFormat, chosen)
+    name = os.path.basename(path).lower()
+    if name == "dataset.json":
+        return "nnunet"
+    for suffix, form in _BY_SUFFIX.items():
+        if name.endswith(suffix):
+            return form
+    raise UsageError(f"say which format to write {path} in: --to nnunet, redbrick, itksnap or bids")
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    form = target_format(args.output, args.to)
+    if os.path.realpath(args.output) == os.path.realpath(args.input):
+        raise UsageError(f"the output {args.output} would replace the input")
+    if os.path.exists(args.output) and not args.overwrite:
+        print(
+            f"failed: {args.input}: the output {args.output} exists (--overwrite replaces it)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    try:
+        schema = Schema.load(args.input, args.from_format)
+        if args.renumber:
+            schema = consecutive(schema)
+        schema.save(args.output, form)
+    except USER_ERRORS as error:
+        reason = describe_error(error, args.input)
+        if form == "nnunet" and "consecutive" in reason and not args.renumber:
+            reason += " (--renumber numbers the categories 1..n)"
+        print(f"failed: {args.input}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    values = ", ".join(f"{c.name}={c.value}" for c in list(schema)[:6])
+    more = ", ..." if len(schema) > 6 else ""
+    print(f"wrote {args.output} ({form}, {len(schema)} categories: {values}{more})")
+    return EXIT_OK
+
+
+def register(
+    commands: Any, formatter: type[argparse.HelpFormatter], epilog: Callable[[str], str]
+) -> None:
+    parser = commands.add_parser(
+        "schema",
+        formatter_class=formatter,
+        help="convert a schema between formats (RedBrick taxonomy, nnU-Net, ITK-SNAP, BIDS)",
+        description="Read a category schema in one format and write it in another. The "
+        "input's format is detected from its name and content (or --from); the output's "
+        "from its name (dataset.json: nnU-Net, .tsv: BIDS, .txt/.label: ITK-SNAP) or --to.",
+        epilog=epilog(
+            """\
+  fastseg schema taxonomy.json dataset.json               # RedBrick -> nnU-Net v2
+  fastseg schema taxonomy.json dataset.json --renumber    # classIds with gaps -> 1..n
+  fastseg schema dataset.json labels.txt                  # nnU-Net -> ITK-SNAP
+  fastseg schema seg.seg.nrrd taxonomy.json --to redbrick # 3D Slicer -> RedBrick"""
+        ),
+    )
+    parser.add_argument("input", help="schema file to read")
+    parser.add_argument("output", help="schema file to write")
+    parser.add_argument("--from", dest="from_format", choices=FORMATS, help="input format")
+    parser.add_argument("--to", choices=[f for f in FORMATS if f != "slicer"], help="output format")
+    parser.add_argument(
+        "--renumber", action="store_true", help="number the categories 1..n in value order"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.set_defaults(handler=run_schema)

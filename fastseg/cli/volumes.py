@@ -1,0 +1,633 @@
+"""Commands that read label-map files one by one: info, to-semantic, to-instances, stats,
+relabel and clean.
+
+Each command is an options dataclass (plain data, so that it pickles to worker
+processes), a job function ``(options, job) -> result`` that does one file with the
+library's public functions, and a handler that plans the jobs and prints the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fastseg
+from fastseg._files import write_text_atomically
+from fastseg.cli.batch import (
+    Job,
+    Outcome,
+    UsageError,
+    plan,
+    prepare_folder,
+    reading_jobs,
+    split_suffix,
+)
+from fastseg.cli.common import (
+    batch_parent,
+    check_shared,
+    execute,
+    load_schema,
+    load_segment_map,
+    output_parent,
+    policy,
+)
+from fastseg.cli.progress import Progress
+from fastseg.components import Connectivity
+
+CONNECTIVITIES = (4, 6, 8, 18, 26)
+
+
+def _names(schema: str | None, segment_map: str | None) -> Callable[[int], str]:
+    """Label id -> its name: the segment map's category for an instance id, else the
+    schema's category for a semantic value; "" when neither knows the id."""
+    loaded_schema = load_schema(schema) if schema is not None else None
+    segments = load_segment_map(segment_map, schema) if segment_map is not None else None
+
+    def name(ident: int) -> str:
+        if ident == 0:
+            return "background"
+        if segments is not None:
+            if ident in segments:
+                category = segments[ident].category
+                return category if isinstance(category, str) else "/".join(category)
+            if ident in segments.groups:
+                return "overlap of " + ", ".join(map(str, segments.groups[ident]))
+            return ""
+        if loaded_schema is not None and ident in loaded_schema.values:
+            return loaded_schema.by_value(ident).name
+        return ""
+
+    return name
+
+
+def _add_names(parser: argparse.ArgumentParser, *, segment_map: bool = True) -> None:
+    parser.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, ITK-SNAP "
+        "labels or BIDS dseg.tsv (detected from the file)",
+    )
+    if segment_map:
+        parser.add_argument(
+            "--segment-map",
+            metavar="FILE",
+            help="RedBrick segmentMap JSON naming the instance ids (classIds need --schema)",
+        )
+
+
+# ------------------------------------------------------------------------------- info
+
+
+@dataclass(frozen=True)
+class InfoOptions:
+    schema: str | None
+    segment_map: str | None
+
+
+def info_job(options: InfoOptions, job: Job) -> dict[str, Any]:
+    """Shape, dtype, spacing and every id with its voxel count, volume and name."""
+    image = fastseg.load(job.source)
+    ids, counts = fastseg.unique(image.labels, return_counts=True)
+    voxel = float(np.prod(image.spacing)) if image.spacing else 1.0
+    name = _names(options.schema, options.segment_map)
+    return {
+        "file": job.source,
+        "shape": list(image.labels.shape),
+        "dtype": str(image.labels.dtype),
+        "spacing": list(image.spacing),
+        "voxel_volume": voxel,
+        "ids": [
+            {"id": int(i), "voxels": int(c), "volume": float(c) * voxel, "name": name(int(i))}
+            for i, c in zip(ids.tolist(), counts.tolist(), strict=True)
+        ],
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    shape = " x ".join(str(n) for n in info["shape"])
+    spacing = " x ".join(f"{s:g}" for s in info["spacing"])
+    foreground = sum(1 for row in info["ids"] if row["id"] != 0)
+    lines = [
+        f"{info['file']}: {shape} {info['dtype']}, spacing {spacing} mm "
+        f"({info['voxel_volume']:g} mm³ per voxel), {foreground} ids besides 0"
+    ]
+    lines.append(f"{'id':>12} {'voxels':>12} {'volume mm³':>14}  name")
+    for row in info["ids"]:
+        lines.append(
+            f"{row['id']:>12} {row['voxels']:>12,} {row['volume']:>14,.1f}  {row['name']}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    check_shared(args.schema, args.segment_map)
+    jobs, problems = reading_jobs(args.inputs)
+
+    def show(outcome: Outcome, progress: Progress) -> None:
+        text = json.dumps(outcome.result) if args.json else format_info(outcome.result)
+        progress.result(text)
+
+    work = functools.partial(info_job, InfoOptions(args.schema, args.segment_map))
+    status, _ = execute(args, work, jobs, problems, on_done=show)
+    return status
+
+
+# --------------------------------------------------------------------- to-semantic
+
+
+@dataclass(frozen=True)
+class SemanticOptions:
+    schema: str
+    segment_map: str
+    unknown: str
+
+
+def semantic_job(options: SemanticOptions, job: Job) -> None:
+    """Instance map -> semantic map through the segment map."""
+    image = fastseg.load(job.source)
+    schema = load_schema(options.schema)
+    segments = load_segment_map(options.segment_map, options.schema)
+    semantic = fastseg.to_semantic(image.labels, segments, schema, unknown=options.unknown)  # type: ignore[arg-type]
+    prepare_folder(job.outputs[0])
+    fastseg.save(job.outputs[0], semantic, like=image)
+
+
+def run_to_semantic(args: argparse.Namespace) -> int:
+    check_shared(args.schema, args.segment_map)
+    jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args))
+    work = functools.partial(
+        semantic_job, SemanticOptions(args.schema, args.segment_map, args.unknown)
+    )
+    return execute(args, work, jobs, problems)[0]
+
+
+# -------------------------------------------------------------------- to-instances
+
+
+@dataclass(frozen=True)
+class InstancesOptions:
+    schema: str
+    connectivity: int
+    split: bool
+
+
+def segment_map_path(output: str) -> str:
+    """The segment map written beside an instance map: ``x.nii.gz`` -> ``x.segmentMap.json``."""
+    return split_suffix(output)[0] + ".segmentMap.json"
+
+
+def instances_job(options: InstancesOptions, job: Job) -> int:
+    """Semantic map -> instances (connected components) and their segment map."""
+    image = fastseg.load(job.source)
+    schema = load_schema(options.schema)
+    instances, found = fastseg.to_instances(
+        image.labels, schema, connectivity=options.connectivity, split=options.split
+    )
+    prepare_folder(job.outputs[0])
+    fastseg.save(job.outputs[0], instances, like=image)
+    found.save(job.outputs[1])
+    return len(found)
+
+
+def run_to_instances(args: argparse.Namespace) -> int:
+    check_shared(args.schema)
+    jobs, problems = plan(
+        args.inputs, args.out, args.suffix, policy(args), extra=lambda out: [segment_map_path(out)]
+    )
+    work = functools.partial(
+        instances_job, InstancesOptions(args.schema, args.connectivity, not args.per_category)
+    )
+    return execute(args, work, jobs, problems)[0]
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    schema: str | None
+    segment_map: str | None
+    image: str | None
+    surface: bool
+
+
+def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
+    """One row per id: count, volume in mm³, box, centroids (and intensities)."""
+    import nibabel as _nibabel
+
+    nibabel: Any = _nibabel  # partly annotated
+    image = fastseg.load(job.source)
+    # As a nibabel image, the labels bring their affine, which fastseg.stats checks
+    # against the intensity image's.
+    labels: Any = nibabel.Nifti1Image(image.labels, image.affine, image.header)
+    intensities = nibabel.load(options.image) if options.image is not None else None
+    table = fastseg.stats(labels, intensities, surface=options.surface)
+    name = _names(options.schema, options.segment_map)
+    named = options.schema is not None or options.segment_map is not None
+    rows = []
+    for record in table.to_records():
+        row: dict[str, Any] = {"file": job.source, "id": record.pop("id")}
+        if named:
+            row["name"] = name(row["id"])
+        row.update(record)
+        rows.append(row)
+    return rows
+
+
+def stats_text(rows: list[dict[str, Any]], form: str) -> str:
+    """The rows as CSV (columns in order of first appearance) or a JSON array."""
+    if form == "json":
+        clean = [
+            {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in rows
+        ]
+        return json.dumps(clean, indent=1) + "\n"
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns) or ["file", "id"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    check_shared(args.schema, args.segment_map)
+    form = args.format or ("json" if (args.out or "").lower().endswith(".json") else "csv")
+    jobs, problems = reading_jobs(args.inputs)
+    if args.out is not None:
+        if os.path.realpath(args.out) in {os.path.realpath(job.source) for job in jobs}:
+            raise UsageError(f"the table {args.out} would replace an input")
+        if os.path.exists(args.out) and not args.overwrite:
+            raise UsageError(f"{args.out} exists (--overwrite replaces it)")
+    if args.image is not None and len(jobs) + len(problems) != 1:
+        raise UsageError("--image goes with a single label file")
+    work = functools.partial(
+        stats_job, StatsOptions(args.schema, args.segment_map, args.image, args.surface)
+    )
+    status, outcomes = execute(args, work, jobs, problems)
+    rows = [row for o in outcomes if o.status == "done" for row in o.result]
+    text = stats_text(rows, form)
+    if args.out is None:
+        print(text, end="")
+    else:
+        prepare_folder(args.out)
+        write_text_atomically(args.out, text)
+    return status
+
+
+# ------------------------------------------------------------------------- relabel
+
+
+@dataclass(frozen=True)
+class RelabelOptions:
+    mapping: dict[int, int] | None
+    missing: str | int
+
+
+def read_mapping(path: str) -> dict[int, int]:
+    """A mapping file: a JSON object ``{"old": new}`` or a list of pairs, or text with
+    two integer columns (comma, tab or space separated; a header line is allowed)."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    pairs: list[tuple[object, object]] = []
+    if path.lower().endswith(".json"):
+        content = json.loads(text)
+        if isinstance(content, dict):
+            pairs = list(content.items())
+        elif isinstance(content, list) and all(
+            isinstance(p, list) and len(p) == 2 for p in content
+        ):
+            pairs = [(p[0], p[1]) for p in content]
+        else:
+            raise ValueError('expected a JSON object {"old": new, ...} or a list of [old, new]')
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            fields = line.replace(",", " ").replace("\t", " ").split()
+            if not fields or line.lstrip().startswith("#"):
+                continue
+            if len(fields) != 2:
+                raise ValueError(f"line {number}: expected two columns (old new), got {line!r}")
+            if number == 1 and not all(f.lstrip("-").isdigit() for f in fields):
+                continue  # a header
+            pairs.append((fields[0], fields[1]))
+    mapping: dict[int, int] = {}
+    for old, new in pairs:
+        try:
+            key, value = int(str(old)), int(str(new))
+        except ValueError:
+            raise ValueError(f"ids must be whole numbers, got {old!r} -> {new!r}") from None
+        if key < 0 or value < 0:
+            raise ValueError(f"ids must be non-negative, got {old!r} -> {new!r}")
+        mapping[key] = value
+    if not mapping:
+        raise ValueError("the mapping is empty")
+    return mapping
+
+
+def relabel_job(options: RelabelOptions, job: Job) -> int:
+    """Map ids through the mapping, or renumber them 1..n; returns the ids written."""
+    image = fastseg.load(job.source)
+    if options.mapping is None:
+        labels, mapping = fastseg.renumber(image.labels)
+        count = len(mapping)
+    else:
+        labels = fastseg.remap(image.labels, options.mapping, missing=options.missing)  # type: ignore[arg-type]
+        count = len(options.mapping)
+    prepare_folder(job.outputs[0])
+    fastseg.save(job.outputs[0], labels, like=image)
+    return count
+
+
+def _missing(value: str) -> str | int:
+    if value in ("keep", "error"):
+        return value
+    try:
+        fill = int(value)
+    except ValueError:
+        fill = -1
+    if fill < 0:
+        raise argparse.ArgumentTypeError(f"expected keep, error or an id >= 0, got {value!r}")
+    return fill
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    mapping = None
+    if args.mapping is not None:
+        try:
+            mapping = read_mapping(args.mapping)
+        except (ValueError, OSError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise UsageError(f"{args.mapping}: {reason}") from None
+    jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args))
+    work = functools.partial(relabel_job, RelabelOptions(mapping, args.missing))
+    return execute(args, work, jobs, problems)[0]
+
+
+# --------------------------------------------------------------------------- clean
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    dust: float | None
+    dust_mm3: float | None
+    largest_k: int | None
+    foreground: bool
+    connectivity: Connectivity | None
+    fill_holes: bool
+
+
+def fill_holes_function() -> Callable[..., Any] | None:
+    """``fastseg.fill_holes`` where this version of the library has it."""
+    function: Callable[..., Any] | None = getattr(fastseg, "fill_holes", None)
+    return function
+
+
+def clean_job(options: CleanOptions, job: Job) -> int:
+    """Dust, then keep the largest components, then fill holes; returns the voxels changed."""
+    image = fastseg.load(job.source)
+    labels = image.labels
+    if options.dust is not None:
+        labels = fastseg.dust(labels, options.dust, connectivity=options.connectivity)
+    if options.dust_mm3 is not None:
+        labels = fastseg.dust(
+            labels,
+            options.dust_mm3,
+            connectivity=options.connectivity,
+            spacing=image.spacing,
+        )
+    if options.largest_k is not None:
+        labels = fastseg.largest_k(
+            labels,
+            options.largest_k,
+            connectivity=options.connectivity,
+            per_label=not options.foreground,
+        )
+    fill = fill_holes_function()
+    if options.fill_holes and fill is not None:
+        labels = fill(labels, per_label=not options.foreground)
+    prepare_folder(job.outputs[0])
+    fastseg.save(job.outputs[0], labels, like=image)
+    return int(np.count_nonzero(labels != image.labels))
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    if (
+        args.dust is None
+        and args.dust_mm3 is None
+        and args.largest_k is None
+        and not args.fill_holes
+    ):
+        raise UsageError("say what to clean: --dust, --dust-mm3, --largest-k or --fill-holes")
+    if args.fill_holes and fill_holes_function() is None:
+        raise UsageError("--fill-holes needs a fastseg with fastseg.fill_holes")
+    jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args))
+    options = CleanOptions(
+        args.dust,
+        args.dust_mm3,
+        args.largest_k,
+        args.foreground,
+        args.connectivity,
+        args.fill_holes,
+    )
+    return execute(args, functools.partial(clean_job, options), jobs, problems)[0]
+
+
+# ------------------------------------------------------------------------- parsers
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+        return number
+
+    return parse
+
+
+def register(
+    commands: Any, formatter: type[argparse.HelpFormatter], epilog: Callable[[str], str]
+) -> None:
+    """Add the commands of this module to the ``commands`` subparsers."""
+    running = batch_parent()
+    inputs = {"nargs": "+", "metavar": "INPUT", "help": "NIfTI files, folders or glob patterns"}
+
+    parser = commands.add_parser(
+        "info",
+        parents=[running],
+        formatter_class=formatter,
+        help="shape, dtype, spacing and the ids of label maps, with voxel counts, mm³ and names",
+        description="Print the shape, dtype and spacing of label maps and every id with its "
+        "voxel count, volume in mm³ and, given a schema or segment map, its name.",
+        epilog=epilog(
+            """\
+  fastseg info labels.nii.gz
+  fastseg info labelsTr/ --schema dataset.json
+  fastseg info case.nii.gz --segment-map segmentMap.json --schema taxonomy.json
+  fastseg info 'data/**/*.nii.gz' --json > ids.jsonl"""
+        ),
+    )
+    parser.add_argument("inputs", **inputs)
+    _add_names(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.set_defaults(handler=run_info)
+
+    parser = commands.add_parser(
+        "to-semantic",
+        parents=[running, output_parent("_semantic")],
+        formatter_class=formatter,
+        help="instance maps -> semantic maps through a segment map",
+        description="Turn instance maps into semantic maps: every instance id becomes the "
+        "value of its category (from the segment map) in the schema.",
+        epilog=epilog(
+            """\
+  fastseg to-semantic case.nii.gz --segment-map segmentMap.json --schema taxonomy.json
+  fastseg to-semantic instances/ -o semantic/ --segment-map map.json --schema dataset.json -j 4
+  fastseg to-semantic case.nii.gz -o case_sem.nii.gz --segment-map map.json \\
+      --schema taxonomy.json --unknown background"""
+        ),
+    )
+    parser.add_argument("inputs", **inputs)
+    parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
+    parser.add_argument(
+        "--segment-map", metavar="FILE", required=True, help="RedBrick segmentMap JSON"
+    )
+    parser.add_argument(
+        "--unknown",
+        choices=("error", "background", "keep"),
+        default="error",
+        help="ids the segment map lacks: fail the file (default), make them 0, or keep them",
+    )
+    parser.set_defaults(handler=run_to_semantic)
+
+    parser = commands.add_parser(
+        "to-instances",
+        parents=[running, output_parent("_instances")],
+        formatter_class=formatter,
+        help="semantic maps -> instances by connected components, with a segment map",
+        description="Split semantic maps into instances (connected components of every "
+        "category) and write each instance map with its segment map, "
+        "<name>.segmentMap.json, beside it.",
+        epilog=epilog(
+            """\
+  fastseg to-instances semantic.nii.gz --schema dataset.json
+  fastseg to-instances labelsTr/ -o instances/ --schema dataset.json --connectivity 6 -j 2
+  fastseg to-instances seg.nii.gz --schema taxonomy.json --per-category"""
+        ),
+    )
+    parser.add_argument("inputs", **inputs)
+    parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
+    parser.add_argument(
+        "--connectivity", type=int, choices=CONNECTIVITIES, default=26, help="default 26 (8 in 2-D)"
+    )
+    parser.add_argument(
+        "--per-category",
+        action="store_true",
+        help="one instance per category present instead of one per connected component",
+    )
+    parser.set_defaults(handler=run_to_instances)
+
+    parser = commands.add_parser(
+        "stats",
+        parents=[running],
+        formatter_class=formatter,
+        help="per-instance statistics in mm (CSV or JSON)",
+        description="Measure every id of label maps: voxel count, volume in mm³, bounding "
+        "box, centroid in voxels and in world coordinates (and intensities with --image). "
+        "One table for all inputs, with the file in its first column.",
+        epilog=epilog(
+            """\
+  fastseg stats case.nii.gz
+  fastseg stats labelsTr/ --schema dataset.json -o stats.csv -j 2
+  fastseg stats case.nii.gz --image ct.nii.gz --surface -o stats.json"""
+        ),
+    )
+    parser.add_argument("inputs", **inputs)
+    _add_names(parser)
+    parser.add_argument(
+        "-o", "--out", metavar="FILE", help="table file (.csv or .json); default: CSV on stdout"
+    )
+    parser.add_argument("--format", choices=("csv", "json"), help="default: from --out's name")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing table")
+    parser.add_argument(
+        "--image", metavar="FILE", help="intensity image of the same grid (one input only)"
+    )
+    parser.add_argument("--surface", action="store_true", help="add the surface area in mm²")
+    parser.set_defaults(handler=run_stats)
+
+    parser = commands.add_parser(
+        "relabel",
+        parents=[running, output_parent("_relabeled")],
+        formatter_class=formatter,
+        help="map ids through a mapping file, or renumber them 1..n",
+        description="Change the ids of label maps: through a mapping file (JSON "
+        '{"old": new} or two columns of text), or renumbered to 1..n in ascending order.',
+        epilog=epilog(
+            """\
+  fastseg relabel seg.nii.gz --mapping merge.json          # {"11": 1, "12": 1, "13": 1}
+  fastseg relabel labels/ -o relabeled/ --mapping ids.csv --missing error
+  fastseg relabel seg.nii.gz --renumber -o seg_renumbered.nii.gz"""
+        ),
+    )
+    parser.add_argument("inputs", **inputs)
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--mapping", metavar="FILE", help="old -> new ids (JSON, CSV, TSV or text)")
+    how.add_argument("--renumber", action="store_true", help="ids 1..n, 0 stays 0")
+    parser.add_argument(
+        "--missing",
+        type=_missing,
+        default="keep",
+        help="ids the mapping lacks: keep (default), error (fail the file), or an id to write",
+    )
+    parser.set_defaults(handler=run_relabel)
+
+    parser = commands.add_parser(
+        "clean",
+        parents=[running, output_parent("_clean")],
+        formatter_class=formatter,
+        help="remove small components (dust) or keep the largest ones",
+        description="Post-process label maps, every label on its own: remove connected "
+        "components smaller than a size (--dust voxels, --dust-mm3 volume), then keep the "
+        "k largest components of every label (--largest-k), then fill holes "
+        "(--fill-holes).",
+        epilog=epilog(
+            """\
+  fastseg clean pred.nii.gz --largest-k 1                  # nnU-Net's largest component
+  fastseg clean predictions/ -o cleaned/ --dust-mm3 50 -j 2
+  fastseg clean seg.nii.gz --dust 100 --largest-k 2 --connectivity 6 --fill-holes"""
+        ),
+    )
+    parser.add_argument("inputs", **inputs)
+    parser.add_argument("--dust", type=_positive(int), metavar="VOXELS", help="smallest size kept")
+    parser.add_argument(
+        "--dust-mm3", type=_positive(float), metavar="VOLUME", help="smallest volume kept, in mm³"
+    )
+    parser.add_argument(
+        "--largest-k", type=_positive(int), metavar="K", help="keep the K largest components"
+    )
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help="with --largest-k and --fill-holes: treat the foreground as one region",
+    )
+    parser.add_argument(
+        "--fill-holes", action="store_true", help="fill background enclosed by a label"
+    )
+    parser.add_argument(
+        "--connectivity", type=int, choices=CONNECTIVITIES, help="default: full (26, 8 in 2-D)"
+    )
+    parser.set_defaults(handler=run_clean)
