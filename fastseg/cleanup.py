@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
+from fastseg._tensors import accepts_tensors
 from fastseg.components import (
     _AS_3D,
     Components,
@@ -51,6 +52,7 @@ def _apply_keep(
     return result
 
 
+@accepts_tensors
 def dust(
     labels: npt.NDArray[Any],
     min_size: float,
@@ -100,6 +102,7 @@ def dust(
     return _apply_keep(source, components, keep, in_place)
 
 
+@accepts_tensors
 def largest_k(
     labels: npt.NDArray[Any],
     k: int = 1,
@@ -157,6 +160,7 @@ def largest_k(
     return _apply_keep(source, components, rank < k, in_place)
 
 
+@accepts_tensors
 def fill_holes(
     labels: npt.NDArray[Any],
     *,

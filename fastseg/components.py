@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from fastseg._arrays import as_label_array
 from fastseg._jit import current_threads, thread_limit
+from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 from fastseg.relabel import dense_ids
 
@@ -71,6 +72,7 @@ def _resolve_connectivity(connectivity: int | None, ndim: int) -> int:
     return choices[connectivity]
 
 
+@accepts_tensors
 def label(
     labels: npt.NDArray[Any],
     *,
@@ -207,6 +209,7 @@ def _caller_box(box: np.ndarray, ndim: int, transposed: bool) -> tuple[slice, ..
     return tuple(reversed(slices)) if transposed else tuple(slices)
 
 
+@accepts_tensors
 def each(
     components: npt.NDArray[Any], *, crop: bool = True
 ) -> Iterator[tuple[int, npt.NDArray[np.bool_], tuple[slice, ...]]]:
@@ -267,6 +270,7 @@ def each(
         yield identity, mask, bbox
 
 
+@accepts_tensors
 def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """The value of ``labels`` under each component of ``components``.
 

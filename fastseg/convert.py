@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg._arrays import as_label_array, flat_view
+from fastseg._tensors import accepts_tensors
 from fastseg.components import label
 from fastseg.relabel import dense_ids, remap, unique
 from fastseg.schema import Schema
@@ -42,6 +43,7 @@ def _category_values(segment_map: SegmentMap, schema: Schema) -> dict[int, int]:
     return values
 
 
+@accepts_tensors
 def to_semantic(
     instances: npt.NDArray[Any],
     segment_map: SegmentMap,
@@ -86,6 +88,7 @@ def to_semantic(
     return remap(instances, mapping, missing=missing)
 
 
+@accepts_tensors
 def to_instances(
     semantic: npt.NDArray[Any],
     schema: Schema,
@@ -162,6 +165,7 @@ def _check_values(present: Iterable[int], schema: Schema) -> None:
         )
 
 
+@accepts_tensors
 def convert(
     semantic: npt.NDArray[Any],
     source: Schema,
@@ -218,6 +222,7 @@ def convert(
     return remap(semantic, mapping, missing="error")
 
 
+@accepts_tensors
 def binary_masks(
     instances: npt.NDArray[Any], segment_map: SegmentMap | None = None
 ) -> Iterator[tuple[int, npt.NDArray[np.bool_]]]:

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fastseg._tensors import accepts_tensors
+
 __all__ = ["as_labels", "fit_dtype"]
 
 _UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
@@ -65,6 +67,7 @@ def check_dtype_holds(dtype: np.dtype[Any], low: int, high: int, what: str) -> N
         )
 
 
+@accepts_tensors
 def as_labels(
     array: npt.ArrayLike, *, dtype: npt.DTypeLike | None = None
 ) -> npt.NDArray[np.integer]:

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from fastseg._arrays import LabelArray, as_label_array, unsigned_of
 from fastseg._jit import chunks_for
+from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 
 __all__ = ["mask", "remap", "renumber", "unique"]
@@ -66,6 +67,7 @@ def unique(
 def unique(
     labels: npt.NDArray[Any], *, return_counts: bool
 ) -> npt.NDArray[Any] | tuple[npt.NDArray[Any], npt.NDArray[np.int64]]: ...
+@accepts_tensors
 def unique(
     labels: npt.NDArray[Any], *, return_counts: bool = False
 ) -> npt.NDArray[Any] | tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
@@ -319,6 +321,7 @@ def _raise_missing(source: LabelArray, keys: np.ndarray, n_missing: int) -> None
     )
 
 
+@accepts_tensors
 def remap(
     labels: npt.NDArray[Any],
     mapping: Mapping[int, int] | npt.NDArray[np.integer],
@@ -383,6 +386,7 @@ def remap(
     )
 
 
+@accepts_tensors
 def renumber(
     labels: npt.NDArray[Any],
     *,
@@ -497,6 +501,7 @@ def _renumber_hashed(
     return out, dict(zip(sorted_keys.tolist(), new_ids.tolist(), strict=True))
 
 
+@accepts_tensors
 def mask(
     labels: npt.NDArray[Any],
     keep: Iterable[int] | npt.NDArray[np.integer] | None = None,

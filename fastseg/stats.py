@@ -21,6 +21,7 @@ from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._files import atomic_path
 from fastseg._jit import thread_limit
+from fastseg._tensors import accepts_tensors
 from fastseg.relabel import dense_ids
 
 __all__ = ["InstanceStats", "contacts", "stats"]
@@ -217,6 +218,7 @@ def _requested_ids(ids: Iterable[int]) -> npt.NDArray[np.uint64]:
     return np.unique(np.array([int(v) for v in values], dtype=np.uint64))
 
 
+@accepts_tensors
 def stats(
     labels: npt.NDArray[Any] | Any,
     image: npt.NDArray[Any] | Any | None = None,
@@ -355,6 +357,7 @@ def stats(
     )
 
 
+@accepts_tensors
 def contacts(
     labels: npt.NDArray[Any] | Any,
     *,
