@@ -21,6 +21,7 @@ parallelism, across threads, processes or machines.
 from __future__ import annotations
 
 import concurrent.futures
+import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +36,7 @@ try:
     import dask.array as da
     from dask.base import compute, tokenize
     from dask.delayed import Delayed, delayed
+    from dask.highlevelgraph import HighLevelGraph
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("fastseg.dask needs dask: pip install 'fastseg[dask]'") from error
 
@@ -90,15 +92,53 @@ def _lifted(darr: da.Array) -> da.Array:
     return darr[(None,) * (3 - darr.ndim)]
 
 
-def _blocks(volume: da.Array) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The blocks of a 3-D array as delayed objects, and the start of every block per axis."""
+def _corners(volume: da.Array) -> dict[tuple[int, ...], tuple[int, int, int]]:
+    """The first voxel of every block of a 3-D array, by block index."""
     starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) for sizes in volume.chunks]
-    return volume.to_delayed(), starts
+    corners = {}
+    for index in np.ndindex(*volume.numblocks):
+        a, b, c = (int(starts[axis][i]) for axis, i in enumerate(index))
+        corners[index] = (a, b, c)
+    return corners
 
 
-def _corner(index: tuple[int, ...], starts: list[np.ndarray]) -> tuple[int, int, int]:
-    a, b, c = (int(starts[axis][i]) for axis, i in enumerate(index))
-    return a, b, c
+class _Tasks:
+    """A task graph written out block by block: one dict entry per task (building one
+    ``dask.delayed`` object per task costs about a millisecond, too slow for thousands
+    of blocks). Keys stand for the results of their tasks in the arguments of others."""
+
+    def __init__(self, *inputs: da.Array, what: str, **options: Any) -> None:
+        self.inputs = inputs
+        self.prefix = f"fastseg-{what}-{tokenize(*(i.name for i in inputs), options)}"
+        self.graph: dict[Any, Any] = {}
+        self._layers: HighLevelGraph | None = None
+        self._layer = ""
+
+    def add(self, kind: str, index: tuple[Any, ...], task: tuple[Any, ...]) -> Any:
+        """Add ``task`` (a function and its arguments) under the key
+        ``(<prefix>-<kind>, *index)`` (just the name without an index); return the key."""
+        name = f"{self.prefix}-{kind}"
+        key = (name, *index) if index else name
+        self.graph[key] = task
+        return key
+
+    def _layered(self, layer: str) -> HighLevelGraph:
+        """Every task so far, as one layer on top of the inputs' graphs."""
+        if self._layers is None:
+            self._layer = layer
+            inputs: Any = self.inputs  # dask arrays, which dask's annotations do not list
+            self._layers = HighLevelGraph.from_collections(layer, self.graph, inputs)
+        return self._layers
+
+    def array(self, kind: str, like: da.Array, dtype: np.dtype[Any]) -> da.Array:
+        """The tasks ``(<prefix>-<kind>, *block index)`` as a dask array chunked like ``like``."""
+        name = f"{self.prefix}-{kind}"
+        meta = np.empty((0,) * like.ndim, dtype)
+        return da.Array(self._layered(name), name, chunks=like.chunks, dtype=dtype, meta=meta)
+
+    def delayed(self, key: Any) -> Delayed:
+        """The result of the task ``key`` as a delayed object."""
+        return Delayed(key, self._layered(f"{self.prefix}-graph"), layer=self._layer)
 
 
 # -- connected components -----------------------------------------------------------------
@@ -343,65 +383,73 @@ def label(
 
     volume = _lifted(array)
     grid = volume.numblocks
-    blocks, starts = _blocks(volume)
+    tasks = _Tasks(volume, what="label", kind=kind, background=int(background), dtype=str(dtype))
     stride = int(np.prod([max(sizes) for sizes in volume.chunks])) + 1
-    pieces = np.empty(grid, object)
-    summaries = np.empty(grid, object)
-    for index in np.ndindex(*grid):
+    pieces, summaries = {}, {}
+    for index, corner in _corners(volume).items():
         offset = int(np.ravel_multi_index(index, grid)) * stride
-        pieces[index], summaries[index] = delayed(_label_block, nout=2, pure=True)(
-            blocks[index], kind, int(background), _corner(index, starts), volume.shape, offset
+        both = tasks.add(
+            "block",
+            index,
+            (
+                _label_block,
+                (volume.name, *index),
+                kind,
+                int(background),
+                corner,
+                volume.shape,
+                offset,
+            ),
         )
+        pieces[index] = tasks.add("pieces", index, (operator.getitem, both, 0))
+        summaries[index] = tasks.add("summary", index, (operator.getitem, both, 1))
 
     reach = {6: 0, 18: 1, 26: 2}[kind]
-    layers: dict[tuple[tuple[int, ...], int, bool], Delayed] = {}
 
-    def near(index: tuple[int, ...], axis: int, last: bool) -> list[list[Delayed | None]]:
+    def near(index: tuple[int, ...], axis: int, last: bool) -> list[list[Any]]:
         """The layer of block ``index`` beside a boundary normal to ``axis`` and, where
         contacts reach diagonally, those of the next blocks along the boundary."""
         first_axis, second_axis = (a for a in range(3) if a != axis)
-        found: list[list[Delayed | None]] = [[None, None], [None, None]]
+        found: list[list[Any]] = [[None, None], [None, None]]
         for r, s in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            if r + s > reach:
-                continue
             other = list(index)
             other[first_axis] += r
             other[second_axis] += s
-            if other[first_axis] >= grid[first_axis] or other[second_axis] >= grid[second_axis]:
-                continue
-            key = (tuple(other), axis, last)
-            if key not in layers:
-                layers[key] = delayed(_layer, pure=True)(
-                    pieces[key[0]], summaries[key[0]], axis, last
+            if (
+                r + s <= reach
+                and other[first_axis] < grid[first_axis]
+                and other[second_axis] < grid[second_axis]
+            ):
+                at = tuple(other)
+                found[r][s] = tasks.add(
+                    "layer", (*at, axis, last), (_layer, pieces[at], summaries[at], axis, last)
                 )
-            found[r][s] = layers[key]
         return found
 
-    pairs = []
+    faces = []
     for axis in range(3):
         for index in np.ndindex(*grid):
             if index[axis] + 1 < grid[axis]:
                 after = tuple(i + (a == axis) for a, i in enumerate(index))
-                pairs.append(
-                    delayed(_face, pure=True)(
-                        near(index, axis, True), near(after, axis, False), reach
-                    )
-                )
+                task = (_face, near(index, axis, True), near(after, axis, False), reach)
+                faces.append(tasks.add("face", (axis, *index), task))
 
-    tables, count, values = delayed(_resolve, nout=3, pure=True)(
-        list(summaries.ravel()), pairs, stride, dtype, array.dtype, int(background)
+    resolved = tasks.add(
+        "resolve",
+        (),
+        (_resolve, list(summaries.values()), faces, stride, dtype, array.dtype, int(background)),
     )
-    relabelled = np.empty(grid, object)
     for index in np.ndindex(*grid):
-        shape = tuple(volume.chunks[a][i] for a, i in enumerate(index))
-        table = tables[int(np.ravel_multi_index(index, grid))]
-        relabelled[index] = da.from_delayed(
-            delayed(_relabel, pure=True)(pieces[index], table),
-            shape,
-            dtype=dtype,
-            meta=np.empty((0, 0, 0), dtype),
+        table = (
+            operator.getitem,
+            (operator.getitem, resolved, 0),
+            int(np.ravel_multi_index(index, grid)),
         )
-    labels = da.block(relabelled.tolist())[(0,) * (3 - array.ndim)]
+        tasks.add("labels", index, (_relabel, pieces[index], table))
+    count_key = tasks.add("count", (), (operator.getitem, resolved, 1))
+    values_key = tasks.add("values", (), (operator.getitem, resolved, 2))
+    labels = tasks.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
+    count, values = tasks.delayed(count_key), tasks.delayed(values_key)
     return DaskComponents(labels, count, values)
 
 
@@ -497,16 +545,16 @@ def _merge(parts: list[_Partial]) -> _Partial:
 
 def _intensity_array(image: object, labels: da.Array) -> da.Array:
     """The intensity image as a dask array chunked like the labels."""
-    if isinstance(image, np.ndarray):
-        image = da.from_array(image, chunks=labels.chunks)
-    if not isinstance(image, da.Array) or image.dtype.kind not in "biuf":
-        kind = f"dtype {image.dtype}" if isinstance(image, da.Array) else type(image).__name__
+    if not isinstance(image, da.Array | np.ndarray) or image.dtype.kind not in "biuf":
+        kind = getattr(image, "dtype", type(image).__name__)
         raise TypeError(f"image must be a dask or numpy array of numbers, got {kind}")
     if image.shape != labels.shape:
         raise ValueError(
             f"image and labels must have the same shape, got image {image.shape} and "
             f"labels {labels.shape}"
         )
+    if isinstance(image, np.ndarray):
+        return da.from_array(image, chunks=labels.chunks)
     return image.rechunk(labels.chunks)
 
 
@@ -560,20 +608,32 @@ def stats(
     array = _check_labels(darr, "darr")
     ndim = array.ndim
     geometry = _geometry.resolve(ndim, spacing, affine)
-    blocks, starts = _blocks(_lifted(array))
-    images = None if image is None else _lifted(_intensity_array(image, array)).to_delayed()
+    volume = _lifted(array)
+    inputs = [volume]
+    if image is not None:
+        inputs.append(_lifted(_intensity_array(image, array)))
+    tasks = _Tasks(*inputs, what="stats")
     partials = [
-        delayed(_measure_block, pure=True)(
-            blocks[index], None if images is None else images[index], _corner(index, starts)
+        tasks.add(
+            "block",
+            index,
+            (
+                _measure_block,
+                (volume.name, *index),
+                (inputs[-1].name, *index) if image is not None else None,
+                corner,
+            ),
         )
-        for index in np.ndindex(*blocks.shape)
+        for index, corner in _corners(volume).items()
     ]
+    level = 0
     while len(partials) > 1:
+        level += 1
         partials = [
-            delayed(_merge, pure=True)(partials[i : i + _MERGE_FAN_IN])
+            tasks.add("merge", (level, i), (_merge, partials[i : i + _MERGE_FAN_IN]))
             for i in range(0, len(partials), _MERGE_FAN_IN)
         ]
-    (merged,) = compute(partials[0])
+    (merged,) = compute(tasks.delayed(partials[0]))
     axes = list(range(3 - ndim, 3))
     count = merged.count
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,0 +1,502 @@
+"""Tests for :mod:`fastseg.dask`: chunked labeling, statistics, relabeling, lazy reading
+and batches of files.
+
+References: :func:`fastseg.label`, :func:`fastseg.stats`, :func:`fastseg.remap` and
+:func:`fastseg.to_semantic` on the whole array (each checked against naive references in
+its own tests), scipy.ndimage.label for binary inputs, and hand-made volumes whose
+components are known. Many random cases run on dask's synchronous scheduler (hypothesis);
+a handful run on a real ``dask.distributed.LocalCluster`` with two worker processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import dask
+import dask.array as da
+import nibabel
+import numpy as np
+import pytest
+import zarr
+from conftest import shared_data_path
+from distributed import Client, LocalCluster
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+import fastseg
+import fastseg.dask as fdask
+
+# Worker processes cannot import this test module; its functions travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+CONNECTIVITIES = {1: (None, 1, 2), 2: (None, 4, 8), 3: (None, 6, 18, 26)}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """Two worker processes with one thread each: every task runs in another process."""
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as connected,
+    ):
+        yield connected
+
+
+def assert_same_components(result: fastseg.Components, labels: np.ndarray, **kwargs: Any) -> None:
+    """Equal to fastseg.label on the whole array: the same ids (so the same partition,
+    numbered by first voxel), count and values, and consecutive ids."""
+    expected = fastseg.label(labels, **kwargs)
+    assert result.count == expected.count
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    assert result.values.dtype == expected.values.dtype
+    np.testing.assert_array_equal(result.values, expected.values)
+    present = np.unique(result.labels)
+    np.testing.assert_array_equal(present[present != 0], np.arange(1, result.count + 1))
+
+
+def chunked(labels: np.ndarray, chunks: Any) -> da.Array:
+    return da.from_array(labels, chunks=chunks)
+
+
+# -- random volumes in random chunkings ---------------------------------------------------
+
+
+@st.composite
+def chunkings(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """Uneven chunk sizes along every axis, size 1 included."""
+    result = []
+    for n in shape:
+        cuts = draw(st.sets(st.integers(1, n - 1), max_size=n - 1)) if n > 1 else set()
+        edges = [0, *sorted(cuts), n]
+        result.append(tuple(b - a for a, b in itertools.pairwise(edges)))
+    return tuple(result)
+
+
+@st.composite
+def chunked_cases(draw: st.DrawFn) -> tuple[np.ndarray, Any, int | None, int]:
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
+    dtype = draw(st.sampled_from([np.bool_, np.uint8, np.int16, np.uint32, np.uint64]))
+    classes = 2 if dtype is np.bool_ else draw(st.integers(2, 4))
+    seed = draw(st.integers(0, 2**32 - 1))
+    labels = np.random.default_rng(seed).integers(0, classes, shape).astype(dtype)
+    if draw(st.booleans()):
+        labels = np.asfortranarray(labels)
+    connectivity = draw(st.sampled_from(CONNECTIVITIES[ndim]))
+    background = draw(st.integers(0, 1))
+    return labels, draw(chunkings(shape)), connectivity, background
+
+
+@settings(max_examples=150)
+@given(chunked_cases())
+def test_label_equals_fastseg_label(case: tuple[np.ndarray, Any, int | None, int]) -> None:
+    labels, chunks, connectivity, background = case
+    result = fdask.label(chunked(labels, chunks), connectivity=connectivity, background=background)
+    assert isinstance(result, fdask.DaskComponents)
+    computed = result.compute(scheduler="sync")
+    assert isinstance(computed, fastseg.Components)
+    assert_same_components(computed, labels, connectivity=connectivity, background=background)
+
+
+# -- hand-made volumes: contacts across faces, edges and corners of blocks ----------------
+
+
+@pytest.mark.parametrize(("connectivity", "count"), [(6, 5), (18, 5), (26, 1)])
+def test_diagonal_through_block_corners(connectivity: int, count: int) -> None:
+    """Voxels touching only at corners, each in its own block: one component at 26."""
+    labels = np.zeros((5, 5, 5), np.uint8)
+    labels[np.arange(5), np.arange(5), np.arange(5)] = 3
+    result = fdask.label(chunked(labels, 1), connectivity=connectivity)  # type: ignore[arg-type]
+    assert dask.compute(result.count, scheduler="sync")[0] == count
+
+
+@pytest.mark.parametrize(("connectivity", "count"), [(6, 4), (18, 1), (26, 1), (4, 4), (8, 1)])
+def test_diagonal_through_block_edges(connectivity: int, count: int) -> None:
+    """Voxels touching only along edges, across the edges between blocks."""
+    ndim = 2 if connectivity in (4, 8) else 3
+    labels = np.zeros((4,) * ndim, np.uint16)
+    index = (np.arange(4), np.arange(4)) + ((np.full(4, 2),) if ndim == 3 else ())
+    labels[index] = 7
+    chunks = (2, 2, 3)[:ndim]
+    result = fdask.label(chunked(labels, chunks), connectivity=connectivity)  # type: ignore[arg-type]
+    assert dask.compute(result.count, scheduler="sync")[0] == count
+    assert_same_components(result.compute(scheduler="sync"), labels, connectivity=connectivity)
+
+
+def test_values_never_join_across_blocks() -> None:
+    """Touching voxels of different values stay apart (multilabel), also at boundaries."""
+    labels = np.array([[1, 1, 2, 2], [1, 1, 2, 2]], np.uint8)
+    cc, count, values = fdask.label(chunked(labels, (1, 2))).compute(scheduler="sync")
+    assert count == 2
+    assert cc.tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]
+    assert values.tolist() == [0, 1, 2]
+
+
+def spiral(size: int) -> np.ndarray:
+    """A square spiral of 1s walking inward with gaps of one 0 between its turns: one
+    component winding through every block."""
+    grid = np.zeros((size, size), np.uint8)
+    lengths = [size - 1] * 3 + [n for n in range(size - 3, 0, -2) for _ in range(2)]
+    directions = itertools.cycle([(0, 1), (1, 0), (0, -1), (-1, 0)])
+    y = x = 0
+    grid[0, 0] = 1
+    for length, (dy, dx) in zip(lengths, directions, strict=False):
+        for _ in range(length):
+            y, x = y + dy, x + dx
+            grid[y, x] = 1
+    return grid
+
+
+def test_spiral_is_one_component() -> None:
+    """A spiral winds through every block; scipy (independent) agrees it is connected."""
+    grid = spiral(41)
+    expected, n = ndimage.label(grid)
+    assert n == 1
+    cc, count, _ = fdask.label(chunked(grid, (5, 7)), connectivity=4).compute(scheduler="sync")
+    assert count == 1
+    np.testing.assert_array_equal(cc, expected)
+
+
+def cluster_cases() -> Iterator[Any]:
+    rng = np.random.default_rng(7)
+    blobs = ndimage.gaussian_filter(rng.standard_normal((30, 28, 26)), 2)
+    classes = np.digitize(blobs, np.quantile(blobs, [0.3, 0.6, 0.8])).astype(np.uint16)
+    yield pytest.param(classes, ((7, 11, 12), (28,), (1, 5, 20)), 26, id="blobs-uneven-26")
+    yield pytest.param(np.asfortranarray(classes[:, :10]), (9, 1, 13), 18, id="blobs-F-size1-18")
+    yield pytest.param(classes, 8, 6, id="blobs-many-blocks-6")
+    stack = np.stack([spiral(25) * (1 + (i % 2)) for i in range(4)]).astype(np.uint8)
+    yield pytest.param(stack, (2, 6, 5), 26, id="spirals-26")
+    noise = rng.integers(0, 3, (64, 48), dtype=np.uint8)
+    yield pytest.param(noise, (17, 10), 8, id="noise-2d-8")
+    yield pytest.param(noise, (64, 1), 4, id="noise-2d-columns-4")
+
+
+@pytest.mark.parametrize(("labels", "chunks", "connectivity"), list(cluster_cases()))
+def test_label_on_cluster(
+    client: Client, labels: np.ndarray, chunks: Any, connectivity: int
+) -> None:
+    result = fdask.label(chunked(labels, chunks), connectivity=connectivity)  # type: ignore[arg-type]
+    computed = result.compute()  # the client is the default scheduler
+    assert_same_components(computed, labels, connectivity=connectivity)
+
+
+def test_label_is_lazy() -> None:
+    """Building the graph reads no block: a block that fails is only reached by compute."""
+
+    def fail(block: np.ndarray) -> np.ndarray:
+        raise RuntimeError("read")
+
+    blocks = da.zeros((4, 4), np.uint8, chunks=2).map_blocks(fail, dtype=np.uint8)
+    result = fdask.label(blocks)
+    with pytest.raises(RuntimeError, match="read"):
+        result.labels.compute(scheduler="sync")
+
+
+def test_out_dtype() -> None:
+    labels = np.arange(1, 301, dtype=np.uint16).reshape(15, 20)
+    darr = chunked(labels, 4)
+    assert fdask.label(darr).labels.dtype == np.uint16  # holds one id per voxel
+    cc = fdask.label(darr, connectivity=4, out_dtype=np.uint64).labels
+    assert cc.dtype == np.uint64
+    assert cc.compute(scheduler="sync").dtype == np.uint64
+    with pytest.raises(ValueError, match="out_dtype uint8 cannot hold"):
+        fdask.label(darr, connectivity=4, out_dtype=np.uint8).labels.compute(scheduler="sync")
+    with pytest.raises(TypeError, match="out_dtype must be an integer dtype"):
+        fdask.label(darr, out_dtype=np.float32)
+
+
+def test_empty_and_single_voxel() -> None:
+    cc, count, values = fdask.label(chunked(np.zeros((0, 4), np.uint8), 2)).compute(
+        scheduler="sync"
+    )
+    assert cc.shape == (0, 4)
+    assert count == 0
+    assert values.tolist() == [0]
+    cc, count, _ = fdask.label(chunked(np.ones((1, 1, 1), np.int8), 1)).compute(scheduler="sync")
+    assert count == 1
+    assert cc.tolist() == [[[1]]]
+
+
+def test_bad_input() -> None:
+    labels = chunked(np.zeros((4, 4), np.uint8), 2)
+    with pytest.raises(TypeError, match="must be a dask array"):
+        fdask.label(np.zeros((4, 4), np.uint8))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"fastseg\.as_labels"):
+        fdask.label(labels.astype(np.float32))
+    with pytest.raises(ValueError, match="must have 1, 2, 3 dimensions"):
+        fdask.label(chunked(np.zeros((2, 2, 2, 2), np.uint8), 1))
+    with pytest.raises(ValueError, match="connectivity 6 is not valid for a 2-D array"):
+        fdask.label(labels, connectivity=6)
+    with pytest.raises(ValueError, match="background must be a value"):
+        fdask.label(labels, background=300)
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        fdask.label(labels[labels > 0])
+    negative = chunked(np.array([[0, -1], [1, 1]], np.int8), 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        fdask.label(negative).labels.compute(scheduler="sync")
+
+
+# -- statistics ---------------------------------------------------------------------------
+
+
+def assert_same_stats(actual: fastseg.InstanceStats, expected: fastseg.InstanceStats) -> None:
+    """Integer-derived columns exactly; float sums to rounding (added in another order)."""
+    np.testing.assert_array_equal(actual.ids, expected.ids)
+    for name in ("voxel_count", "volume", "bbox", "centroid", "min", "max", "centroid_world"):
+        if getattr(expected, name) is None:
+            assert getattr(actual, name) is None, name
+        else:
+            np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name), name)
+    for name in ("mean", "std", "sum"):
+        if getattr(expected, name) is None:
+            assert getattr(actual, name) is None, name
+        else:
+            np.testing.assert_allclose(getattr(actual, name), getattr(expected, name), 1e-12)
+    assert actual.spacing == expected.spacing
+
+
+@settings(max_examples=60)
+@given(chunked_cases(), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_stats_equal_fastseg_stats(
+    case: tuple[np.ndarray, Any, int | None, int], with_image: bool, sparse: bool, seed: int
+) -> None:
+    labels, chunks, _, _ = case
+    if sparse and labels.dtype.kind != "b":
+        labels = labels.astype(np.uint32) * np.uint32(40_000_001)  # ids renumbered per block
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100, 30, labels.shape).astype(np.float32) if with_image else None
+    affine = np.diag([0.5, 2.0, 3.0, 1.0])
+    with dask.config.set(scheduler="sync"):
+        actual = fdask.stats(chunked(labels, chunks), image, affine=affine)
+    assert_same_stats(actual, fastseg.stats(labels, image, affine=affine))
+
+
+def test_stats_on_cluster(client: Client) -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 6, (20, 18, 16), dtype=np.uint8).repeat(2, axis=0)
+    image = np.asfortranarray(rng.integers(-1000, 3000, labels.shape, dtype=np.int16))
+    darr = chunked(labels, (9, 7, 16))
+    # The image arrives in other chunks and is rechunked like the labels.
+    actual = fdask.stats(darr, chunked(image, 10), spacing=(0.8, 0.8, 2.5))
+    assert_same_stats(actual, fastseg.stats(labels, image, spacing=(0.8, 0.8, 2.5)))
+
+
+def test_stats_precision_of_the_merged_deviation() -> None:
+    """A large offset with a small spread, where a variance from sums of squares (1e18
+    each) keeps no digit; merged deviations agree with numpy's two-pass std to the
+    precision the values themselves hold (1e9 + 1e-3 noise: about 7 digits)."""
+    labels = np.ones((40, 40), np.uint8)
+    image = 1e9 + np.random.default_rng(0).normal(0, 1e-3, labels.shape)
+    with dask.config.set(scheduler="sync"):
+        table = fdask.stats(chunked(labels, 7), image)
+    assert table.std is not None
+    np.testing.assert_allclose(table.std, [np.std(image, ddof=1)], rtol=1e-4)
+    squares = np.sum(image**2) - np.sum(image) ** 2 / image.size
+    assert not np.isclose(np.sqrt(max(squares, 0) / (image.size - 1)), table.std[0], rtol=0.1)
+
+
+def test_stats_bad_image() -> None:
+    labels = chunked(np.zeros((4, 4), np.uint8), 2)
+    with pytest.raises(ValueError, match="same shape"):
+        fdask.stats(labels, np.zeros((4, 5)))
+    with pytest.raises(TypeError, match="array of numbers"):
+        fdask.stats(labels, [[0] * 4] * 4)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="spacing must give one voxel size per axis"):
+        fdask.stats(labels, spacing=(1.0,))
+
+
+# -- block-wise relabeling ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("missing", "out_dtype", "dtype"),
+    [("keep", None, np.uint32), (0, None, np.uint8), ("keep", np.uint8, np.uint8)],
+)
+def test_remap_equals_fastseg_remap(missing: Any, out_dtype: Any, dtype: Any) -> None:
+    labels = np.random.default_rng(0).integers(0, 60, (12, 10), dtype=np.uint32)
+    mapping = {i: i % 5 for i in range(0, 60, 2)}
+    result = fdask.remap(chunked(labels, (5, 3)), mapping, missing=missing, out_dtype=out_dtype)
+    assert result.dtype == dtype
+    computed = result.compute(scheduler="sync")
+    assert computed.dtype == dtype
+    np.testing.assert_array_equal(computed, fastseg.remap(labels, mapping, missing=missing))
+
+
+def test_remap_errors() -> None:
+    labels = chunked(np.array([[1, 2], [3, 4]], np.uint8), 1)
+    with pytest.raises(ValueError, match="does not map"):
+        fdask.remap(labels, {1: 1}, missing="error").compute(scheduler="sync")
+    with pytest.raises(ValueError, match="missing must be"):
+        fdask.remap(labels, {1: 1}, missing="drop")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="mapping must be"):
+        fdask.remap(labels, [1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unknown", ["error", "background", "keep"])
+def test_to_semantic_equals_fastseg(client: Client, unknown: Any) -> None:
+    schema = fastseg.Schema([fastseg.Category("Vertebra", 1), fastseg.Category("Disc", 2)])
+    segments = fastseg.SegmentMap(
+        {i: fastseg.Segment("Vertebra" if i % 2 else "Disc") for i in range(1, 40)}
+    )
+    instances = np.random.default_rng(1).integers(0, 40, (16, 12, 5), dtype=np.uint16)
+    if unknown != "error":
+        instances[0, 0, 0] = 999
+    darr = fdask.to_semantic(chunked(instances, (5, 5, 2)), segments, schema, unknown=unknown)
+    expected = fastseg.to_semantic(instances, segments, schema, unknown=unknown)
+    computed = darr.compute()
+    np.testing.assert_array_equal(computed, expected)
+    assert darr.dtype == computed.dtype == (np.uint16 if unknown == "keep" else np.uint8)
+    if unknown == "error":
+        instances[3, 3, 3] = 999
+        with pytest.raises(ValueError, match="999"):
+            fdask.to_semantic(chunked(instances, 4), segments, schema).compute()
+
+
+# -- lazy reading -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_from_nifti_reads_blocks(tmp_path: Path, suffix: str) -> None:
+    labels = np.random.default_rng(2).integers(0, 4, (13, 9, 7), dtype=np.uint16)
+    path = tmp_path / f"labels{suffix}"
+    fastseg.save(path, labels)
+    darr = fdask.from_nifti(path, chunks=(5, 4, 7))
+    assert darr.numblocks == (3, 3, 1)
+    assert darr.dtype == np.uint8  # fastseg.save stores the smallest dtype
+    np.testing.assert_array_equal(darr.compute(scheduler="sync"), labels)
+    computed = fdask.label(darr, connectivity=6).compute(scheduler="sync")
+    assert_same_components(computed, labels.astype(np.uint8), connectivity=6)
+
+
+def test_from_nifti_float_labels(tmp_path: Path) -> None:
+    stored = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    path = tmp_path / "float.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(stored, np.eye(4)), path)
+    assert fdask.from_nifti(path).dtype == np.float32
+    converted = fdask.from_nifti(path, chunks=2, dtype=np.uint16)
+    assert converted.dtype == np.uint16
+    np.testing.assert_array_equal(converted.compute(scheduler="sync"), stored)
+    stored[1, 2, 3] = 0.5
+    nibabel.save(nibabel.Nifti1Image(stored, np.eye(4)), path)
+    with pytest.raises(ValueError, match=r"float\.nii\.gz: labels must be whole numbers"):
+        fdask.from_nifti(path, chunks=2, dtype=np.uint16).compute(scheduler="sync")
+
+
+def test_from_nifti_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        fdask.from_nifti(tmp_path / "absent.nii.gz")
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti file")
+    with pytest.raises(ValueError, match=r"broken\.nii\.gz: not a readable NIfTI image"):
+        fdask.from_nifti(broken)
+
+
+def test_zarr_store_on_cluster(client: Client, tmp_path: Path) -> None:
+    """Labels read lazily from zarr by the workers, components written back to zarr."""
+    labels = np.random.default_rng(4).integers(0, 3, (24, 20, 18), dtype=np.uint8)
+    store = zarr.open_array(tmp_path / "labels.zarr", mode="w", shape=labels.shape,
+                            chunks=(8, 8, 8), dtype=labels.dtype)  # fmt: skip
+    store[...] = labels
+    result = fdask.label(da.from_zarr(tmp_path / "labels.zarr"), connectivity=18)
+    result.labels.to_zarr(tmp_path / "components.zarr")
+    written = np.asarray(zarr.open_array(tmp_path / "components.zarr", mode="r")[...])
+    count, values = dask.compute(result.count, result.values)
+    assert_same_components(fastseg.Components(written, count, values), labels, connectivity=18)
+
+
+def test_real_volume_on_cluster(client: Client) -> None:
+    """The Platynereis nuclei (256x256x103 uint16), read from the file block by block."""
+    path = shared_data_path("platynereis_nuclei.nii.gz") / "platynereis_nuclei.nii.gz"
+    darr = fdask.from_nifti(path, chunks=(96, 128, 40))
+    whole = np.asanyarray(nibabel.load(path).dataobj)
+    assert_same_components(fdask.label(darr).compute(), whole)
+    assert_same_stats(fdask.stats(darr, spacing=(1, 1, 2)), fastseg.stats(whole, spacing=(1, 1, 2)))
+
+
+# -- batches of files ---------------------------------------------------------------------
+
+
+def count_instances(path: Path) -> int:
+    return len(fastseg.stats(fastseg.load(path).labels))
+
+
+@pytest.fixture
+def batch(tmp_path: Path) -> list[Path]:
+    """Three label files and, second, a corrupt one."""
+    paths = []
+    for i in range(3):
+        labels = np.zeros((6, 6, 6), np.uint8)
+        labels[: i + 1, 0, 0] = np.arange(1, i + 2)
+        paths.append(tmp_path / f"case{i}.nii.gz")
+        fastseg.save(paths[-1], labels)
+    corrupt = tmp_path / "sub" / "corrupt.nii.gz"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"\x1f\x8b truncated")
+    paths.insert(1, corrupt)
+    return paths
+
+
+def check_batch(results: list[fdask.FileResult[int]], paths: list[Path]) -> None:
+    assert [Path(r.source) for r in results] == paths
+    assert [r.value for r in results] == [1, None, 2, 3]
+    assert [r.ok for r in results] == [True, False, True, True]
+    error = results[1].error
+    assert error is not None
+    assert error.startswith("ValueError: ")
+    assert "corrupt.nii.gz" in error
+    assert all(r.seconds >= 0 for r in results)
+
+
+def test_map_files_on_cluster(client: Client, batch: list[Path]) -> None:
+    check_batch(fdask.map_files(count_instances, batch, client=client), batch)
+
+
+def test_map_files_on_an_executor(client: Client, batch: list[Path]) -> None:
+    check_batch(fdask.map_files(count_instances, batch, client=client.get_executor()), batch)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        check_batch(fdask.map_files(count_instances, batch, client=pool), batch)
+
+
+def test_map_files_on_the_default_scheduler(batch: list[Path]) -> None:
+    with dask.config.set(scheduler="sync"):
+        results = fdask.map_files(count_instances, batch[0].parent)
+    # The folder's files, sorted: case0, case1, case2, sub/corrupt.
+    assert [Path(r.source).name for r in results] == [
+        "case0.nii.gz", "case1.nii.gz", "case2.nii.gz", "corrupt.nii.gz",
+    ]  # fmt: skip
+    assert [r.ok for r in results] == [True, True, True, False]
+
+
+def exit_on_corrupt(path: Path) -> int:
+    if path.name.startswith("corrupt"):
+        os._exit(3)  # the process dies with its task
+    return count_instances(path)
+
+
+def test_map_files_keeps_going_when_a_process_dies(batch: list[Path]) -> None:
+    """A dead process is an error of the files it held, not of the whole batch."""
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        results = fdask.map_files(exit_on_corrupt, batch, client=pool)
+    assert [r.value for r in results[:1]] == [1]
+    error = results[1].error
+    assert error is not None
+    assert error.startswith("BrokenProcessPool: ")
+
+
+def test_map_files_bad_client(batch: list[Path]) -> None:
+    with pytest.raises(TypeError, match="client must be"):
+        fdask.map_files(count_instances, batch, client="tcp://127.0.0.1:8786")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        fdask.map_files(count_instances, str(batch[0]))
