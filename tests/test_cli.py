@@ -1,0 +1,904 @@
+"""The fastseg command line end to end, on NIfTI files written in tmp_path and the shared
+volumes: results against numpy/scipy references, every error path, output rules,
+worker processes and a dask.distributed cluster."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+import fastseg
+from fastseg.cli import main
+
+SPACING = (0.5, 0.75, 2.0)
+VOXEL = 0.5 * 0.75 * 2.0
+# A RedBrick taxonomy with a gap in its classIds: values (classId + 1) are 1, 2 and 5.
+TAXONOMY = {
+    "name": "test",
+    "objectTypes": [
+        {"category": "Vertebra", "classId": 0, "labelType": "SEGMENTATION", "color": "#ffe0a0"},
+        {"category": "Disc", "classId": 1, "labelType": "SEGMENTATION"},
+        {"category": "Liver", "classId": 4, "labelType": "SEGMENTATION"},
+    ],
+}
+SEGMENT_MAP = {"1": "Vertebra", "2": "Vertebra", "3": "Disc", "4": "Liver", "5": "Vertebra"}
+CATEGORY_VALUE = {"Vertebra": 1, "Disc": 2, "Liver": 5}
+
+
+def blocky(seed: int, high: int = 6) -> np.ndarray:
+    """24 x 20 x 10 ids 0..high-1 in 4 x 4 x 2 blocks (many components per id), F order."""
+    coarse = np.random.default_rng(seed).integers(0, high, (6, 5, 5), dtype=np.uint8)
+    return np.asfortranarray(coarse.repeat(4, 0).repeat(4, 1).repeat(2, 2))
+
+
+def save(path: Path, labels: np.ndarray, spacing: tuple[float, ...] = SPACING) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fastseg.save(path, labels, affine=np.diag([*spacing, 1.0]))
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+@dataclass
+class Case:
+    folder: Path
+    inputs: list[Path]
+    taxonomy: Path
+    segment_map: Path
+    dataset: Path
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> Case:
+    folder = tmp_path / "in"
+    inputs = [save(folder / f"case{i}.nii.gz", blocky(i)) for i in range(3)]
+    (folder / "taxonomy.json").write_text(json.dumps(TAXONOMY))
+    (folder / "segmentMap.json").write_text(json.dumps(SEGMENT_MAP))
+    labels = {"background": 0, "Vertebra": 1, "Disc": 2, "Liver": 3}
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    return Case(
+        folder,
+        inputs,
+        folder / "taxonomy.json",
+        folder / "segmentMap.json",
+        folder / "dataset.json",
+    )
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return status, out, err
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def failures(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("failed: ")]
+
+
+def semantic_reference(instances: np.ndarray) -> np.ndarray:
+    lut = np.zeros(256, np.uint8)
+    for ident, name in SEGMENT_MAP.items():
+        lut[int(ident)] = CATEGORY_VALUE[name]
+    return lut[instances]
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components at full connectivity (26 in 3-D)."""
+    labelled, count = ndi.label(mask, structure=np.ones((3,) * mask.ndim, bool))
+    return labelled, int(count)
+
+
+def largest_per_label(labels: np.ndarray) -> np.ndarray:
+    """Keep the largest component of every value (ties: the first in C order)."""
+    out = np.zeros_like(labels)
+    for value in np.unique(labels[labels != 0]):
+        labelled, count = components(labels == value)
+        sizes = np.bincount(labelled.ravel(), minlength=count + 1)[1:]
+        out[labelled == int(np.argmax(sizes)) + 1] = value
+    return out
+
+
+def dust_reference(labels: np.ndarray, min_volume: float, voxel: float) -> np.ndarray:
+    out = labels.copy()
+    for value in np.unique(labels[labels != 0]):
+        labelled, count = components(labels == value)
+        sizes = np.bincount(labelled.ravel(), minlength=count + 1)
+        small = np.flatnonzero(sizes * voxel < min_volume)
+        out[np.isin(labelled, small[small > 0])] = 0
+    return out
+
+
+def same_partition(found: np.ndarray, expected: np.ndarray) -> bool:
+    """The same voxels grouped together (and the same background), whatever the ids."""
+    if not np.array_equal(found == 0, expected == 0):
+        return False
+    pairs = np.unique(np.stack([found.ravel(), expected.ravel()]), axis=1)
+    return pairs.shape[1] == np.unique(found).size == np.unique(expected).size
+
+
+# --------------------------------------------------------------------------- help
+
+
+COMMANDS = (
+    "demo",
+    "info",
+    "to-semantic",
+    "to-instances",
+    "stats",
+    "relabel",
+    "clean",
+    "schema",
+    "redbrick",
+)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, command, "--help")
+    assert status == 0
+    assert "examples:\n  fastseg " + command in out
+    assert "exit status:" in out
+
+
+def test_top_level_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    assert all(command in out for command in COMMANDS)
+    assert run(capsys, "--version")[:2] == (0, f"fastseg {fastseg.__version__}\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["no-such-command"],
+        ["info"],
+        ["clean", "x.nii.gz", "-j", "-3", "--largest-k", "1"],
+        ["clean", "x.nii.gz", "--connectivity", "5", "--largest-k", "1"],
+        ["relabel", "x.nii.gz", "--renumber", "--missing", "minus"],
+        ["to-semantic", "x.nii.gz", "--schema", "s.json"],
+        ["clean", "x.nii.gz", "--overwrite", "--skip-existing", "--dust", "3"],
+    ],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert "error:" in err
+
+
+def test_usage_errors_are_one_line_and_exit_2(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    checks = [
+        (["clean", case.inputs[0]], "say what to clean"),
+        (["info", case.inputs[0], "--schema", broken], "broken.json"),
+        (["info", case.inputs[0], "--schema", tmp_path / "absent.json"], "absent.json"),
+        (
+            ["to-semantic", case.inputs[0], "--schema", case.taxonomy, "--segment-map", broken],
+            "broken.json",
+        ),
+        (["relabel", case.inputs[0], "--mapping", broken], "broken.json"),
+        (["stats", *case.inputs[:2], "--image", case.inputs[0]], "--image goes with a single"),
+        (["schema", case.taxonomy, tmp_path / "out.json"], "--to"),
+    ]
+    for argv, expected in checks:
+        status, _, err = run(capsys, *argv)
+        assert status == 2, argv
+        assert expected in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"fastseg {argv[0]}: error: ")
+
+
+# ---------------------------------------------------------------------------- info
+
+
+def test_info_reports_ids_counts_volumes_and_names(
+    case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(
+        capsys, "info", case.folder, "--json", "--segment-map", case.segment_map,
+        "--schema", case.taxonomy,
+    )  # fmt: skip
+    assert status == 0
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in reports] == [str(p) for p in case.inputs]
+    for report, path in zip(reports, case.inputs, strict=True):
+        labels = read(path)
+        ids, counts = np.unique(labels, return_counts=True)
+        assert report["shape"] == [24, 20, 10]
+        assert report["dtype"] == "uint8"
+        assert report["spacing"] == pytest.approx(SPACING)
+        assert [row["id"] for row in report["ids"]] == ids.tolist()
+        assert [row["voxels"] for row in report["ids"]] == counts.tolist()
+        assert [row["volume"] for row in report["ids"]] == pytest.approx(counts * VOXEL)
+        names = ["background"] + [SEGMENT_MAP[str(i)] for i in ids[1:]]
+        assert [row["name"] for row in report["ids"]] == names
+    assert "3 files: 3 done, 0 failed, 0 skipped" in err
+
+
+def test_info_text_names_semantic_values_through_a_schema(
+    case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    semantic = save(case.folder / "semantic.nii.gz", np.array([[[0, 1, 2, 3]]], np.uint8))
+    status, out, _ = run(capsys, "info", semantic, "--schema", case.dataset)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{semantic}: 1 x 1 x 4 uint8, spacing 0.5 x 0.75 x 2 mm")
+    assert [line.split()[-1] for line in lines[2:]] == ["background", "Vertebra", "Disc", "Liver"]
+
+
+@pytest.mark.parametrize("shared_data", [("torso_labels.nii.gz",)], indirect=True)
+def test_info_and_stats_on_the_torso_volume(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torso, names = shared_data / "torso_labels.nii.gz", shared_data / "torso_labels.json"
+    image = nib.load(torso)
+    labels = np.asanyarray(image.dataobj)
+    voxel = float(np.prod(image.header.get_zooms()[:3]))
+    status, out, _ = run(capsys, "info", torso, "--schema", names, "--json")
+    assert status == 0
+    (report,) = [json.loads(line) for line in out.splitlines()]
+    expected = json.loads(names.read_text())["labels"]
+    assert {row["name"]: row["id"] for row in report["ids"]} == expected
+    counts = np.bincount(labels.ravel())
+    assert [row["voxels"] for row in report["ids"]] == counts.tolist()
+
+    table = tmp_path / "torso.csv"
+    status, _, _ = run(capsys, "stats", torso, "--schema", names, "-o", table)
+    assert status == 0
+    rows = read_csv(table)
+    assert [r["name"] for r in rows] == [n for n in expected if n != "background"]
+    assert [int(r["voxel_count"]) for r in rows] == counts[1:].tolist()
+    assert [float(r["volume"]) for r in rows] == pytest.approx(counts[1:] * voxel)
+
+
+# ----------------------------------------------------------- conversions
+
+
+def test_to_semantic_matches_a_lookup_table(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "semantic"
+    status, _, err = run(
+        capsys, "to-semantic", case.folder, "-o", out, "--schema", case.taxonomy,
+        "--segment-map", case.segment_map,
+    )  # fmt: skip
+    assert status == 0, err
+    for path in case.inputs:
+        written = nib.load(out / path.name)
+        assert np.array_equal(np.asanyarray(written.dataobj), semantic_reference(read(path)))
+        assert np.allclose(written.affine, nib.load(path).affine)
+        assert written.get_data_dtype() == np.uint8
+
+
+def test_to_semantic_fails_a_file_with_ids_the_segment_map_lacks(
+    case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stranger = save(case.folder / "stranger.nii.gz", np.array([[[0, 1, 9]]], np.uint8))
+    status, _, err = run(
+        capsys, "to-semantic", stranger, *case.inputs[:1], "--schema", case.taxonomy,
+        "--segment-map", case.segment_map,
+    )  # fmt: skip
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {stranger}: ")
+    assert "9" in line
+    assert not (case.folder / "stranger_semantic.nii.gz").exists()
+    assert (case.folder / "case0_semantic.nii.gz").exists()
+    status, _, _ = run(
+        capsys, "to-semantic", stranger, "--schema", case.taxonomy, "--segment-map",
+        case.segment_map, "--unknown", "background",
+    )  # fmt: skip
+    assert status == 0
+    assert read(case.folder / "stranger_semantic.nii.gz").ravel().tolist() == [0, 1, 0]
+
+
+def test_to_instances_are_connected_components_of_every_category(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    semantic = save(case.folder / "semantic" / "s.nii.gz", semantic_reference(blocky(7)))
+    out = tmp_path / "instances.nii.gz"
+    status, _, err = run(capsys, "to-instances", semantic, "-o", out, "--schema", case.taxonomy)
+    assert status == 0, err
+    instances = read(out)
+    segments = json.loads((tmp_path / "instances.segmentMap.json").read_text())
+    labels = read(semantic)
+    for name, value in CATEGORY_VALUE.items():
+        mask = labels == value
+        expected, count = components(mask)
+        assert same_partition(np.where(mask, instances, 0), expected)
+        assert sum(1 for v in segments.values() if v == name) == count
+    status, _, _ = run(
+        capsys, "to-instances", semantic, "-o", tmp_path / "per.nii.gz", "--schema",
+        case.taxonomy, "--per-category",
+    )  # fmt: skip
+    assert status == 0
+    assert same_partition(read(tmp_path / "per.nii.gz"), labels)
+
+
+def test_relabel_with_a_mapping_file_and_renumber(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = read(case.inputs[0])
+    (tmp_path / "merge.json").write_text(json.dumps({"1": 10, "2": 10, "5": 7}))
+    (tmp_path / "merge.csv").write_text("old,new\n1,10\n2,10\n5,7\n")
+    expected = source.copy()
+    expected[np.isin(source, [1, 2])] = 10
+    expected[source == 5] = 7
+    for name in ("merge.json", "merge.csv"):
+        target = tmp_path / f"{name}.nii.gz"
+        status, _, _ = run(
+            capsys, "relabel", case.inputs[0], "--mapping", tmp_path / name, "-o", target
+        )
+        assert status == 0
+        assert np.array_equal(read(target), expected)
+
+    status, _, err = run(
+        capsys, "relabel", case.inputs[0], "--mapping", tmp_path / "merge.json", "--missing",
+        "error", "-o", tmp_path / "strict.nii.gz",
+    )  # fmt: skip
+    assert status == 1
+    (line,) = failures(err)
+    assert "3" in line.split(":", 2)[2]
+    assert not (tmp_path / "strict.nii.gz").exists()
+
+    sparse = save(tmp_path / "sparse.nii.gz", (source.astype(np.uint32) * 1000))
+    status, _, _ = run(capsys, "relabel", sparse, "--renumber")
+    assert status == 0
+    old = np.unique(source)
+    assert np.array_equal(read(tmp_path / "sparse_relabeled.nii.gz"), np.searchsorted(old, source))
+
+
+# -------------------------------------------------------------------------- clean
+
+
+def test_clean_largest_k_and_dust_match_scipy(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, _ = run(capsys, "clean", case.folder, "-o", tmp_path / "largest", "--largest-k", "1")
+    assert status == 0
+    for path in case.inputs:
+        assert np.array_equal(read(tmp_path / "largest" / path.name), largest_per_label(read(path)))
+    # 32 voxels (one block) are 24 mm³ here: --dust-mm3 25 removes single blocks.
+    status, _, _ = run(capsys, "clean", case.folder, "-o", tmp_path / "dust", "--dust-mm3", "25")
+    assert status == 0
+    for path in case.inputs:
+        expected = dust_reference(read(path), 25, VOXEL)
+        assert np.array_equal(read(tmp_path / "dust" / path.name), expected)
+        assert not np.array_equal(expected, read(path))
+    status, _, _ = run(
+        capsys, "clean", case.inputs[0], "-o", tmp_path / "voxels.nii.gz", "--dust", "33"
+    )
+    assert status == 0
+    assert np.array_equal(
+        read(tmp_path / "voxels.nii.gz"), dust_reference(read(case.inputs[0]), 33, 1)
+    )
+
+
+def test_clean_fill_holes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = np.zeros((9, 9, 9), np.uint8)
+    labels[1:8, 1:8, 1:8] = 2
+    labels[3:6, 3:6, 3:6] = 0
+    labels[4, 4, 4] = 3  # an island inside the hole stays
+    source = save(tmp_path / "hollow.nii.gz", labels)
+    status, _, err = run(capsys, "clean", source, "--fill-holes")
+    if not hasattr(fastseg, "fill_holes"):
+        assert status == 2
+        assert "fastseg.fill_holes" in err
+        return
+    assert status == 0
+    expected = labels.copy()
+    expected[ndi.binary_fill_holes(labels == 2) & (labels == 0)] = 2
+    assert np.array_equal(read(tmp_path / "hollow_clean.nii.gz"), expected)
+
+
+# -------------------------------------------------------------------------- stats
+
+
+def test_stats_table_as_csv_json_and_on_stdout(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, _ = run(
+        capsys, "stats", *case.inputs, "-o", tmp_path / "t.csv", "--segment-map",
+        case.segment_map, "--schema", case.taxonomy,
+    )  # fmt: skip
+    assert status == 0
+    rows = read_csv(tmp_path / "t.csv")
+    expected = []
+    for path in case.inputs:
+        ids, counts = np.unique(read(path), return_counts=True)
+        expected += [(str(path), int(i), int(c)) for i, c in zip(ids[1:], counts[1:], strict=True)]
+    assert [(r["file"], int(r["id"]), int(r["voxel_count"])) for r in rows] == expected
+    assert [float(r["volume"]) for r in rows] == pytest.approx([c * VOXEL for *_, c in expected])
+    assert [r["name"] for r in rows] == [SEGMENT_MAP[str(i)] for _, i, _ in expected]
+
+    status, _, _ = run(capsys, "stats", case.inputs[0], "-o", tmp_path / "t.json")
+    assert status == 0
+    records = json.loads((tmp_path / "t.json").read_text())
+    assert [r["id"] for r in records] == [i for f, i, _ in expected if f == str(case.inputs[0])]
+
+    status, out, _ = run(capsys, "stats", case.inputs[0])
+    assert status == 0
+    assert out.splitlines()[0].startswith("file,id,voxel_count,volume,bbox_start_0")
+
+    status, _, err = run(capsys, "stats", case.inputs[0], "-o", tmp_path / "t.json")
+    assert status == 2
+    assert "exists" in err
+
+
+def test_stats_with_an_intensity_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = blocky(3)
+    source = save(tmp_path / "labels.nii.gz", labels)
+    ct = np.random.default_rng(0).normal(0, 100, labels.shape).astype(np.int16)
+    image = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(ct, np.diag([*SPACING, 1.0])), image)
+    status, _, _ = run(capsys, "stats", source, "--image", image, "-o", tmp_path / "s.csv")
+    assert status == 0
+    rows = read_csv(tmp_path / "s.csv")
+    for row in rows:
+        assert float(row["mean"]) == pytest.approx(ct[labels == int(row["id"])].mean())
+
+
+@pytest.mark.parametrize(
+    ("shape", "affine", "reason"),
+    [
+        ((24, 20, 9), np.diag([*SPACING, 1.0]), "shape"),
+        ((24, 20, 10), np.diag([0.5, 0.75, 3.0, 1.0]), "affine"),
+    ],
+)
+def test_stats_refuses_an_image_of_another_grid(
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    reason: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = save(tmp_path / "labels.nii.gz", blocky(3))
+    image = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), affine), image)
+    status, _, err = run(capsys, "stats", source, "--image", image, "-o", tmp_path / "s.csv")
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {source}: ")
+    assert reason in line
+
+
+# ----------------------------------------------------------------- error paths
+
+
+def corrupt_files(folder: Path) -> dict[str, Path]:
+    """Inputs no job can read, by what is wrong with them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    files["missing"] = folder / "missing.nii.gz"
+    garbage = folder / "garbage.nii.gz"
+    garbage.write_bytes(b"this is not a NIfTI file at all")
+    files["garbage"] = garbage
+    truncated = folder / "truncated.nii.gz"
+    whole = save(folder / "whole.nii.gz", blocky(5))
+    truncated.write_bytes(whole.read_bytes()[:200])
+    whole.unlink()
+    files["truncated"] = truncated
+    floats = folder / "floats.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), 0.5, np.float32), np.eye(4)), floats)
+    files["float labels"] = floats
+    negative = folder / "negative.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), -3, np.int16), np.eye(4)), negative)
+    files["negative"] = negative
+    return files
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "truncated", "float labels", "negative"])
+def test_a_bad_input_is_one_line_and_the_batch_goes_on(
+    kind: str, case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = corrupt_files(tmp_path / "bad")[kind]
+    out = tmp_path / "out"
+    status, _, err = run(
+        capsys, "clean", case.inputs[0], bad, case.inputs[1], "-o", out, "--largest-k", "1"
+    )
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {bad}: ")
+    assert "internal error" not in line
+    assert sorted(p.name for p in out.iterdir()) == ["case0.nii.gz", "case1.nii.gz"]
+    assert "3 files: 2 done, 1 failed, 0 skipped" in err
+
+
+def test_patterns_and_folders_that_name_nothing_fail(
+    tmp_path: Path, case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    status, _, err = run(capsys, "info", tmp_path / "empty", f"{tmp_path}/*.nope", case.inputs[0])
+    assert status == 1
+    assert len(failures(err)) == 2
+    assert "no .nii or .nii.gz files" in err
+    assert "no files match" in err
+
+
+def test_glob_and_folder_inputs_keep_their_relative_paths(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nested = save(case.folder / "sub" / "deep.nii.gz", blocky(9))
+    out = tmp_path / "out"
+    status, _, _ = run(capsys, "relabel", case.folder, "-o", out, "--renumber")
+    assert status == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
+    assert written == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz", "sub/deep.nii.gz"]
+    status, _, _ = run(
+        capsys, "relabel", f"{case.folder}/**/d*.nii.gz", "-o", tmp_path / "g", "--renumber"
+    )
+    assert status == 0
+    assert [p.name for p in (tmp_path / "g").iterdir()] == [nested.name]
+
+
+# ----------------------------------------------------------------- output rules
+
+
+def test_outputs_never_replace_inputs_or_existing_files_unasked(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = case.inputs[0]
+    before = source.read_bytes()
+    # Writing into the input's own folder under the same name is refused, even with
+    # --overwrite.
+    status, _, err = run(capsys, "relabel", source, "-o", case.folder, "--renumber", "--overwrite")
+    assert status == 1
+    assert "would replace an input" in err
+    assert source.read_bytes() == before
+
+    target = tmp_path / "out.nii.gz"
+    target.write_bytes(b"earlier result")
+    status, _, err = run(capsys, "relabel", source, "-o", target, "--renumber")
+    assert status == 1
+    assert "exists" in failures(err)[0]
+    assert target.read_bytes() == b"earlier result"
+
+    status, _, err = run(capsys, "relabel", source, "-o", target, "--renumber", "--skip-existing")
+    assert status == 0
+    assert "1 file: 0 done, 0 failed, 1 skipped" in err
+    assert target.read_bytes() == b"earlier result"
+
+    status, _, _ = run(capsys, "relabel", source, "-o", target, "--renumber", "--overwrite")
+    assert status == 0
+    assert np.array_equal(read(target), fastseg.renumber(read(source))[0])
+
+    # Two inputs with the same name would write the same output: the second fails.
+    twin = save(tmp_path / "other" / source.name, blocky(4))
+    status, _, err = run(capsys, "relabel", source, twin, "-o", tmp_path / "both", "--renumber")
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {twin}: ")
+    assert "already writes" in line
+
+
+def test_a_failed_write_leaves_no_partial_file(case: Case, tmp_path: Path) -> None:
+    """A real write error halfway (the file size limit: EFBIG) in a subprocess: the big
+    output fails on one line, nothing of it is left, the small one is written."""
+    small = save(tmp_path / "in" / "small.nii.gz", blocky(1))
+    big_labels = np.random.default_rng(0).integers(1, 60000, (64, 64, 64)).astype(np.uint16)
+    big = save(tmp_path / "in" / "big.nii.gz", big_labels)
+    warm = main(["relabel", str(small), str(big), "-o", str(tmp_path / "warm"), "--renumber", "-q"])
+    assert warm == 0  # compiles and caches the kernels the subprocess loads
+    out = tmp_path / "out"
+    limit = 64 * 1024
+    assert small.stat().st_size < limit < (tmp_path / "warm" / "big.nii.gz").stat().st_size
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of dying
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+        from fastseg.cli import main
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "relabel",
+            str(big),
+            str(small),
+            "-o",
+            str(out),
+            "--renumber",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = failures(result.stderr)
+    assert line.startswith(f"failed: {big}: ")
+    assert "File too large" in line
+    assert sorted(p.name for p in out.iterdir()) == ["small.nii.gz"]
+    assert np.array_equal(read(out / "small.nii.gz"), read(tmp_path / "warm" / "small.nii.gz"))
+
+
+# ------------------------------------------------------------- executors
+
+
+def test_worker_processes_give_the_same_files(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = corrupt_files(tmp_path / "bad")["garbage"]
+    argv = ["clean", *case.inputs, bad, "--largest-k", "1", "--progress", "lines"]
+    status, _, err = run(capsys, *argv, "-o", tmp_path / "serial")
+    assert status == 1
+    status, _, err = run(capsys, *argv, "-o", tmp_path / "parallel", "-j", "2")
+    assert status == 1
+    assert "2 processes" in err
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {bad}: ")
+    assert sum(line.startswith("[") and "done:" in line for line in err.splitlines()) == 3
+    for path in case.inputs:
+        assert np.array_equal(
+            read(tmp_path / "parallel" / path.name), read(tmp_path / "serial" / path.name)
+        )
+
+
+def test_scheduler_runs_the_jobs_on_a_dask_cluster(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import distributed
+
+    bad = corrupt_files(tmp_path / "bad")["truncated"]
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        status, _, err = run(
+            capsys, "to-semantic", *case.inputs, bad, "-o", tmp_path / "out", "--schema",
+            case.taxonomy, "--segment-map", case.segment_map, "--scheduler",
+            cluster.scheduler_address,
+        )  # fmt: skip
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {bad}: ")
+    assert f"dask.distributed at {cluster.scheduler_address}" in err
+    for path in case.inputs:
+        assert np.array_equal(read(tmp_path / "out" / path.name), semantic_reference(read(path)))
+
+
+def test_scheduler_without_distributed_is_a_usage_error(
+    case: Case, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    status, _, err = run(capsys, "info", case.inputs[0], "--scheduler", "tcp://127.0.0.1:8786")
+    assert status == 2
+    assert err.strip() == (
+        "fastseg info: error: --scheduler needs dask.distributed: pip install distributed"
+    )
+
+
+def test_progress_bar_lines_and_quiet(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "info", *case.inputs, "--progress", "bar")
+    assert status == 0
+    assert "3/3" in err
+    status, out, err = run(capsys, "info", *case.inputs, "-q")
+    assert status == 0
+    assert err == ""
+    assert out.count("ids besides 0") == 3
+
+
+# ------------------------------------------------------------------ schema
+
+
+def test_schema_conversions(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "dataset.json"
+    status, _, err = run(capsys, "schema", case.taxonomy, target)
+    assert status == 1
+    assert "--renumber" in failures(err)[0]
+    assert not target.exists()
+    status, out, _ = run(capsys, "schema", case.taxonomy, target, "--renumber")
+    assert status == 0
+    assert out.startswith(f"wrote {target} (nnunet, 3 categories")
+    labels = json.loads(target.read_text())["labels"]
+    assert labels == {"background": 0, "Vertebra": 1, "Disc": 2, "Liver": 3}
+
+    status, _, err = run(capsys, "schema", case.taxonomy, target, "--renumber")
+    assert status == 1
+    assert "exists" in err
+
+    itksnap = tmp_path / "labels.txt"
+    assert run(capsys, "schema", target, itksnap)[0] == 0
+    assert fastseg.Schema.load(itksnap).names == ["Vertebra", "Disc", "Liver"]
+    redbrick = tmp_path / "taxonomy.json"
+    assert run(capsys, "schema", itksnap, redbrick, "--to", "redbrick")[0] == 0
+    objects = json.loads(redbrick.read_text())["objectTypes"]
+    assert [(o["category"], o["classId"]) for o in objects] == [
+        ("Vertebra", 0),
+        ("Disc", 1),
+        ("Liver", 2),
+    ]
+
+
+# --------------------------------------------------------------- redbrick
+
+
+def redbrick_export(folder: Path) -> Path:
+    """An export folder: two tasks, three series (one made of two files), one series
+    whose file is missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save(folder / "segmentations" / "a.nii.gz", blocky(1))
+    save(folder / "segmentations" / "b.nii.gz", blocky(2))
+    part = np.where(blocky(3) == 4, 0, blocky(3))
+    save(folder / "segmentations" / "c1.nii.gz", part)
+    save(folder / "segmentations" / "c2.nii.gz", np.where(blocky(3) == 4, 4, 0).astype(np.uint8))
+    class_ids = {"1": 0, "2": 0, "3": 1, "4": 4, "5": 0}
+    tasks = [
+        {
+            "taskId": "t1",
+            "name": "case one",
+            "series": [
+                {"name": "CT", "segmentations": "segmentations/a.nii.gz",
+                 "segmentMap": SEGMENT_MAP},
+                {"segmentations": ["segmentations/c1.nii.gz", "segmentations/c2.nii.gz"],
+                 "segmentMap": class_ids},
+            ],
+        },
+        {
+            "taskId": "t2",
+            "series": [
+                {"name": "MR", "items": "scan.nii.gz"},
+                {"segmentations": "segmentations/b.nii.gz", "segmentMap": SEGMENT_MAP},
+                {"name": "lost", "segmentations": "segmentations/gone.nii.gz",
+                 "segmentMap": SEGMENT_MAP},
+            ],
+        },
+    ]  # fmt: skip
+    (folder / "tasks.json").write_text(json.dumps(tasks))
+    return folder
+
+
+def test_redbrick_semantic_layout_with_stats(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = redbrick_export(tmp_path / "export")
+    out = tmp_path / "semantic"
+    status, _, err = run(
+        capsys, "redbrick", export, "-o", out, "--taxonomy", case.taxonomy, "-j", "2"
+    )
+    assert status == 1
+    (line,) = failures(err)
+    assert "gone.nii.gz" in line
+    assert "'lost'" in line
+    assert "4 series: 3 done, 1 failed" in err
+    tasks = json.loads((out / "tasks.json").read_text())
+    written = {s["segmentations"]: s for t in tasks for s in t["series"]}
+    assert sorted(written) == [
+        "segmentations/case one/B.nii.gz",
+        "segmentations/case one/CT.nii.gz",
+        "segmentations/t2/B.nii.gz",
+    ]
+    for name, source in (("case one/CT", "a"), ("t2/B", "b")):
+        labels = read(out / "segmentations" / f"{name}.nii.gz")
+        assert np.array_equal(
+            labels, semantic_reference(read(export / "segmentations" / f"{source}.nii.gz"))
+        )
+    assert np.array_equal(
+        read(out / "segmentations" / "case one" / "B.nii.gz"), semantic_reference(blocky(3))
+    )
+    assert all(s["semanticMask"] for s in written.values())
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))
+    rows = read_csv(out / "stats.csv")
+    for row in rows:
+        assert float(row["volume_mm3"]) == pytest.approx(int(row["voxel_count"]) * VOXEL)
+    ct = [r for r in rows if r["series"] == "CT"]
+    counts = np.bincount(blocky(1).ravel(), minlength=6)
+    assert [int(r["voxel_count"]) for r in ct] == counts[1:].tolist()
+    assert [r["category"] for r in ct] == list(SEGMENT_MAP.values())
+
+    status, _, err = run(capsys, "redbrick", export, "-o", out, "--taxonomy", case.taxonomy)
+    assert status == 2
+    assert "not empty" in err
+
+
+def test_redbrick_binary_and_nnunet_layouts(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = redbrick_export(tmp_path / "export")
+    (export / "tasks.json").write_text(
+        json.dumps(
+            [t for t in json.loads((export / "tasks.json").read_text()) if t["taskId"] == "t1"]
+        )
+    )
+    status, _, _ = run(
+        capsys, "redbrick", export, "-o", tmp_path / "binary", "--layout", "binary", "--taxonomy",
+        case.taxonomy,
+    )  # fmt: skip
+    assert status == 0
+    masks = tmp_path / "binary" / "segmentations" / "case one" / "CT"
+    source = blocky(1)
+    for ident in range(1, 6):
+        assert np.array_equal(read(masks / f"instance-{ident}.nii.gz"), source == ident)
+
+    out = tmp_path / "nnunet"
+    status, _, _ = run(
+        capsys, "redbrick", export, "-o", out, "--layout", "nnunet", "--taxonomy", case.taxonomy
+    )
+    assert status == 0
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["labels"] == {"background": 0, "Vertebra": 1, "Disc": 2, "Liver": 3}
+    assert dataset["numTraining"] == 2
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [
+        "case_one_B.nii.gz",
+        "case_one_CT.nii.gz",
+    ]
+    consecutive = np.array([0, 1, 2, 0, 0, 3], np.uint8)  # values 1, 2, 5 -> 1, 2, 3
+    expected = consecutive[semantic_reference(source)]
+    assert np.array_equal(read(out / "labelsTr" / "case_one_CT.nii.gz"), expected)
+
+
+def test_redbrick_refuses_to_write_into_the_export(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = redbrick_export(tmp_path / "export")
+    for argv, expected in [
+        (["-o", export, "--taxonomy", case.taxonomy, "--overwrite"], "is the export folder"),
+        (
+            ["-o", export / "segmentations", "--taxonomy", case.taxonomy, "--overwrite"],
+            "holds the export's file",
+        ),
+        (["-o", tmp_path / "x"], "needs --taxonomy"),
+    ]:
+        status, _, err = run(capsys, "redbrick", export, *argv)
+        assert status == 2
+        assert expected in err
+    status, _, err = run(capsys, "redbrick", tmp_path, "-o", tmp_path / "y", "--layout", "binary")
+    assert status == 2
+    assert "tasks.json: no such file" in err
+
+
+# -------------------------------------------------------------- subprocesses
+
+
+def test_python_m_fastseg_and_the_console_script(case: Case, tmp_path: Path) -> None:
+    bad = corrupt_files(tmp_path / "bad")["garbage"]
+    script = shutil.which("fastseg", path=str(Path(sys.executable).parent))
+    assert script is not None, "the fastseg console script is not installed beside python"
+    for command in ([sys.executable, "-m", "fastseg"], [script]):
+        result = subprocess.run(
+            [*command, "info", str(case.inputs[0]), str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 1
+        assert result.stdout.startswith(f"{case.inputs[0]}: 24 x 20 x 10 uint8")
+        assert "Traceback" not in result.stderr
+        (line,) = failures(result.stderr)
+        assert line.startswith(f"failed: {bad}: not a readable NIfTI image")
+    result = subprocess.run(
+        [sys.executable, "-m", "fastseg", "clean", str(case.inputs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fastseg clean: error: say what to clean: --dust, --dust-mm3, --largest-k or --fill-holes"
+    )
