@@ -325,6 +325,10 @@ def renumber_row_major(
     return new
 
 
+# Voxels written per store in :func:`paint`: one or two vector registers for every dtype.
+_PAINT_BLOCK = 16
+
+
 @kernel(parallel=True)
 def paint(
     out: np.ndarray,
@@ -338,10 +342,43 @@ def paint(
     ``numbers[0]``, which is 0)."""
     n0, n1, n2 = out.shape
     rows = n0 * n1
-    flat = out.reshape(rows, n2)
+    flat = out.reshape(rows * n2)
     for c in numba.prange(chunks):
         first, last = _slab_rows(row_offsets, chunks, c)
         for r in range(first, last):
-            row = flat[r]
-            for k in range(row_offsets[r], row_offsets[r + 1] - 1):
-                row[run_start[k] : run_start[k + 1]] = numbers[labels[k]]
+            _paint_row(
+                flat, r * n2, n2, row_offsets[r], row_offsets[r + 1] - 1, run_start, labels, numbers
+            )
+
+
+@kernel()
+def _paint_row(
+    flat: np.ndarray,
+    base: int,
+    n2: int,
+    first_run: int,
+    end_run: int,
+    run_start: np.ndarray,
+    labels: np.ndarray,
+    numbers: np.ndarray,
+) -> None:
+    """Paint runs ``first_run .. end_run - 1``, the runs of the row starting at ``base``.
+
+    Runs are written in whole blocks of ``_PAINT_BLOCK`` voxels that may overshoot into
+    the next run, which is written afterwards and covers the overshoot with its own
+    first block: fixed-size stores instead of a loop whose length changes every run
+    (label maps have runs of a few dozen voxels, where that loop's overhead dominates).
+    Blocks never cross the end of the row, which another thread may be writing.
+    """
+    row_end = base + n2
+    for k in range(first_run, end_run):
+        v = numbers[labels[k]]
+        x = base + run_start[k]
+        stop = base + run_start[k + 1]
+        while x < stop and x + _PAINT_BLOCK <= row_end:
+            for t in range(_PAINT_BLOCK):
+                flat[x + t] = v
+            x += _PAINT_BLOCK
+        while x < stop:
+            flat[x] = v
+            x += 1
