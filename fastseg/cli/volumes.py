@@ -387,12 +387,6 @@ class CleanOptions:
     fill_holes: bool
 
 
-def fill_holes_function() -> Callable[..., Any] | None:
-    """``fastseg.fill_holes`` where this version of the library has it."""
-    function: Callable[..., Any] | None = getattr(fastseg, "fill_holes", None)
-    return function
-
-
 def clean_job(options: CleanOptions, job: Job) -> int:
     """Dust, then keep the largest components, then fill holes; returns the voxels changed."""
     image = fastseg.load(job.source)
@@ -413,9 +407,8 @@ def clean_job(options: CleanOptions, job: Job) -> int:
             connectivity=options.connectivity,
             per_label=not options.foreground,
         )
-    fill = fill_holes_function()
-    if options.fill_holes and fill is not None:
-        labels = fill(labels, per_label=not options.foreground)
+    if options.fill_holes:
+        labels = fastseg.fill_holes(labels, per_label=not options.foreground)
     prepare_folder(job.outputs[0])
     fastseg.save(job.outputs[0], labels, like=image)
     return int(np.count_nonzero(labels != image.labels))
@@ -429,8 +422,6 @@ def run_clean(args: argparse.Namespace) -> int:
         and not args.fill_holes
     ):
         raise UsageError("say what to clean: --dust, --dust-mm3, --largest-k or --fill-holes")
-    if args.fill_holes and fill_holes_function() is None:
-        raise UsageError("--fill-holes needs a fastseg with fastseg.fill_holes")
     jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args))
     options = CleanOptions(
         args.dust,
