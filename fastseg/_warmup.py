@@ -221,7 +221,7 @@ def warmup(
     ValueError
         For an unknown operation group or no dtypes.
     TypeError
-        For a dtype that is not a label dtype.
+        For a dtype that is not a label dtype, or a single string as ``operations``.
 
     Examples
     --------
@@ -232,12 +232,12 @@ def warmup(
     """
     from fastseg._jit import cache_dir, compile_counts
 
+    if isinstance(operations, str):
+        raise TypeError(f"operations must be a list of names, got the string {operations!r}")
     names = tuple(OPERATIONS) if operations is None else tuple(operations)
     unknown = [name for name in names if name not in OPERATIONS]
-    if unknown or isinstance(operations, str):
-        raise ValueError(
-            f"unknown operations {unknown or operations!r}; choose from {', '.join(OPERATIONS)}"
-        )
+    if unknown:
+        raise ValueError(f"unknown operations {unknown}; choose from {', '.join(OPERATIONS)}")
     chosen = _dtype_list(dtypes)
     # Kernels see the unsigned dtype of each width; one sample per width suffices.
     widths = tuple(dict.fromkeys(np.dtype(f"u{d.itemsize}") for d in chosen))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,6 +41,24 @@ def test_import_compiles_nothing_and_does_not_import_numba() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "False"
+
+
+def test_import_is_fast_and_loads_neither_numba_nor_torch() -> None:
+    """``import fastseg`` (numpy included) within 0.3 s, best of three fresh processes;
+    the transforms module does not import torch, MONAI or TorchIO either."""
+    code = """
+        import sys, time
+        started = time.perf_counter()
+        import fastseg
+        seconds = time.perf_counter() - started
+        import fastseg.transforms
+        heavy = [m for m in ("numba", "torch", "monai", "torchio") if m in sys.modules]
+        print(seconds, ",".join(heavy) or "none")
+        """
+    runs = [run_python(code) for _ in range(3)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert {r.stdout.split()[1] for r in runs} == {"none"}
+    assert min(float(r.stdout.split()[0]) for r in runs) <= 0.3
 
 
 def test_concurrent_calls_from_eight_threads_agree_with_serial_calls() -> None:
@@ -77,38 +97,99 @@ def _can_bind_mount_read_only(tmp_path: Path) -> bool:
     return result.returncode == 0
 
 
-def test_read_only_install_and_home_still_work(tmp_path: Path) -> None:
-    """No writable cache directory anywhere: kernels compile in memory, silently."""
-    if not _can_bind_mount_read_only(tmp_path):
-        pytest.skip("needs unshare and read-only bind mounts (root in a mount namespace)")
-    install = tmp_path / "install"
-    home = tmp_path / "home"
-    shutil.copytree(
-        ROOT / "fastseg", install / "fastseg", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    home.mkdir()
-    script = textwrap.dedent(
-        """
-        import numpy as np, fastseg
-        labels = np.array([[1, 0, 1], [1, 0, 2]], np.uint8)
-        print(fastseg.label(labels).count, fastseg.unique(labels).tolist())
-        """
-    )
-    command = (
-        f"mount --bind -o ro {install} {install} && mount --bind -o ro {home} {home} && "
-        f"{sys.executable} -W error -c '{script}'"
-    )
+# The script every installed copy runs: a cold process compiles, a warm one loads.
+INSTALLED_SCRIPT = """
+import json, numpy as np, fastseg
+from fastseg._jit import compile_counts
+labels = np.array([[1, 0, 1], [1, 0, 2]], np.uint8)
+result = [fastseg.label(labels).count, fastseg.unique(labels).tolist()]
+print(json.dumps({"result": result, "cache_dir": fastseg.cache_dir(), "counts": compile_counts(),
+                  "package": fastseg.__file__}))
+"""
+
+
+def run_installed(
+    tmp_path: Path, *, read_only: tuple[str, ...], cache_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run :data:`INSTALLED_SCRIPT` against a copy of fastseg installed in
+    ``tmp_path/install``, with ``tmp_path/home`` as home, and the named ones of the two
+    bind-mounted read-only; ``cache_dir`` becomes NUMBA_CACHE_DIR."""
+    install, home = tmp_path / "install", tmp_path / "home"
+    if not install.exists():
+        shutil.copytree(
+            ROOT / "fastseg", install / "fastseg", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        home.mkdir()
+    mounts = "".join(f"mount --bind -o ro {p} {p} && " for p in (tmp_path / n for n in read_only))
+    script = textwrap.dedent(INSTALLED_SCRIPT)
+    command = f"{mounts}{sys.executable} -W error -c '{script}'"
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
-    env.update(HOME=str(home), PYTHONPATH=str(install), XDG_CACHE_HOME=str(home / ".cache"))
+    env.update(HOME=str(home), PYTHONPATH=str(install))
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = str(cache_dir)
     result = subprocess.run(
         ["unshare", "-m", "sh", "-c", command],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,  # not the checkout, whose fastseg would shadow the installed copy
         timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["3", "[0,", "1,", "2]"]
-    assert result.stderr == ""
-    assert not list((install / "fastseg").rglob("*.nbi"))
+    assert result.stderr == ""  # no warnings, no messages about the cache
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["result"] == [3, [0, 1, 2]]
+    assert report["package"] == str(install / "fastseg" / "__init__.py")
+    return report
+
+
+def cache_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.nbi"))
+
+
+@pytest.fixture
+def bind_mounts(tmp_path: Path) -> None:
+    if not _can_bind_mount_read_only(tmp_path):
+        pytest.skip("needs unshare and read-only bind mounts (root in a mount namespace)")
+
+
+@pytest.mark.usefixtures("bind_mounts")
+def test_read_only_install_and_home_still_work(tmp_path: Path) -> None:
+    """No writable cache directory anywhere: kernels compile in memory, silently."""
+    report = run_installed(tmp_path, read_only=("install", "home"))
+    assert report["cache_dir"] is None
+    loaded, compiled = report["counts"]
+    assert loaded == 0
+    assert compiled > 0
+    assert not cache_files(tmp_path)
+
+
+@pytest.mark.usefixtures("bind_mounts")
+def test_read_only_install_caches_in_the_users_cache_directory(tmp_path: Path) -> None:
+    cold = run_installed(tmp_path, read_only=("install",))
+    user_cache = tmp_path / "home" / ".cache" / "numba"
+    assert cold["cache_dir"].startswith(str(user_cache))
+    assert cold["counts"][1] > 0
+    assert cache_files(user_cache)
+    assert not cache_files(tmp_path / "install")
+    warm = run_installed(tmp_path, read_only=("install",))
+    assert warm["counts"][0] > 0  # loaded from the cache
+    assert warm["counts"][1] == 0  # nothing compiled
+
+
+@pytest.mark.usefixtures("bind_mounts")
+def test_numba_cache_dir_overrides_package_and_user_directories(tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen"
+    cold = run_installed(tmp_path, read_only=(), cache_dir=chosen)
+    assert cold["cache_dir"].startswith(str(chosen))
+    assert cache_files(chosen)
+    assert not cache_files(tmp_path / "install")
+    assert not cache_files(tmp_path / "home")
+    warm = run_installed(tmp_path, read_only=("install", "home"), cache_dir=chosen)
+    assert warm["counts"][0] > 0
+    assert warm["counts"][1] == 0
+    # Writable and no NUMBA_CACHE_DIR: beside the package, in __pycache__.
+    beside = run_installed(tmp_path, read_only=())
+    assert beside["cache_dir"] == str(tmp_path / "install" / "fastseg" / "_kernels" / "__pycache__")
+    assert cache_files(tmp_path / "install")
