@@ -9,25 +9,19 @@ from collections.abc import Sequence
 from fastseg import __version__
 from fastseg.cli import demo, redbrick, schemas, volumes
 from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE
-
-_FORMATTER = argparse.RawDescriptionHelpFormatter
-
-
-def _epilog(examples: str) -> str:
-    return f"examples:\n{examples}\n\n{EXIT_CODES}"
+from fastseg.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, FORMATTER, epilog
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
     parser = argparse.ArgumentParser(
         prog="fastseg",
-        formatter_class=_FORMATTER,
+        formatter_class=FORMATTER,
         description="Fast tools for segmentation label volumes (NIfTI): conversions between "
         "instance and semantic maps, statistics, relabeling, cleanup and schema formats, over "
         "files, folders and glob patterns. 'fastseg <command> --help' shows a command's "
         "options and examples.",
-        epilog=_epilog(
+        epilog=epilog(
             """\
   fastseg demo
   fastseg info labels.nii.gz --schema dataset.json
@@ -37,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fastseg {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo.register(commands, _FORMATTER, _epilog)
-    volumes.register(commands, _FORMATTER, _epilog)
-    schemas.register(commands, _FORMATTER, _epilog)
-    redbrick.register(commands, _FORMATTER, _epilog)
+    demo.register(commands)
+    volumes.register(commands)
+    schemas.register(commands)
+    redbrick.register(commands)
     return parser
 
 

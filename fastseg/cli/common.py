@@ -40,13 +40,53 @@ exit status:
   {EXIT_INTERRUPTED}  interrupted"""
 
 
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def epilog(examples: str) -> str:
+    """A command's help epilog: its examples, then the exit statuses."""
+    return f"examples:\n{examples}\n\n{EXIT_CODES}"
+
+
+def add_command(
+    commands: Any,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    examples: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.ArgumentParser:
+    """Add a command to the ``commands`` subparsers, its help ending in examples."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        parents=list(parents),
+        formatter_class=FORMATTER,
+        help=summary,
+        description=description,
+        epilog=epilog(examples),
+    )
+    return parser
+
+
+def non_negative(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` that is at least 0."""
+
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            noun = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {noun} >= 0, got {value!r}")
+        return number
+
+    return parse
+
+
 def _job_count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    count: int = non_negative(int)(value)
     return count or os.cpu_count() or 1
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_OK
+from fastseg.cli.common import EXIT_OK, add_command
 from fastseg.demo import SHAPE, SPACING, DemoReport, run_demo
 
 
@@ -59,19 +58,17 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(
-    commands: Any, formatter: type[argparse.HelpFormatter], epilog: Callable[[str], str]
-) -> None:
-    parser = commands.add_parser(
+def register(commands: Any) -> None:
+    parser = add_command(
+        commands,
         "demo",
-        formatter_class=formatter,
-        help="run the main job on a built-in spine phantom (no download)",
+        summary="run the main job on a built-in spine phantom (no download)",
         description="Generate a spine phantom in code (five vertebrae as instances of one "
         "category, four discs, both kidneys and the liver, 0.8 x 0.8 x 2.5 mm voxels) with "
         "its RedBrick taxonomy and segmentMap, then convert instances to semantic and back, "
         "measure every instance in mm, clean up stray voxels, write every result to a "
         "folder and print a summary.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg demo                        # writes ./fastseg-demo
   fastseg demo --out /tmp/phantom

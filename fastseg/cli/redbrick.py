@@ -19,7 +19,6 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 import fastseg
 from fastseg._files import write_text_atomically
 from fastseg.cli.batch import Job, UsageError
-from fastseg.cli.common import batch_parent, check_shared, execute, load_schema
+from fastseg.cli.common import add_command, batch_parent, check_shared, execute, load_schema
 from fastseg.cli.schemas import consecutive
 from fastseg.cli.volumes import stats_text
 
@@ -298,14 +297,12 @@ def run_redbrick(args: argparse.Namespace) -> int:
     return status
 
 
-def register(
-    commands: Any, formatter: type[argparse.HelpFormatter], epilog: Callable[[str], str]
-) -> None:
-    parser = commands.add_parser(
+def register(commands: Any) -> None:
+    parser = add_command(
+        commands,
         "redbrick",
         parents=[batch_parent()],
-        formatter_class=formatter,
-        help="a RedBrick AI export folder -> semantic, binary or nnU-Net layout, and stats",
+        summary="a RedBrick AI export folder -> semantic, binary or nnU-Net layout, and stats",
         description="Convert a RedBrick AI export folder (tasks.json and the instance "
         "segmentations it lists) into another layout, one job per series:\n\n"
         "  semantic         segmentations/<task>/<series>.nii.gz, values classId + 1\n"
@@ -314,7 +311,7 @@ def register(
         "  nnunet           labelsTr/<case>.nii.gz with consecutive labels, and dataset.json\n\n"
         "with a tasks.json listing the new files (not for nnunet), and stats.csv: every "
         "instance with its category, voxel count and volume in mm³.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg redbrick export/ -o semantic/ --taxonomy taxonomy.json
   fastseg redbrick export/ -o masks/ --layout binary -j 2

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from typing import Any, cast
 
 from fastseg.cli.batch import USER_ERRORS, UsageError, describe_error
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK
+from fastseg.cli.common import EXIT_FAILED, EXIT_OK, add_command
 from fastseg.formats.detect import FORMATS, SchemaFormat
 from fastseg.schema import Category, Schema
 
@@ -76,17 +75,15 @@ def run_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(
-    commands: Any, formatter: type[argparse.HelpFormatter], epilog: Callable[[str], str]
-) -> None:
-    parser = commands.add_parser(
+def register(commands: Any) -> None:
+    parser = add_command(
+        commands,
         "schema",
-        formatter_class=formatter,
-        help="convert a schema between formats (RedBrick taxonomy, nnU-Net, ITK-SNAP, BIDS)",
+        summary="convert a schema between formats (RedBrick taxonomy, nnU-Net, ITK-SNAP, BIDS)",
         description="Read a category schema in one format and write it in another. The "
         "input's format is detected from its name and content (or --from); the output's "
         "from its name (dataset.json: nnU-Net, .tsv: BIDS, .txt/.label: ITK-SNAP) or --to.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg schema taxonomy.json dataset.json               # RedBrick -> nnU-Net v2
   fastseg schema taxonomy.json dataset.json --renumber    # classIds with gaps -> 1..n

@@ -33,11 +33,13 @@ from fastseg.cli.batch import (
     split_suffix,
 )
 from fastseg.cli.common import (
+    add_command,
     batch_parent,
     check_shared,
     execute,
     load_schema,
     load_segment_map,
+    non_negative,
     output_parent,
     policy,
 )
@@ -353,11 +355,11 @@ def _missing(value: str) -> str | int:
     if value in ("keep", "error"):
         return value
     try:
-        fill = int(value)
-    except ValueError:
-        fill = -1
-    if fill < 0:
-        raise argparse.ArgumentTypeError(f"expected keep, error or an id >= 0, got {value!r}")
+        fill: int = non_negative(int)(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected keep, error or an id >= 0, got {value!r}"
+        ) from None
     return fill
 
 
@@ -437,34 +439,24 @@ def run_clean(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- parsers
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
-    def parse(value: str) -> Any:
-        try:
-            number = kind(value)
-        except ValueError:
-            number = -1
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-        return number
-
-    return parse
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="NIfTI files, folders or glob patterns"
+    )
 
 
-def register(
-    commands: Any, formatter: type[argparse.HelpFormatter], epilog: Callable[[str], str]
-) -> None:
+def register(commands: Any) -> None:
     """Add the commands of this module to the ``commands`` subparsers."""
     running = batch_parent()
-    inputs = {"nargs": "+", "metavar": "INPUT", "help": "NIfTI files, folders or glob patterns"}
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "info",
         parents=[running],
-        formatter_class=formatter,
-        help="shape, dtype, spacing and the ids of label maps, with voxel counts, mm³ and names",
+        summary="shape, dtype, spacing and the ids of label maps, with voxel counts, mm³ and names",
         description="Print the shape, dtype and spacing of label maps and every id with its "
         "voxel count, volume in mm³ and, given a schema or segment map, its name.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg info labels.nii.gz
   fastseg info labelsTr/ --schema dataset.json
@@ -472,19 +464,19 @@ def register(
   fastseg info 'data/**/*.nii.gz' --json > ids.jsonl"""
         ),
     )
-    parser.add_argument("inputs", **inputs)
+    _add_inputs(parser)
     _add_names(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.set_defaults(handler=run_info)
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "to-semantic",
         parents=[running, output_parent("_semantic")],
-        formatter_class=formatter,
-        help="instance maps -> semantic maps through a segment map",
+        summary="instance maps -> semantic maps through a segment map",
         description="Turn instance maps into semantic maps: every instance id becomes the "
         "value of its category (from the segment map) in the schema.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg to-semantic case.nii.gz --segment-map segmentMap.json --schema taxonomy.json
   fastseg to-semantic instances/ -o semantic/ --segment-map map.json --schema dataset.json -j 4
@@ -492,7 +484,7 @@ def register(
       --schema taxonomy.json --unknown background"""
         ),
     )
-    parser.add_argument("inputs", **inputs)
+    _add_inputs(parser)
     parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
     parser.add_argument(
         "--segment-map", metavar="FILE", required=True, help="RedBrick segmentMap JSON"
@@ -505,22 +497,22 @@ def register(
     )
     parser.set_defaults(handler=run_to_semantic)
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "to-instances",
         parents=[running, output_parent("_instances")],
-        formatter_class=formatter,
-        help="semantic maps -> instances by connected components, with a segment map",
+        summary="semantic maps -> instances by connected components, with a segment map",
         description="Split semantic maps into instances (connected components of every "
         "category) and write each instance map with its segment map, "
         "<name>.segmentMap.json, beside it.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg to-instances semantic.nii.gz --schema dataset.json
   fastseg to-instances labelsTr/ -o instances/ --schema dataset.json --connectivity 6 -j 2
   fastseg to-instances seg.nii.gz --schema taxonomy.json --per-category"""
         ),
     )
-    parser.add_argument("inputs", **inputs)
+    _add_inputs(parser)
     parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
     parser.add_argument(
         "--connectivity", type=int, choices=CONNECTIVITIES, default=26, help="default 26 (8 in 2-D)"
@@ -532,22 +524,22 @@ def register(
     )
     parser.set_defaults(handler=run_to_instances)
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "stats",
         parents=[running],
-        formatter_class=formatter,
-        help="per-instance statistics in mm (CSV or JSON)",
+        summary="per-instance statistics in mm (CSV or JSON)",
         description="Measure every id of label maps: voxel count, volume in mm³, bounding "
         "box, centroid in voxels and in world coordinates (and intensities with --image). "
         "One table for all inputs, with the file in its first column.",
-        epilog=epilog(
+        examples=(
             """\
   fastseg stats case.nii.gz
   fastseg stats labelsTr/ --schema dataset.json -o stats.csv -j 2
   fastseg stats case.nii.gz --image ct.nii.gz --surface -o stats.json"""
         ),
     )
-    parser.add_argument("inputs", **inputs)
+    _add_inputs(parser)
     _add_names(parser)
     parser.add_argument(
         "-o", "--out", metavar="FILE", help="table file (.csv or .json); default: CSV on stdout"
@@ -560,21 +552,21 @@ def register(
     parser.add_argument("--surface", action="store_true", help="add the surface area in mm²")
     parser.set_defaults(handler=run_stats)
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "relabel",
         parents=[running, output_parent("_relabeled")],
-        formatter_class=formatter,
-        help="map ids through a mapping file, or renumber them 1..n",
+        summary="map ids through a mapping file, or renumber them 1..n",
         description="Change the ids of label maps: through a mapping file (JSON "
         '{"old": new} or two columns of text), or renumbered to 1..n in ascending order.',
-        epilog=epilog(
+        examples=(
             """\
   fastseg relabel seg.nii.gz --mapping merge.json          # {"11": 1, "12": 1, "13": 1}
   fastseg relabel labels/ -o relabeled/ --mapping ids.csv --missing error
   fastseg relabel seg.nii.gz --renumber -o seg_renumbered.nii.gz"""
         ),
     )
-    parser.add_argument("inputs", **inputs)
+    _add_inputs(parser)
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--mapping", metavar="FILE", help="old -> new ids (JSON, CSV, TSV or text)")
     how.add_argument("--renumber", action="store_true", help="ids 1..n, 0 stays 0")
@@ -586,29 +578,34 @@ def register(
     )
     parser.set_defaults(handler=run_relabel)
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "clean",
         parents=[running, output_parent("_clean")],
-        formatter_class=formatter,
-        help="remove small components (dust) or keep the largest ones",
+        summary="remove small components (dust) or keep the largest ones",
         description="Post-process label maps, every label on its own: remove connected "
         "components smaller than a size (--dust voxels, --dust-mm3 volume), then keep the "
         "k largest components of every label (--largest-k), then fill holes "
         "(--fill-holes).",
-        epilog=epilog(
+        examples=(
             """\
   fastseg clean pred.nii.gz --largest-k 1                  # nnU-Net's largest component
   fastseg clean predictions/ -o cleaned/ --dust-mm3 50 -j 2
   fastseg clean seg.nii.gz --dust 100 --largest-k 2 --connectivity 6 --fill-holes"""
         ),
     )
-    parser.add_argument("inputs", **inputs)
-    parser.add_argument("--dust", type=_positive(int), metavar="VOXELS", help="smallest size kept")
+    _add_inputs(parser)
     parser.add_argument(
-        "--dust-mm3", type=_positive(float), metavar="VOLUME", help="smallest volume kept, in mm³"
+        "--dust", type=non_negative(int), metavar="VOXELS", help="smallest size kept"
     )
     parser.add_argument(
-        "--largest-k", type=_positive(int), metavar="K", help="keep the K largest components"
+        "--dust-mm3",
+        type=non_negative(float),
+        metavar="VOLUME",
+        help="smallest volume kept, in mm³",
+    )
+    parser.add_argument(
+        "--largest-k", type=non_negative(int), metavar="K", help="keep the K largest components"
     )
     parser.add_argument(
         "--foreground",
