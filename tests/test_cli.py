@@ -590,6 +590,19 @@ def test_outputs_never_replace_inputs_or_existing_files_unasked(
     assert "already writes" in line
 
 
+def test_an_output_that_cannot_be_written_is_one_line(
+    case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = case.inputs[0] / "table.csv"  # below a file, so no folder can be made
+    for argv in (["stats", case.inputs[1], "-o", blocked], ["demo", "--out", blocked]):
+        status, _, err = run(capsys, *argv)
+        assert status == 1
+        # stats measured its input (the summary says so) and could not write the table.
+        *_, last = err.strip().splitlines()
+        assert last.startswith(f"fastseg {argv[0]}: error: ")
+        assert str(case.inputs[0]) in last
+
+
 def test_a_failed_write_leaves_no_partial_file(case: Case, tmp_path: Path) -> None:
     """A real write error halfway (the file size limit: EFBIG) in a subprocess: the big
     output fails on one line, nothing of it is left, the small one is written."""

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from fastseg import __version__
 from fastseg.cli import demo, redbrick, schemas, volumes
-from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, FORMATTER, epilog
+from fastseg.cli.batch import UsageError, describe_error
+from fastseg.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FORMATTER, epilog
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"fastseg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # the command's own output (a table, a folder) cannot be written
+        print(f"fastseg {args.command}: error: {describe_error(error, '')}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"fastseg {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
