@@ -1,0 +1,306 @@
+"""Start-up and data-loader numbers: what a training job pays for fastseg.
+
+    python benchmarks/startup.py [--epochs N] [--skip-compile]
+
+Prints a markdown report (progress to stderr):
+
+1. ``import fastseg`` in a fresh process (best of three);
+2. for each public operation, on the torso CT labels: the first call in a fresh process
+   with an empty kernel cache (cold: numba compiles), the first call in a fresh process
+   with the cache that run left (warm: numba loads), and a second call in that process;
+   every process has its own temporary ``NUMBA_CACHE_DIR``, so the package's own cache
+   is neither used nor touched;
+3. ``fastseg.warmup()`` with an empty cache and again with the warm one;
+4. DataLoader throughput: a torch ``DataLoader`` with 2 worker processes over the
+   shared volumes (each as a ``(1, X, Y, Z)`` tensor), applying a fastseg transform and
+   the equivalent MONAI or TorchIO transform in the same run, after one untimed epoch
+   (persistent workers, so worker start-up is not in the timed epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from report import cpu_model, format_seconds, git_revision, progress, version
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+LOADER_VOLUMES = ("torso_labels", "aal", "platynereis_nuclei")
+SAMPLES_PER_VOLUME = 2
+
+# One public operation per entry, as a statement on ``labels`` (the torso CT labels,
+# Fortran order as nibabel loads them), ``schema`` and ``segments``.
+OPERATIONS: dict[str, str] = {
+    "label": "fastseg.label(labels)",
+    "remap": "fastseg.remap(labels, {1: 2, 2: 1})",
+    "stats": "fastseg.stats(labels)",
+    "to_semantic": "fastseg.to_semantic(labels, segments, schema)",
+    "unique": "fastseg.unique(labels)",
+    "renumber": "fastseg.renumber(labels)",
+    "largest_k": "fastseg.largest_k(labels)",
+    "dust": "fastseg.dust(labels, 100)",
+    "to_instances": "fastseg.to_instances(labels, schema)",
+    "contacts": "fastseg.contacts(labels)",
+}
+GOALS = {"label": 0.5, "remap": 0.5, "stats": 0.5, "to_semantic": 0.5}
+
+FIRST_CALL = """
+import json, sys, time
+started = time.perf_counter()
+import fastseg
+imported = time.perf_counter() - started
+import nibabel, numpy as np
+from fastseg._jit import compile_counts
+data = sys.argv[1]
+labels = np.asanyarray(nibabel.load(f"{data}/torso_labels.nii.gz").dataobj)
+schema = fastseg.Schema.load(f"{data}/torso_labels.json")
+segments = fastseg.SegmentMap({c.value: fastseg.Segment(c.name) for c in schema})
+run = lambda: OPERATION
+started = time.perf_counter(); run(); first = time.perf_counter() - started
+started = time.perf_counter(); run(); second = time.perf_counter() - started
+print(json.dumps({"import": imported, "first": first, "second": second,
+                  "counts": compile_counts()}))
+"""
+
+
+def python(code: str, *args: str, cache: str | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    if cache is not None:
+        env["NUMBA_CACHE_DIR"] = cache
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    return result.stdout
+
+
+def import_seconds() -> float:
+    code = "import time; t = time.perf_counter(); import fastseg; print(time.perf_counter() - t)"
+    return min(float(python(code)) for _ in range(3))
+
+
+def first_calls(operation: str) -> dict[str, Any]:
+    """Cold and warm first call of one operation, each in a fresh process."""
+    code = FIRST_CALL.replace("OPERATION", OPERATIONS[operation])
+    with tempfile.TemporaryDirectory() as cache:
+        cold = json.loads(python(code, str(SHARED_DATA), cache=cache))
+        warm = json.loads(python(code, str(SHARED_DATA), cache=cache))
+    return {"cold": cold, "warm": warm}
+
+
+def warmup_times() -> tuple[dict[str, Any], dict[str, Any]]:
+    code = """
+    import json, fastseg
+    r = fastseg.warmup()
+    print(json.dumps({"seconds": r.total_seconds, "compiled": r.compiled, "loaded": r.loaded}))
+    """
+    with tempfile.TemporaryDirectory() as cache:
+        cold = json.loads(python(code, cache=cache))
+        warm = json.loads(python(code, cache=cache))
+    return cold, warm
+
+
+def start_up_section(skip_compile: bool) -> list[str]:
+    lines = [
+        "`import fastseg` (numpy included), best of 3 fresh processes: "
+        + format_seconds(import_seconds())
+    ]
+    lines += [
+        "",
+        "| operation (torso CT labels, 384x320x89 uint8) | cold first call (compiles) "
+        "| specialisations compiled | warm first call (cache) | loaded | second call | goal |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for operation in [] if skip_compile else OPERATIONS:
+        progress(f"first calls: {operation}")
+        run = first_calls(operation)
+        cold, warm = run["cold"], run["warm"]
+        goal = GOALS.get(operation)
+        verdict = (
+            "" if goal is None else f"<= {goal} s: {'met' if warm['first'] <= goal else 'missed'}"
+        )
+        lines.append(
+            f"| {operation} | {format_seconds(cold['first'])} | {cold['counts'][1]} | "
+            f"{format_seconds(warm['first'])} | {warm['counts'][0]} | "
+            f"{format_seconds(warm['second'])} | "
+            f"{verdict} |"
+        )
+    if not skip_compile:
+        progress("warmup()")
+        cold, warm = warmup_times()
+        lines += [
+            "",
+            f"`fastseg.warmup()` (every operation group, uint8/uint16/uint32, serial and "
+            f"parallel versions): {format_seconds(cold['seconds'])} with an empty cache "
+            f"({cold['compiled']} specialisations compiled), {format_seconds(warm['seconds'])} "
+            f"with the warm one ({warm['loaded']} loaded, {warm['compiled']} compiled).",
+        ]
+    return lines
+
+
+# -- DataLoader throughput ----------------------------------------------------------------
+
+
+class TransformedVolumes:
+    """A map-style dataset: volume ``i % n`` as a ``(1, X, Y, Z)`` tensor, transformed."""
+
+    def __init__(self, volumes: Sequence[Any], transform: Callable[[Any], Any], size: int):
+        self.volumes = volumes
+        self.transform = transform
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Any:
+        import torch
+
+        labels = torch.from_numpy(self.volumes[index % len(self.volumes)])
+        return self.transform(labels).sum()  # a scalar back: no transfer costs compared
+
+
+def load_volumes() -> list[Any]:
+    import nibabel
+    import numpy as np
+
+    volumes = []
+    for name in LOADER_VOLUMES:
+        volume = np.asanyarray(nibabel.load(SHARED_DATA / f"{name}.nii.gz").dataobj)[None]
+        # torch sorts no uint16 tensors (MONAI's transforms call torch.unique).
+        volumes.append(volume.astype(np.int16) if volume.dtype == np.uint16 else volume)
+    return volumes
+
+
+def epoch_seconds(volumes: Sequence[Any], transform: Callable[[Any], Any], epochs: int) -> float:
+    """Seconds per epoch (median) of a 2-worker DataLoader, after an untimed epoch."""
+    from torch.utils.data import DataLoader
+
+    dataset = TransformedVolumes(volumes, transform, size=SAMPLES_PER_VOLUME * len(volumes))
+    loader = DataLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+    for _ in loader:
+        pass
+    times = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        for _ in loader:
+            pass
+        times.append(time.perf_counter() - started)
+    del loader
+    return statistics.median(times)
+
+
+def loader_pairs(volumes: Sequence[Any]) -> list[tuple[str, Any, str, Any]]:
+    """(fastseg transform name, transform, anchor name, anchor) pairs."""
+    import monai.transforms
+    import numpy as np
+    import torch
+    import torchio
+
+    from fastseg.transforms import KeepLargest, Remap
+
+    values = sorted({int(v) for volume in volumes for v in np.unique(volume) if v})
+    mapping = {value: (value * 7) % 13 for value in values}
+    torchio_remap = torchio.RemapLabels(mapping)
+
+    def torchio_remap_tensor(labels: Any) -> Any:
+        return torchio_remap(torchio.LabelMap(tensor=labels)).data
+
+    keep_monai = monai.transforms.KeepLargestConnectedComponent()
+    map_monai = monai.transforms.MapLabelValue(
+        list(mapping), list(mapping.values()), dtype=torch.uint8
+    )
+    return [
+        ("KeepLargest()", KeepLargest(), "MONAI KeepLargestConnectedComponent()", keep_monai),
+        ("Remap(mapping)", Remap(mapping), "TorchIO RemapLabels(mapping)", torchio_remap_tensor),
+        ("Remap(mapping)", Remap(mapping), "MONAI MapLabelValue(..., dtype=uint8)", map_monai),
+    ]
+
+
+def same_result(fast: Any, anchor: Any) -> bool:
+    """Equal values, whatever the dtypes (MONAI's MapLabelValue returns its own)."""
+    import numpy as np
+
+    return bool(
+        np.array_equal(np.asarray(fast).astype(np.int64), np.asarray(anchor).astype(np.int64))
+    )
+
+
+def loader_section(epochs: int) -> list[str]:
+    import torch
+
+    volumes = load_volumes()
+    shapes = ", ".join(
+        f"{name} {'x'.join(map(str, v.shape[1:]))} {v.dtype}"
+        for name, v in zip(LOADER_VOLUMES, volumes, strict=True)
+    )
+    lines = [
+        f"DataLoader, 2 worker processes (fork), batch_size=None, "
+        f"{SAMPLES_PER_VOLUME * len(volumes)} samples per epoch ({shapes}, each "
+        f"{SAMPLES_PER_VOLUME} times, as (1, X, Y, Z) tensors); median of {epochs} epochs "
+        "after one untimed epoch; fastseg runs with its default of 1 thread per worker. "
+        "Before timing, both transforms run on every volume in this process and their "
+        "results are compared.",
+        "",
+        "| fastseg transform | s / epoch | anchor | s / epoch | samples/s fastseg / anchor "
+        "| ratio (time) | same result |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    for name, transform, anchor_name, anchor in loader_pairs(volumes):
+        progress(f"loader: {name} vs {anchor_name}")
+        same = all(same_result(transform(v), anchor(v)) for v in map(torch.from_numpy, volumes))
+        fast = epoch_seconds(volumes, transform, epochs)
+        slow = epoch_seconds(volumes, anchor, epochs)
+        size = SAMPLES_PER_VOLUME * len(volumes)
+        lines.append(
+            f"| {name} | {fast:.3f} | {anchor_name} | {slow:.3f} | "
+            f"{size / fast:.1f} / {size / slow:.1f} | {fast / slow:.2f} | "
+            f"{'yes' if same else 'RESULTS DIFFER'} |"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="timed DataLoader epochs")
+    parser.add_argument(
+        "--skip-compile", action="store_true", help="no cold/warm first-call measurements"
+    )
+    args = parser.parse_args(argv)
+    if not (SHARED_DATA / "torso_labels.nii.gz").is_file():
+        print(f"skipped: the shared data folder {SHARED_DATA} is missing")
+        return 0
+    import numba
+
+    lines = [
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores; numba threads "
+        f"{numba.config.NUMBA_NUM_THREADS}",
+        f"- versions: Python {sys.version.split()[0]}, numba {numba.__version__}, "
+        f"torch {version('torch')}, MONAI {version('monai')}, TorchIO {version('torchio')}, "
+        f"fastseg (git {git_revision()})",
+        "",
+    ]
+    lines += start_up_section(args.skip_compile)
+    lines += ["", *loader_section(args.epochs)]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
