@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import shared_data_path
+from dask.core import get_dependencies
 from distributed import Client, LocalCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -201,6 +202,24 @@ def test_label_is_lazy() -> None:
     result = fdask.label(blocks)
     with pytest.raises(RuntimeError, match="read"):
         result.labels.compute(scheduler="sync")
+
+
+def test_no_task_holds_more_than_one_block() -> None:
+    """Every task sees at most one block of the input or of the per-block component maps;
+    only boundary layers (2-D), summaries and lookup tables travel further."""
+    darr = chunked(np.zeros((12, 12, 12), np.uint8), 4)
+    result = fdask.label(darr)
+    graph = dict(result.labels.__dask_graph__())
+    block_sized = {darr.name, *(k[0] for k in graph if isinstance(k, tuple) and "-pieces" in k[0])}
+    kinds = set()
+    for key in graph:
+        name = key[0] if isinstance(key, tuple) else key
+        kinds.add(name.rsplit("-", 1)[-1])
+        blocks = [
+            d for d in get_dependencies(graph, key) if isinstance(d, tuple) and d[0] in block_sized
+        ]
+        assert len(blocks) <= 1, (key, blocks)
+    assert {"block", "layer", "face", "resolve", "labels"} <= kinds  # the test sees them all
 
 
 def test_out_dtype() -> None:
@@ -500,3 +519,11 @@ def test_map_files_bad_client(batch: list[Path]) -> None:
         fdask.map_files(count_instances, batch, client="tcp://127.0.0.1:8786")
     with pytest.raises(NotADirectoryError, match="not a folder"):
         fdask.map_files(count_instances, str(batch[0]))
+
+
+def test_map_files_takes_any_items() -> None:
+    """Items other than paths (e.g. the series of a RedBrick export) pass through as they are."""
+    with dask.config.set(scheduler="sync"):
+        results = fdask.map_files(len, [[1, 2], [3], 5])
+    assert [r.value for r in results] == [2, 1, None]
+    assert results[2].error == "TypeError: object of type 'int' has no len()"
