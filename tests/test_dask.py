@@ -14,6 +14,7 @@ import concurrent.futures
 import itertools
 import multiprocessing
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -527,3 +528,15 @@ def test_map_files_takes_any_items() -> None:
         results = fdask.map_files(len, [[1, 2], [3], 5])
     assert [r.value for r in results] == [2, 1, None]
     assert results[2].error == "TypeError: object of type 'int' has no len()"
+
+
+def test_import_fastseg_does_not_import_dask() -> None:
+    """dask is an optional extra: only ``import fastseg.dask`` brings it in (nor does that
+    import distributed, which map_files imports when handed a client)."""
+    code = (
+        "import sys, fastseg; before = 'dask' in sys.modules; import fastseg.dask; "
+        "print(before, 'dask' in sys.modules, 'distributed' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "False"]
