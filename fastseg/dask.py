@@ -148,8 +148,10 @@ class DaskComponents(NamedTuple):
     """Result of :func:`label`: lazy, like every dask collection.
 
     ``labels`` is a dask array; ``count`` and ``values`` are ``dask.delayed`` objects that
-    share their work with it. Compute them together, ``compute(*result)``, or get a
-    :class:`fastseg.Components` with :meth:`compute`.
+    share their work with it. Compute them together, ``dask.compute(*result)``, or get a
+    :class:`fastseg.Components` with :meth:`compute`; to store a large map and count in
+    one pass, ``dask.compute(labels.to_zarr(path, compute=False), count)`` (computing
+    them one after the other labels the volume twice).
 
     Examples
     --------
@@ -367,7 +369,7 @@ def label(
 
     Examples
     --------
-    >>> import dask.array as da, numpy as np
+    >>> import dask, dask.array as da, numpy as np
     >>> import fastseg.dask
     >>> organs = np.array([[1, 1, 0, 2],
     ...                    [0, 0, 0, 2],
@@ -377,7 +379,7 @@ def label(
     array([[1, 1, 0, 2],
            [0, 0, 0, 2],
            [3, 0, 2, 2]], dtype=uint8)
-    >>> compute(count, values, scheduler="sync")
+    >>> dask.compute(count, values, scheduler="sync")
     (3, array([0, 1, 2, 1], dtype=uint8))
     """
     array = _check_labels(darr, "darr")
