@@ -10,8 +10,11 @@ never compiles, whatever the size of its volumes.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import pkgutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,8 +132,8 @@ class WarmupReport:
     --------
     >>> import fastseg
     >>> report = fastseg.warmup(["relabel"], dtypes=["uint8"])
-    >>> report.operations, report.compiled + report.loaded > 0
-    (('relabel',), True)
+    >>> report.operations, report.dtypes, report.total_seconds > 0
+    (('relabel',), (dtype('uint8'),), True)
     """
 
     operations: tuple[str, ...]
@@ -164,18 +167,50 @@ def _dtype_list(dtypes: Iterable[npt.DTypeLike]) -> tuple[np.dtype[Any], ...]:
     return tuple(result)
 
 
-def _compile_twins() -> None:
-    """Give every parallel kernel's versions the same specialisations."""
+class _Recorder:
+    """Stands in for one version of a parallel kernel while warmup runs the operations,
+    recording the argument types of every call."""
+
+    def __init__(self, dispatcher: Any, seen: set[tuple[Any, ...]]) -> None:
+        self.dispatcher = dispatcher
+        self.seen = seen
+
+    def __call__(self, *args: Any) -> Any:
+        self.seen.add(tuple(self.dispatcher.typeof_pyval(a) for a in args))
+        return self.dispatcher(*args)
+
+
+@contextlib.contextmanager
+def _recording() -> Iterator[dict[Any, set[tuple[Any, ...]]]]:
+    """Record the argument types each parallel kernel is called with in the block."""
+    import fastseg._kernels
     from fastseg._jit import parallel_kernels
 
-    for kernel in parallel_kernels():
-        serial, parallel = kernel.serial, kernel.parallel
-        for signature in list(serial.signatures):
-            if signature not in parallel.signatures:
-                parallel.compile(signature)
-        for signature in list(parallel.signatures):
-            if signature not in serial.signatures:
-                serial.compile(signature)
+    # Every kernel must exist before the block, so that each call is recorded.
+    for module in pkgutil.iter_modules(fastseg._kernels.__path__):
+        importlib.import_module(f"fastseg._kernels.{module.name}")
+    seen: dict[Any, set[tuple[Any, ...]]] = {}
+    kernels = parallel_kernels()
+    for kernel in kernels:
+        seen[kernel] = set()
+        kernel.serial = _Recorder(kernel.serial, seen[kernel])
+        kernel.parallel = _Recorder(kernel.parallel, seen[kernel])
+    try:
+        yield seen
+    finally:
+        for kernel in kernels:
+            kernel.serial = kernel.serial.dispatcher
+            kernel.parallel = kernel.parallel.dispatcher
+
+
+def _compile_twins(seen: dict[Any, set[tuple[Any, ...]]]) -> None:
+    """Compile (or load) both versions of every parallel kernel for the argument types
+    it met, whichever version ran."""
+    for kernel, signatures in seen.items():
+        for version in (kernel.serial, kernel.parallel):
+            for signature in signatures:
+                if signature not in version.signatures:
+                    version.compile(signature)
 
 
 def warmup(
@@ -243,14 +278,15 @@ def warmup(
     widths = tuple(dict.fromkeys(np.dtype(f"u{d.itemsize}") for d in chosen))
     loaded_before, compiled_before = compile_counts()
     seconds: dict[str, float] = {}
-    for name in names:
-        started = time.perf_counter()
-        for dtype in widths:
-            OPERATIONS[name](dtype)
-        seconds[name] = time.perf_counter() - started
+    with _recording() as seen:
+        for name in names:
+            started = time.perf_counter()
+            for dtype in widths:
+                OPERATIONS[name](dtype)
+            seconds[name] = time.perf_counter() - started
     if parallel:
         started = time.perf_counter()
-        _compile_twins()
+        _compile_twins(seen)
         seconds["parallel"] = time.perf_counter() - started
     loaded, compiled = compile_counts()
     return WarmupReport(
