@@ -201,6 +201,12 @@ def test_usage_errors_are_one_line_and_exit_2(
         ),
         (["relabel", case.inputs[0], "--mapping", broken], "broken.json"),
         (["stats", *case.inputs[:2], "--image", case.inputs[0]], "--image goes with a single"),
+        (["stats", case.inputs[0], "--image-name", "{stem}.nii"], "goes with --images"),
+        (["stats", case.inputs[0], "--images", tmp_path / "none"], "none: no such folder"),
+        (
+            ["stats", case.inputs[0], "--images", tmp_path, "--image-name", "{case}.nii"],
+            "no placeholder {case}",
+        ),
         (["schema", case.taxonomy, tmp_path / "out.json"], "--to"),
     ]
     for argv, expected in checks:
@@ -371,6 +377,84 @@ def test_relabel_with_a_mapping_file_and_renumber(
     assert np.array_equal(read(tmp_path / "sparse_relabeled.nii.gz"), np.searchsorted(old, source))
 
 
+def test_renumber_writes_the_old_to_new_mapping_beside_each_output(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sparse = tmp_path / "sparse"
+    sources = {
+        path.name: save(sparse / path.name, read(path).astype(np.uint32) * 7919 + (read(path) > 0))
+        for path in case.inputs
+    }
+    out = tmp_path / "out"
+    status, _, err = run(capsys, "relabel", sparse, "-o", out, "--renumber")
+    assert status == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*sources, *(name.replace(".nii.gz", ".mapping.json") for name in sources)]
+    )
+    for name, path in sources.items():
+        source, renumbered = read(path), read(out / name)
+        mapping_file = out / name.replace(".nii.gz", ".mapping.json")
+        mapping = {int(old): new for old, new in json.loads(mapping_file.read_text()).items()}
+        old_ids = np.unique(source)
+        assert sorted(mapping) == old_ids.tolist()
+        for old in old_ids:
+            assert np.unique(renumbered[source == old]).tolist() == [mapping[int(old)]]
+        assert sorted(mapping.values()) == list(range(old_ids.size))  # 0 stays 0, then 1..n
+
+        # The file is what --mapping reads: applied to the input it gives the output, and
+        # inverted to the output it gives the input back.
+        again = tmp_path / f"again_{name}"
+        assert run(capsys, "relabel", path, "--mapping", mapping_file, "-o", again)[0] == 0
+        assert np.array_equal(read(again), renumbered)
+        inverse = tmp_path / f"inverse_{name}.json"
+        inverse.write_text(json.dumps({str(new): old for old, new in mapping.items()}))
+        back = tmp_path / f"back_{name}"
+        assert run(capsys, "relabel", out / name, "--mapping", inverse, "-o", back)[0] == 0
+        assert np.array_equal(read(back), source)
+    # A mapping file relabels; it writes no mapping of its own.
+    assert not list(tmp_path.glob("again_*.mapping.json"))
+
+
+def test_renumber_mapping_follows_the_output_rules(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = case.inputs[0]
+    target, mapping = tmp_path / "new.nii.gz", tmp_path / "new.mapping.json"
+    mapping.write_text("earlier mapping")
+    status, _, err = run(capsys, "relabel", source, "-o", target, "--renumber")
+    assert status == 1
+    (line,) = failures(err)
+    assert f"the output {mapping} exists" in line
+    assert mapping.read_text() == "earlier mapping"
+    assert not target.exists()
+    # Only the mapping exists: --skip-existing does not skip, the input is not done.
+    status, _, err = run(capsys, "relabel", source, "-o", target, "--renumber", "--skip-existing")
+    assert status == 1
+    assert mapping.read_text() == "earlier mapping"
+    assert not target.exists()
+
+    status, _, _ = run(capsys, "relabel", source, "-o", target, "--renumber", "--overwrite")
+    assert status == 0
+    expected, expected_mapping = fastseg.renumber(read(source))
+    assert np.array_equal(read(target), expected)
+    assert json.loads(mapping.read_text()) == {str(k): v for k, v in expected_mapping.items()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "new.mapping.json", "new.nii.gz"]
+
+    status, _, err = run(capsys, "relabel", source, "-o", target, "--renumber", "--skip-existing")
+    assert status == 0
+    assert "0 done, 0 failed, 1 skipped" in err
+    # a.nii and a.nii.gz would write the same a.mapping.json: the second input fails.
+    first = save(tmp_path / "pair" / "a.nii", blocky(2))
+    second = save(tmp_path / "pair" / "a.nii.gz", blocky(3))
+    status, _, err = run(capsys, "relabel", first, second, "-o", tmp_path / "p", "--renumber")
+    assert status == 1
+    (line,) = failures(err)
+    assert line == f"failed: {second}: {first} already writes the output " + str(
+        tmp_path / "p" / "a.mapping.json"
+    )
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["a.mapping.json", "a.nii"]
+
+
 # -------------------------------------------------------------------------- clean
 
 
@@ -477,8 +561,94 @@ def test_stats_refuses_an_image_of_another_grid(
     status, _, err = run(capsys, "stats", source, "--image", image, "-o", tmp_path / "s.csv")
     assert status == 1
     (line,) = failures(err)
-    assert line.startswith(f"failed: {source}: ")
+    assert line.startswith(f"failed: {source}: image {image}: ")
     assert reason in line
+
+
+def intensities(seed: int, shape: tuple[int, ...] = (24, 20, 10)) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 100, shape).astype(np.int16)
+
+
+def save_image(path: Path, values: np.ndarray, spacing: tuple[float, ...] = SPACING) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(values, np.diag([*spacing, 1.0])), path)
+    return path
+
+
+def check_intensity_rows(rows: list[dict[str, str]], labels: np.ndarray, ct: np.ndarray) -> None:
+    ids = np.unique(labels[labels != 0])
+    assert [int(r["id"]) for r in rows] == ids.tolist()
+    for row, ident in zip(rows, ids, strict=True):
+        inside = ct[labels == ident].astype(np.float64)
+        assert float(row["mean"]) == pytest.approx(inside.mean())
+        assert float(row["std"]) == pytest.approx(inside.std(ddof=1))  # the sample std
+        assert float(row["min"]) == inside.min()
+        assert float(row["max"]) == inside.max()
+        assert float(row["sum"]) == pytest.approx(inside.sum())
+
+
+def test_stats_pairs_a_batch_with_nnunet_images_and_fails_a_missing_one(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = tmp_path / "imagesTr"
+    cts = {path: intensities(i) for i, path in enumerate(case.inputs)}
+    for path, ct in cts.items():
+        if path.name != "case1.nii.gz":  # case1's image is missing
+            save_image(images / path.name.replace(".nii.gz", "_0000.nii.gz"), ct)
+    table = tmp_path / "s.csv"
+    status, _, err = run(capsys, "stats", case.folder, "--images", images, "-o", table)
+    assert status == 1
+    (line,) = failures(err)
+    assert line == (
+        f"failed: {case.inputs[1]}: no intensity image: neither {images / 'case1.nii.gz'} "
+        f"nor {images / 'case1_0000.nii.gz'} exists"
+    )
+    assert "3 files: 2 done, 1 failed" in err
+    rows = read_csv(table)
+    assert list(rows[0])[:3] == ["file", "image", "id"]
+    for path in (case.inputs[0], case.inputs[2]):
+        mine = [r for r in rows if r["file"] == str(path)]
+        assert {r["image"] for r in mine} == {str(images / path.name.replace(".nii", "_0000.nii"))}
+        check_intensity_rows(mine, read(path), cts[path])
+    assert not [r for r in rows if r["file"] == str(case.inputs[1])]
+
+
+def test_stats_images_keep_the_folder_structure_and_follow_image_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A BIDS-like pair of trees: derivatives/seg/sub-X/anat/sub-X_dseg.nii.gz with
+    rawdata/sub-X/anat/sub-X_T1w.nii.gz; then images of the same names, one of another
+    grid."""
+    derivatives, raw = tmp_path / "derivatives" / "seg", tmp_path / "rawdata"
+    labels, cts = {}, {}
+    for i, subject in enumerate(["sub-01", "sub-02"]):
+        labels[subject] = save(derivatives / subject / "anat" / f"{subject}_dseg.nii.gz", blocky(i))
+        cts[subject] = intensities(10 + i)
+        save_image(raw / subject / "anat" / f"{subject}_T1w.nii.gz", cts[subject])
+    table = tmp_path / "bids.json"
+    status, _, err = run(
+        capsys, "stats", derivatives, "--images", raw, "--image-name", "{entities}_T1w.nii.gz",
+        "-o", table, "-j", "2",
+    )  # fmt: skip
+    assert status == 0, err
+    rows = json.loads(table.read_text())
+    for subject, path in labels.items():
+        mine = [r for r in rows if r["file"] == str(path)]
+        assert {r["image"] for r in mine} == {str(raw / subject / "anat" / f"{subject}_T1w.nii.gz")}
+        check_intensity_rows(mine, read(path), cts[subject])
+
+    # Same names in a flat folder; sub-02's image is of another grid, sub-01's is found.
+    flat = tmp_path / "images"
+    save_image(flat / "sub-01_dseg.nii.gz", cts["sub-01"])
+    other = save_image(flat / "sub-02_dseg.nii.gz", cts["sub-02"], (0.5, 0.75, 3.0))
+    status, _, err = run(
+        capsys, "stats", *labels.values(), "--images", flat, "-o", tmp_path / "f.csv"
+    )
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {labels['sub-02']}: image {other}: ")
+    assert "affines differ" in line
+    check_intensity_rows(read_csv(tmp_path / "f.csv"), read(labels["sub-01"]), cts["sub-01"])
 
 
 # ----------------------------------------------------------------- error paths
@@ -547,7 +717,7 @@ def test_glob_and_folder_inputs_keep_their_relative_paths(
         capsys, "relabel", f"{case.folder}/**/d*.nii.gz", "-o", tmp_path / "g", "--renumber"
     )
     assert status == 0
-    assert [p.name for p in (tmp_path / "g").iterdir()] == [nested.name]
+    assert [p.name for p in (tmp_path / "g").glob("*.nii.gz")] == [nested.name]
 
 
 # ----------------------------------------------------------------- output rules
@@ -572,6 +742,8 @@ def test_outputs_never_replace_inputs_or_existing_files_unasked(
     assert "exists" in failures(err)[0]
     assert target.read_bytes() == b"earlier result"
 
+    # --skip-existing skips an input once all its outputs exist (here with the mapping).
+    (tmp_path / "out.mapping.json").write_text("earlier mapping")
     status, _, err = run(capsys, "relabel", source, "-o", target, "--renumber", "--skip-existing")
     assert status == 0
     assert "1 file: 0 done, 0 failed, 1 skipped" in err
@@ -604,16 +776,22 @@ def test_an_output_that_cannot_be_written_is_one_line(
 
 
 def test_a_failed_write_leaves_no_partial_file(case: Case, tmp_path: Path) -> None:
-    """A real write error halfway (the file size limit: EFBIG) in a subprocess: the big
-    output fails on one line, nothing of it is left, the small one is written."""
+    """Real write errors halfway (the file size limit: EFBIG) in a subprocess. ``big``
+    has a mapping too large to write, ``noisy`` a small mapping but labels too large:
+    each fails on one line and leaves neither of its two files; the small one is
+    written with its mapping."""
     small = save(tmp_path / "in" / "small.nii.gz", blocky(1))
-    big_labels = np.random.default_rng(0).integers(1, 60000, (64, 64, 64)).astype(np.uint16)
-    big = save(tmp_path / "in" / "big.nii.gz", big_labels)
-    warm = main(["relabel", str(small), str(big), "-o", str(tmp_path / "warm"), "--renumber", "-q"])
+    rng = np.random.default_rng(0)
+    big = save(tmp_path / "in" / "big.nii.gz", rng.integers(1, 60000, (64, 64, 64), np.uint16))
+    noisy = save(tmp_path / "in" / "noisy.nii.gz", rng.integers(0, 200, (64, 64, 64), np.uint8))
+    inputs = [str(big), str(noisy), str(small)]
+    warm = main(["relabel", *inputs, "-o", str(tmp_path / "warm"), "--renumber", "-q"])
     assert warm == 0  # compiles and caches the kernels the subprocess loads
     out = tmp_path / "out"
     limit = 64 * 1024
-    assert small.stat().st_size < limit < (tmp_path / "warm" / "big.nii.gz").stat().st_size
+    size = {p.name: p.stat().st_size for p in (tmp_path / "warm").iterdir()}
+    assert size["small.nii.gz"] < limit < size["big.mapping.json"]
+    assert size["noisy.mapping.json"] < limit < size["noisy.nii.gz"]
     script = textwrap.dedent(
         f"""
         import resource, signal, sys
@@ -624,28 +802,19 @@ def test_a_failed_write_leaves_no_partial_file(case: Case, tmp_path: Path) -> No
         """
     )
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "relabel",
-            str(big),
-            str(small),
-            "-o",
-            str(out),
-            "--renumber",
-        ],
+        [sys.executable, "-c", script, "relabel", *inputs, "-o", str(out), "--renumber"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    (line,) = failures(result.stderr)
-    assert line.startswith(f"failed: {big}: ")
-    assert "File too large" in line
-    assert sorted(p.name for p in out.iterdir()) == ["small.nii.gz"]
-    assert np.array_equal(read(out / "small.nii.gz"), read(tmp_path / "warm" / "small.nii.gz"))
+    lines = failures(result.stderr)
+    assert [line.split(": ")[1] for line in lines] == [str(big), str(noisy)]
+    assert all("File too large" in line for line in lines)
+    assert sorted(p.name for p in out.iterdir()) == ["small.mapping.json", "small.nii.gz"]
+    for name in ("small.mapping.json", "small.nii.gz"):
+        assert (out / name).read_bytes() == (tmp_path / "warm" / name).read_bytes()
 
 
 # ------------------------------------------------------------- executors

@@ -82,6 +82,11 @@ class Input:
     path: str
     base: str | None = None
 
+    @property
+    def relative(self) -> str:
+        """The path below the folder argument, or the file's name."""
+        return os.path.relpath(self.path, self.base) if self.base else os.path.basename(self.path)
+
 
 def expand_inputs(specs: Sequence[str]) -> tuple[list[Input], list[Outcome]]:
     """Files, folders and glob patterns -> input files (each once, in argument order),
@@ -145,8 +150,7 @@ def output_path(item: Input, out: str | None, suffix: str, single: bool) -> str:
         return stem + suffix + extension
     if single and _is_nifti(out) and not os.path.isdir(out):
         return out
-    relative = os.path.relpath(item.path, item.base) if item.base else os.path.basename(item.path)
-    return os.path.join(out, relative)
+    return os.path.join(out, item.relative)
 
 
 @dataclass

@@ -22,11 +22,16 @@ from typing import Any
 import numpy as np
 
 import fastseg
-from fastseg._files import write_text_atomically
+from fastseg._files import atomic_path, write_text_atomically
 from fastseg.cli.batch import (
+    USER_ERRORS,
+    Input,
     Job,
     Outcome,
     UsageError,
+    describe_error,
+    expand_inputs,
+    one_line,
     plan,
     prepare_folder,
     reading_jobs,
@@ -219,12 +224,63 @@ def run_to_instances(args: argparse.Namespace) -> int:
 class StatsOptions:
     schema: str | None
     segment_map: str | None
-    image: str | None
     surface: bool
 
 
+IMAGE_NAMES = ("{name}", "{stem}_0000{ext}")
+"""Where ``--images`` looks without ``--image-name``: the same name, then nnU-Net's first
+channel (``case_0000.nii.gz`` for ``case.nii.gz``)."""
+IMAGE_NAME_FIELDS = ("name", "stem", "ext", "entities")
+
+
+def image_candidates(item: Input, images: str, template: str | None) -> tuple[str, ...]:
+    """The files ``--images`` may pair with ``item``: below ``images`` at the input's path
+    relative to its folder argument, named by ``template`` (or :data:`IMAGE_NAMES`)."""
+    folder, name = os.path.split(item.relative)
+    stem, extension = split_suffix(name)
+    fields = {
+        "name": name,
+        "stem": stem,
+        "ext": extension,
+        # BIDS: sub-01_ses-1_dseg -> sub-01_ses-1 (the entities without the suffix).
+        "entities": stem.rpartition("_")[0] or stem,
+    }
+    names = IMAGE_NAMES if template is None else (template,)
+    paths = (os.path.join(images, folder, n.format(**fields)) for n in names)
+    # --images naming the labels' own folder must not pair a label file with itself.
+    return tuple(p for p in paths if os.path.realpath(p) != os.path.realpath(item.path))
+
+
+def check_image_name(template: str) -> None:
+    """Refuse an ``--image-name`` with placeholders other than :data:`IMAGE_NAME_FIELDS`."""
+    try:
+        template.format(**dict.fromkeys(IMAGE_NAME_FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as error:
+        fields = ", ".join("{" + f + "}" for f in IMAGE_NAME_FIELDS)
+        what = f"no placeholder {{{error.args[0]}}}" if isinstance(error, KeyError) else error
+        raise UsageError(
+            f"--image-name {template!r}: {what}; the placeholders are {fields}"
+        ) from None
+
+
+def _find_image(candidates: tuple[str, ...]) -> str:
+    found = [path for path in candidates if os.path.exists(path)]
+    if not candidates:
+        raise ValueError("no intensity image: --images offers only the label file itself")
+    if len(candidates) == 1 and not found:
+        raise ValueError(f"no intensity image {candidates[0]}: no such file")
+    if not found:
+        raise ValueError(f"no intensity image: neither {' nor '.join(candidates)} exists")
+    if len(found) > 1:
+        raise ValueError(
+            f"two intensity images, {found[0]} and {found[1]} (--image-name chooses one)"
+        )
+    return found[0]
+
+
 def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
-    """One row per id: count, volume in mm³, box, centroids (and intensities)."""
+    """One row per id: count, volume in mm³, box, centroids (and intensities of the image
+    among the paths ``job.data``, when it holds some)."""
     import nibabel as _nibabel
 
     nibabel: Any = _nibabel  # partly annotated
@@ -232,13 +288,23 @@ def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
     # As a nibabel image, the labels bring their affine, which fastseg.stats checks
     # against the intensity image's.
     labels: Any = nibabel.Nifti1Image(image.labels, image.affine, image.header)
-    intensities = nibabel.load(options.image) if options.image is not None else None
-    table = fastseg.stats(labels, intensities, surface=options.surface)
+    first: dict[str, Any] = {"file": job.source}
+    if job.data is None:
+        table = fastseg.stats(labels, surface=options.surface)
+    else:
+        path = first["image"] = _find_image(job.data)
+        try:
+            table = fastseg.stats(labels, nibabel.load(path), surface=options.surface)
+        except USER_ERRORS as error:
+            raise ValueError(f"image {path}: {describe_error(error, path)}") from error
+        except Exception as error:  # nibabel raises many kinds for damaged files
+            reason = one_line(str(error)) or type(error).__name__
+            raise ValueError(f"image {path}: not a readable NIfTI image ({reason})") from error
     name = _names(options.schema, options.segment_map)
     named = options.schema is not None or options.segment_map is not None
     rows = []
     for record in table.to_records():
-        row: dict[str, Any] = {"file": job.source, "id": record.pop("id")}
+        row: dict[str, Any] = {**first, "id": record.pop("id")}
         if named:
             row["name"] = name(row["id"])
         row.update(record)
@@ -267,17 +333,29 @@ def stats_text(rows: list[dict[str, Any]], form: str) -> str:
 def run_stats(args: argparse.Namespace) -> int:
     check_shared(args.schema, args.segment_map)
     form = args.format or ("json" if (args.out or "").lower().endswith(".json") else "csv")
-    jobs, problems = reading_jobs(args.inputs)
+    inputs, problems = expand_inputs(args.inputs)
+    if args.image is not None and len(inputs) + len(problems) != 1:
+        raise UsageError("--image goes with a single label file (--images DIR with several)")
+    if args.image_name is not None:
+        if args.images is None:
+            raise UsageError("--image-name goes with --images")
+        check_image_name(args.image_name)
+    if args.images is not None and not os.path.isdir(args.images):
+        raise UsageError(f"--images {args.images}: no such folder")
+    jobs = []
+    for item in inputs:
+        candidates: tuple[str, ...] | None = None
+        if args.image is not None:
+            candidates = (args.image,)
+        elif args.images is not None:
+            candidates = image_candidates(item, args.images, args.image_name)
+        jobs.append(Job(item.path, data=candidates))
     if args.out is not None:
         if os.path.realpath(args.out) in {os.path.realpath(job.source) for job in jobs}:
             raise UsageError(f"the table {args.out} would replace an input")
         if os.path.exists(args.out) and not args.overwrite:
             raise UsageError(f"{args.out} exists (--overwrite replaces it)")
-    if args.image is not None and len(jobs) + len(problems) != 1:
-        raise UsageError("--image goes with a single label file")
-    work = functools.partial(
-        stats_job, StatsOptions(args.schema, args.segment_map, args.image, args.surface)
-    )
+    work = functools.partial(stats_job, StatsOptions(args.schema, args.segment_map, args.surface))
     status, outcomes = execute(args, work, jobs, problems)
     rows = [row for o in outcomes if o.status == "done" for row in o.result]
     text = stats_text(rows, form)
@@ -337,18 +415,33 @@ def read_mapping(path: str) -> dict[int, int]:
     return mapping
 
 
+def mapping_path(output: str) -> str:
+    """The mapping written beside a renumbered map: ``x.nii.gz`` -> ``x.mapping.json``."""
+    return split_suffix(output)[0] + ".mapping.json"
+
+
+def mapping_text(mapping: dict[int, int]) -> str:
+    """``{old: new}`` as the JSON object ``--mapping`` reads (keys are strings in JSON)."""
+    return json.dumps({str(old): new for old, new in mapping.items()}, indent=1) + "\n"
+
+
 def relabel_job(options: RelabelOptions, job: Job) -> int:
-    """Map ids through the mapping, or renumber them 1..n; returns the ids written."""
+    """Map ids through the mapping, or renumber them 1..n (and write the old -> new
+    mapping beside the result); returns the ids written."""
     image = fastseg.load(job.source)
-    if options.mapping is None:
-        labels, mapping = fastseg.renumber(image.labels)
-        count = len(mapping)
-    else:
-        labels = fastseg.remap(image.labels, options.mapping, missing=options.missing)  # type: ignore[arg-type]
-        count = len(options.mapping)
     prepare_folder(job.outputs[0])
-    fastseg.save(job.outputs[0], labels, like=image)
-    return count
+    if options.mapping is not None:
+        labels = fastseg.remap(image.labels, options.mapping, missing=options.missing)  # type: ignore[arg-type]
+        fastseg.save(job.outputs[0], labels, like=image)
+        return len(options.mapping)
+    labels, mapping = fastseg.renumber(image.labels)
+    # The mapping goes to its temporary file first and takes its name last, so that a
+    # failing write (a full disk) leaves neither file, and the labels never appear
+    # beside a missing or stale mapping for longer than one rename.
+    with atomic_path(job.outputs[1]) as temporary:
+        write_text_atomically(temporary, mapping_text(mapping))
+        fastseg.save(job.outputs[0], labels, like=image)
+    return len(mapping)
 
 
 def _missing(value: str) -> str | int:
@@ -371,7 +464,8 @@ def run_relabel(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise UsageError(f"{args.mapping}: {reason}") from None
-    jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args))
+    extra = (lambda out: [mapping_path(out)]) if mapping is None else (lambda _: [])
+    jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args), extra=extra)
     work = functools.partial(relabel_job, RelabelOptions(mapping, args.missing))
     return execute(args, work, jobs, problems)[0]
 
@@ -530,13 +624,22 @@ def register(commands: Any) -> None:
         parents=[running],
         summary="per-instance statistics in mm (CSV or JSON)",
         description="Measure every id of label maps: voxel count, volume in mm³, bounding "
-        "box, centroid in voxels and in world coordinates (and intensities with --image). "
-        "One table for all inputs, with the file in its first column.",
+        "box, centroid in voxels and in world coordinates, and with --image or --images "
+        "the intensities of an image of the same grid (mean, std, min, max, sum). One "
+        "table for all inputs, with the file in its first column (and the image in an "
+        "image column). --images DIR pairs every label file with the image at the same "
+        "path below DIR (below the folder argument it came from), named like it or, for "
+        "nnU-Net, with _0000 (case_0000.nii.gz for case.nii.gz); --image-name names it "
+        "otherwise. A missing image, or one of another shape or affine, fails its label "
+        "file; the others are measured.",
         examples=(
             """\
   fastseg stats case.nii.gz
   fastseg stats labelsTr/ --schema dataset.json -o stats.csv -j 2
-  fastseg stats case.nii.gz --image ct.nii.gz --surface -o stats.json"""
+  fastseg stats case.nii.gz --image ct.nii.gz --surface -o stats.json
+  fastseg stats labelsTr/ --images imagesTr/ -o stats.csv     # case_0000.nii.gz per case
+  fastseg stats predictions/ --images imagesTs/ --image-name '{stem}_0001{ext}'
+  fastseg stats derivatives/seg/ --images rawdata/ --image-name '{entities}_T1w.nii.gz'"""
         ),
     )
     _add_inputs(parser)
@@ -546,8 +649,23 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--format", choices=("csv", "json"), help="default: from --out's name")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing table")
-    parser.add_argument(
+    images = parser.add_mutually_exclusive_group()
+    images.add_argument(
         "--image", metavar="FILE", help="intensity image of the same grid (one input only)"
+    )
+    images.add_argument(
+        "--images",
+        metavar="DIR",
+        help="intensity images for many inputs: for every label file, the file of the same "
+        "name in DIR or nnU-Net's first channel (case_0000.nii.gz for case.nii.gz), at the "
+        "label file's path below its folder argument",
+    )
+    parser.add_argument(
+        "--image-name",
+        metavar="TEMPLATE",
+        help="with --images: the image's name, from the label file's {name}, {stem} (name "
+        "without .nii/.nii.gz), {ext} and {entities} (stem without its last _suffix, for "
+        "BIDS), e.g. '{stem}_0001{ext}' or '{entities}_T1w.nii.gz'",
     )
     parser.add_argument("--surface", action="store_true", help="add the surface area in mm²")
     parser.set_defaults(handler=run_stats)
@@ -558,18 +676,25 @@ def register(commands: Any) -> None:
         parents=[running, output_parent("_relabeled")],
         summary="map ids through a mapping file, or renumber them 1..n",
         description="Change the ids of label maps: through a mapping file (JSON "
-        '{"old": new} or two columns of text), or renumbered to 1..n in ascending order.',
+        '{"old": new} or two columns of text), or renumbered to 1..n in ascending order. '
+        "--renumber writes the old -> new mapping beside every output, "
+        '<output name>.mapping.json, as JSON {"old": new} (what --mapping reads); it '
+        "follows the outputs' rules (--overwrite, --skip-existing).",
         examples=(
             """\
   fastseg relabel seg.nii.gz --mapping merge.json          # {"11": 1, "12": 1, "13": 1}
   fastseg relabel labels/ -o relabeled/ --mapping ids.csv --missing error
-  fastseg relabel seg.nii.gz --renumber -o seg_renumbered.nii.gz"""
+  fastseg relabel seg.nii.gz --renumber -o new.nii.gz        # + new.mapping.json"""
         ),
     )
     _add_inputs(parser)
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--mapping", metavar="FILE", help="old -> new ids (JSON, CSV, TSV or text)")
-    how.add_argument("--renumber", action="store_true", help="ids 1..n, 0 stays 0")
+    how.add_argument(
+        "--renumber",
+        action="store_true",
+        help="ids 1..n, 0 stays 0; the old -> new ids go to <output name>.mapping.json",
+    )
     parser.add_argument(
         "--missing",
         type=_missing,
