@@ -63,11 +63,11 @@ def _instance_rows(
     item: Any, schema: fastseg.Schema | None, task: str, series: str
 ) -> list[dict[str, Any]]:
     """Voxel count and volume of every instance of a series (overlap groups included)."""
-    from fastseg.formats.redbrick_export import _instance_volumes
+    from fastseg.formats.redbrick_export import instance_volumes
 
     counts: dict[int, int] = {}
     voxel = 1.0
-    for labels, image, _ in _instance_volumes(item):
+    for labels, image, _ in instance_volumes(item):
         voxel = float(np.prod(image.spacing))
         ids, found = fastseg.unique(labels, return_counts=True)
         for ident, count in zip(ids.tolist(), found.tolist(), strict=True):

@@ -8,6 +8,7 @@ its ``segmentMap`` maps the voxel values to categories (see
 writes it again as semantic masks or as binary (one file per instance) masks:
 
 - :func:`read_export`: the series of an export folder, as :class:`ExportSeries`;
+- :func:`instance_volumes`: the files of a series as instance maps, checked;
 - :func:`write_semantic_export`: one semantic NIfTI per series, values ``classId + 1``;
 - :func:`write_binary_export`: one ``instance-<id>.nii.gz`` per instance.
 
@@ -42,6 +43,7 @@ from fastseg.segmap import SegmentMap
 
 __all__ = [
     "ExportSeries",
+    "instance_volumes",
     "read_export",
     "write_binary_export",
     "write_binary_semantic_export",
@@ -289,7 +291,7 @@ def write_binary_export(
     for item in series_list:
         folder = layout.path(item, "")
         folder.mkdir(parents=True, exist_ok=True)
-        files = _instance_volumes(item)
+        files = instance_volumes(item)
         like = files[0][1]
         written_paths: list[Path] = []
         pending: dict[int, npt.NDArray[np.bool_]] = {}
@@ -445,9 +447,44 @@ def _safe(name: str, default: str) -> str:
     return cleaned or default
 
 
-def _instance_volumes(item: ExportSeries) -> list[tuple[npt.NDArray[Any], LabelImage, Path]]:
-    """Each file of a series as instance ids, checked against the first file and the
-    segment map."""
+def instance_volumes(item: ExportSeries) -> list[tuple[npt.NDArray[Any], LabelImage, Path]]:
+    """Read the files of a series as instance maps, checked against each other and the
+    segment map.
+
+    Parameters
+    ----------
+    item : ExportSeries
+        From :func:`read_export`.
+
+    Returns
+    -------
+    list of (numpy.ndarray, LabelImage, pathlib.Path)
+        For every file of the series, in order: its instance ids (a binary mask
+        ``instance-<id>.nii.gz`` becomes ``<id>`` where it is set, 0 elsewhere), the
+        image as loaded (affine and header), and its path.
+
+    Raises
+    ------
+    ValueError
+        If the series is a semantic mask or has no files, its files differ in shape or
+        affine, a volume holds ids the segment map lacks, or a binary mask is misnamed or
+        holds values other than 0 and 1 (the message names the file, task and series).
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> import numpy as np
+    >>> import fastseg
+    >>> from fastseg.formats.redbrick_export import instance_volumes, read_export
+    >>> folder = tempfile.mkdtemp()
+    >>> fastseg.save(os.path.join(folder, "seg.nii.gz"), np.array([[[0, 1, 2]]]))
+    >>> series = {"segmentations": "seg.nii.gz", "segmentMap": {"1": "Liver", "2": "Liver"}}
+    >>> with open(os.path.join(folder, "tasks.json"), "w") as stream:
+    ...     json.dump([{"taskId": "t1", "series": [series]}], stream)
+    >>> [(labels.ravel().tolist(), path.name) for labels, _, path in
+    ...  instance_volumes(read_export(folder)[0])]
+    [([0, 1, 2], 'seg.nii.gz')]
+    """
     where = f"task {item.task!r}, series {item.name!r}"
     if item.semantic_mask:
         raise ValueError(
@@ -508,7 +545,7 @@ def _check_geometry(
 
 def _combined_semantic(item: ExportSeries, schema: Schema) -> tuple[npt.NDArray[Any], LabelImage]:
     result: npt.NDArray[Any] | None = None
-    volumes = _instance_volumes(item)
+    volumes = instance_volumes(item)
     for labels, _, path in volumes:
         try:
             semantic = to_semantic(labels, item.segment_map, schema)
