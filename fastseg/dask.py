@@ -49,7 +49,7 @@ from fastseg.dtypes import check_dtype_holds, fit_dtype
 from fastseg.relabel import Missing, dense_ids
 from fastseg.schema import Schema
 from fastseg.segmap import SegmentMap
-from fastseg.stats import InstanceStats, _image_array
+from fastseg.stats import InstanceStats, _image_array, intensity_columns
 
 __all__ = [
     "DaskComponents",
@@ -653,13 +653,16 @@ def stats(
     if geometry.affine is not None:
         columns["centroid_world"] = geometry.to_world(centroid)
     if image is not None:
-        n = count.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            columns["mean"] = merged.intensity[:, _SUM] / n
-            columns["std"] = np.where(n > 1, np.sqrt(merged.intensity[:, _SQUARES] / (n - 1)), 0.0)
-        columns["min"] = merged.intensity[:, _MIN]
-        columns["max"] = merged.intensity[:, _MAX]
-        columns["sum"] = merged.intensity[:, _SUM]
+        intensity = merged.intensity
+        columns.update(
+            intensity_columns(
+                count,
+                intensity[:, _SUM],
+                intensity[:, _SQUARES],
+                intensity[:, _MIN],
+                intensity[:, _MAX],
+            )
+        )
     return InstanceStats(
         ids=merged.ids,
         voxel_count=count,

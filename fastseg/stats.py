@@ -333,14 +333,15 @@ def stats(
     if geometry.affine is not None:
         columns["centroid_world"] = geometry.to_world(centroid)
     if image_view is not None:
-        n = count.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            columns["mean"] = floats[rows_of, kernels.TOTAL] / n
-            columns["std"] = np.where(n > 1, np.sqrt(squares[rows_of] / (n - 1)), 0.0)
-        columns["std"][absent] = np.nan
-        columns["min"] = np.where(absent, np.nan, floats[rows_of, kernels.LOWEST])
-        columns["max"] = np.where(absent, np.nan, floats[rows_of, kernels.HIGHEST])
-        columns["sum"] = np.where(absent, 0.0, floats[rows_of, kernels.TOTAL])
+        columns.update(
+            intensity_columns(
+                count,
+                floats[rows_of, kernels.TOTAL],
+                squares[rows_of],
+                floats[rows_of, kernels.LOWEST],
+                floats[rows_of, kernels.HIGHEST],
+            )
+        )
     if surface:
         areas = geometry.face_areas()
         columns["surface"] = sum(
@@ -457,3 +458,28 @@ def contact_table(
     if old_ids is not None:
         low, high_ids = old_ids[low], old_ids[high_ids]
     return low, high_ids, totals
+
+
+def intensity_columns(
+    count: npt.NDArray[np.int64],
+    total: npt.NDArray[np.float64],
+    squares: npt.NDArray[np.float64],
+    lowest: npt.NDArray[np.float64],
+    highest: npt.NDArray[np.float64],
+) -> dict[str, npt.NDArray[np.float64]]:
+    """The intensity columns of :class:`InstanceStats` from per-id voxel counts, sums,
+    squared deviations from the mean, minima and maxima. Absent ids (count 0) get NaN
+    statistics and a sum of 0."""
+    n = count.astype(np.float64)
+    absent = count == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+        std = np.where(n > 1, np.sqrt(squares / (n - 1)), 0.0)
+    std[absent] = np.nan
+    return {
+        "mean": mean,
+        "std": std,
+        "min": np.where(absent, np.nan, lowest),
+        "max": np.where(absent, np.nan, highest),
+        "sum": np.where(absent, 0.0, total),
+    }
