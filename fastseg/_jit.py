@@ -193,7 +193,20 @@ def compile_counts() -> tuple[int, int]:
 
 def cache_dir() -> str | None:
     """The directory compiled kernels are cached in, ``None`` when they compile in memory
-    (no writable cache directory). Imports the kernel modules."""
+    (no writable cache directory). Imports the kernel modules.
+
+    Returns
+    -------
+    str or None
+        ``NUMBA_CACHE_DIR``, the package's ``__pycache__`` or the per-user cache.
+
+    Examples
+    --------
+    >>> import fastseg
+    >>> folder = fastseg.cache_dir()
+    >>> folder is None or isinstance(folder, str)
+    True
+    """
     import fastseg._kernels._chunks  # noqa: F401  (decorates, and so locates, a kernel)
 
     path = getattr(getattr(_DISPATCHERS[0], "_cache", None), "_cache_path", None)
@@ -291,7 +304,15 @@ def thread_limit(threads: int | None) -> Iterator[int]:
 
 class ThreadSetting:
     """The result of :func:`fastseg.set_threads`; as a context manager it restores the
-    previous setting on exit."""
+    previous setting on exit.
+
+    Examples
+    --------
+    >>> import fastseg
+    >>> with fastseg.set_threads(1) as setting:
+    ...     fastseg.get_threads(), setting.threads
+    (1, 1)
+    """
 
     def __init__(self, threads: int | None, previous: int | None) -> None:
         self.threads = threads

@@ -390,7 +390,15 @@ class DictionaryTransform:
 
 
 class Remapd(DictionaryTransform):
-    """Dictionary version of :class:`Remap`."""
+    """Dictionary version of :class:`Remap`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastseg.transforms import Remapd
+    >>> Remapd("seg", {2: 1})({"seg": np.array([0, 2, 2])})["seg"]
+    array([0, 1, 1], dtype=uint8)
+    """
 
     def __init__(
         self,
@@ -406,7 +414,19 @@ class Remapd(DictionaryTransform):
 
 
 class ToSemanticd(DictionaryTransform):
-    """Dictionary version of :class:`ToSemantic`."""
+    """Dictionary version of :class:`ToSemantic`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> from fastseg.transforms import ToSemanticd
+    >>> schema = fastseg.Schema([fastseg.Category("Vertebra", 1)])
+    >>> vertebra = fastseg.Segment("Vertebra")
+    >>> segments = fastseg.SegmentMap({5: vertebra, 6: vertebra})
+    >>> ToSemanticd("seg", segments, schema)({"seg": np.array([0, 5, 6])})["seg"]
+    array([0, 1, 1], dtype=uint8)
+    """
 
     def __init__(
         self,
@@ -422,7 +442,17 @@ class ToSemanticd(DictionaryTransform):
 
 
 class ToInstancesd(DictionaryTransform):
-    """Dictionary version of :class:`ToInstances`."""
+    """Dictionary version of :class:`ToInstances`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> from fastseg.transforms import ToInstancesd
+    >>> schema = fastseg.Schema([fastseg.Category("Vertebra", 1)])
+    >>> ToInstancesd("seg", schema)({"seg": np.array([1, 0, 1])})["seg"]
+    array([1, 0, 2], dtype=uint8)
+    """
 
     def __init__(
         self,
@@ -441,7 +471,15 @@ class ToInstancesd(DictionaryTransform):
 
 
 class KeepLargestd(DictionaryTransform):
-    """Dictionary version of :class:`KeepLargest`."""
+    """Dictionary version of :class:`KeepLargest`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastseg.transforms import KeepLargestd
+    >>> KeepLargestd("seg")({"seg": np.array([1, 1, 0, 1])})["seg"]
+    array([1, 1, 0, 0])
+    """
 
     def __init__(
         self,
@@ -460,7 +498,15 @@ class KeepLargestd(DictionaryTransform):
 
 
 class RemoveSmalld(DictionaryTransform):
-    """Dictionary version of :class:`RemoveSmall`."""
+    """Dictionary version of :class:`RemoveSmall`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastseg.transforms import RemoveSmalld
+    >>> RemoveSmalld("seg", 2)({"seg": np.array([1, 1, 0, 1])})["seg"]
+    array([1, 1, 0, 0])
+    """
 
     def __init__(
         self,
