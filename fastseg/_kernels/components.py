@@ -354,8 +354,8 @@ def renumber_row_major(
     return new
 
 
-# Voxels written per store in :func:`paint`: one or two vector registers for every dtype.
-_PAINT_BLOCK = 16
+# Bytes written per block in :func:`paint`: one cache line.
+_PAINT_BYTES = 64
 
 
 @kernel(parallel=True)
@@ -376,15 +376,16 @@ def paint(
         first, last = _slab_rows(row_offsets, chunks, c)
         for r in range(first, last):
             _paint_row(
-                flat, r * n2, n2, row_offsets[r], row_offsets[r + 1] - 1, run_start, labels, numbers
-            )
+                flat, np.uint64(r * n2), np.uint64(n2), row_offsets[r], row_offsets[r + 1] - 1,
+                run_start, labels, numbers,
+            )  # fmt: skip
 
 
 @kernel()
 def _paint_row(
     flat: np.ndarray,
-    base: int,
-    n2: int,
+    base: np.uint64,
+    n2: np.uint64,
     first_run: int,
     end_run: int,
     run_start: np.ndarray,
@@ -393,21 +394,23 @@ def _paint_row(
 ) -> None:
     """Paint runs ``first_run .. end_run - 1``, the runs of the row starting at ``base``.
 
-    Runs are written in whole blocks of ``_PAINT_BLOCK`` voxels that may overshoot into
-    the next run, which is written afterwards and covers the overshoot with its own
-    first block: fixed-size stores instead of a loop whose length changes every run
-    (label maps have runs of a few dozen voxels, where that loop's overhead dominates).
+    Runs are written in whole blocks of ``_PAINT_BYTES`` that may overshoot into the
+    next run, which is written afterwards and covers the overshoot with its own first
+    block: fixed-size stores instead of a loop whose length changes every run (label
+    maps have runs of a few dozen voxels, where that loop's overhead dominates).
     Blocks never cross the end of the row, which another thread may be writing.
+    Positions are unsigned so that the stores carry no negative-index wraparound.
     """
+    block = np.uint64(_PAINT_BYTES // flat.itemsize)
     row_end = base + n2
     for k in range(first_run, end_run):
-        v = numbers[labels[k]]
-        x = base + run_start[k]
-        stop = base + run_start[k + 1]
-        while x < stop and x + _PAINT_BLOCK <= row_end:
-            for t in range(_PAINT_BLOCK):
+        v = flat.dtype.type(numbers[labels[k]])
+        x = base + np.uint64(run_start[k])
+        stop = base + np.uint64(run_start[k + 1])
+        while x < stop and x + block <= row_end:
+            for t in range(block):
                 flat[x + t] = v
-            x += _PAINT_BLOCK
+            x += block
         while x < stop:
             flat[x] = v
-            x += 1
+            x += _ONE
