@@ -175,7 +175,12 @@ def label(
         del run_value
         numbers = np.arange(count + 1, dtype=np.int64)
         if transposed and count > 1:
-            numbers = kernels.renumber_row_major(view.shape, row_offsets, run_start, parent, count)
+            # One table of first voxels per chunk: parallel only while the tables stay
+            # small next to the run arrays.
+            numbers = kernels.renumber_row_major(
+                view.shape, row_offsets, run_start, parent, count,
+                chunks if count * chunks <= n_runs else 1,
+            )  # fmt: skip
             values_flat[numbers] = values_flat.copy()
         values_flat[0] = background
 

@@ -28,6 +28,12 @@ from fastseg._kernels._chunks import chunk_bounds
 
 _NO_KEY = np.iinfo(np.int64).max
 
+# Indices computed from data (run indices, run starts) are unsigned in the hot loops:
+# numba wraps negative signed indices around, an extra sign test and add on every load
+# and store, which lengthened the load -> compare -> advance chain of the row walks by
+# a fifth and made painting twice as slow.
+_ONE = np.uint64(1)
+
 
 @kernel(parallel=True)
 def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
@@ -71,23 +77,17 @@ def find_runs(
         for r in range(first, last):
             row = flat[r]
             starts[0] = 0
-            k = 1
+            k = _ONE
             for x in range(1, n2):
                 starts[k] = x
-                k += row[x] != row[x - 1]
+                k += np.uint64(row[x] != row[x - 1])
             starts[k] = n2
-            offset = row_offsets[r]
-            for i in range(k + 1):
+            offset = np.uint64(row_offsets[r])
+            for i in range(k + _ONE):
                 run_start[offset + i] = starts[i]
             for i in range(k):
-                run_value[offset + i] = row[starts[i]]
+                run_value[offset + i] = row[np.uint64(starts[i])]
             run_value[offset + k] = 0
-
-
-# Run indices are unsigned inside the linking loops: numba wraps negative signed
-# indices around (an extra sign test and add on every load), which lengthened the
-# load -> compare -> advance chain of the row walks by a fifth.
-_ONE = np.uint64(1)
 
 
 @kernel()
@@ -321,37 +321,60 @@ def number_components(parent: np.ndarray, run_value: np.ndarray) -> np.ndarray:
     return values[: count + 1].copy()
 
 
-@kernel()
+@kernel(parallel=True)
 def renumber_row_major(
     shape: tuple[int, int, int],
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
     count: int,
+    chunks: int,
 ) -> np.ndarray:
     """New numbers of the components: by their first voxel in the caller's row-major order.
 
     For a Fortran-ordered input the view is the transpose, so memory order is column-
     major for the caller. The first voxel of a run at view position (p, y, x) has caller
-    index (x, y, p), whose row-major rank is ``(x * n1 + y) * n0 + p``.
+    index (x, y, p), whose row-major rank is ``(x * n1 + y) * n0 + p``. Each chunk of
+    rows keeps its own minimum per component; the minima are merged afterwards.
     """
     n0, n1, _ = shape
-    first = np.full(count + 1, _NO_KEY, np.int64)
-    for r in range(n0 * n1):
-        p = r // n1
-        y = r % n1
-        for k in range(row_offsets[r], row_offsets[r + 1]):
-            lab = labels[k]
-            if lab:
-                key = (np.int64(run_start[k]) * n1 + y) * n0 + p
-                if key < first[lab]:
-                    first[lab] = key
-    order = np.argsort(first[1:])
+    first = np.full((chunks, count + 1), _NO_KEY, np.int64)
+    for c in numba.prange(chunks):
+        row_first, row_last = _slab_rows(row_offsets, chunks, c)
+        _first_keys(n0, n1, row_offsets, run_start, labels, first[c], row_first, row_last)
+    keys = first[0]
+    for c in range(1, chunks):
+        for lab in range(1, count + 1):
+            keys[lab] = min(keys[lab], first[c, lab])
+    order = np.argsort(keys[1:])
     new = np.empty(count + 1, np.int64)
     new[0] = 0
     for rank in range(count):
         new[order[rank] + 1] = rank + 1
     return new
+
+
+@kernel()
+def _first_keys(
+    n0: int,
+    n1: int,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    labels: np.ndarray,
+    first: np.ndarray,
+    row_first: int,
+    row_last: int,
+) -> None:
+    """Lower ``first[label]`` to the caller's row-major index of each run of rows
+    ``row_first .. row_last - 1`` (see :func:`renumber_row_major`)."""
+    for r in range(row_first, row_last):
+        p = r // n1
+        y = r % n1
+        for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1])):
+            lab = np.uint64(labels[k])
+            key = (np.int64(run_start[k]) * n1 + y) * n0 + p
+            # Background (label 0) writes into the unused slot 0.
+            first[lab] = min(first[lab], key)
 
 
 # Bytes written per block in :func:`paint`: one cache line.
