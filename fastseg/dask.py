@@ -310,8 +310,18 @@ def _resolve(
 
 
 def _relabel(pieces: np.ndarray, table: np.ndarray) -> np.ndarray:
-    with thread_limit(1):
-        return fastseg.remap(pieces, table, out_dtype=table.dtype)
+    """A block's final numbers from its provisional ones, always C-ordered: dask joins
+    blocks into a C-ordered array, and Fortran-ordered ones would be transposed there."""
+    if pieces.ndim < 2 or pieces.flags.c_contiguous or not pieces.flags.f_contiguous:
+        with thread_limit(1):
+            return fastseg.remap(pieces, table, out_dtype=table.dtype)
+    from fastseg._kernels import blockfaces
+
+    out = np.empty(pieces.shape, table.dtype)
+    # 2-D blocks get a middle axis of length one, so one 3-D kernel serves both.
+    shape_3d = pieces.shape if pieces.ndim == 3 else (pieces.shape[0], 1, pieces.shape[1])
+    blockfaces.number_transposed(pieces.T.reshape(shape_3d[::-1]), table, out.reshape(shape_3d))
+    return out
 
 
 def label(

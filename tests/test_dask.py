@@ -68,7 +68,12 @@ def assert_same_components(result: fastseg.Components, labels: np.ndarray, **kwa
 
 
 def chunked(labels: np.ndarray, chunks: Any) -> da.Array:
-    return da.from_array(labels, chunks=chunks)
+    """``labels`` in blocks; a Fortran-ordered array gives Fortran-ordered blocks, as
+    :func:`fastseg.dask.from_nifti` does (``from_array`` alone would give C order)."""
+    darr = da.from_array(labels, chunks=chunks)
+    if labels.ndim >= 2 and labels.flags.f_contiguous and not labels.flags.c_contiguous:
+        darr = darr.map_blocks(np.asfortranarray)
+    return darr
 
 
 # -- random volumes in random chunkings ---------------------------------------------------
@@ -109,6 +114,21 @@ def test_label_equals_fastseg_label(case: tuple[np.ndarray, Any, int | None, int
     computed = result.compute(scheduler="sync")
     assert isinstance(computed, fastseg.Components)
     assert_same_components(computed, labels, connectivity=connectivity, background=background)
+
+
+@pytest.mark.parametrize("shape", [(30, 41), (23, 30, 41)], ids=["2d", "3d"])
+def test_blocks_come_back_c_ordered(shape: tuple[int, ...]) -> None:
+    """Fortran-ordered blocks are numbered straight into C order (dask assembles C-ordered
+    arrays, where Fortran-ordered blocks would be transposed again), with the same ids."""
+    blobs = ndimage.gaussian_filter(np.random.default_rng(4).standard_normal(shape), 1.5)
+    labels = np.asfortranarray(np.digitize(blobs, [-0.1, 0.1]).astype(np.uint8))
+    darr = chunked(labels, 16)
+    # to_delayed: the blocks as the tasks return them, not assembled into an array.
+    assert darr.to_delayed().flat[0].compute(scheduler="sync").flags.f_contiguous
+    result = fdask.label(darr)
+    for block in result.labels.to_delayed().flat:
+        assert block.compute(scheduler="sync").flags.c_contiguous
+    assert_same_components(result.compute(scheduler="sync"), labels)
 
 
 # -- hand-made volumes: contacts across faces, edges and corners of blocks ----------------

@@ -10,7 +10,9 @@ them into components numbered like a labeling of the whole volume:
 - :func:`face_pairs`: the pairs of pieces that touch across one boundary plane, from
   the layers of voxels on either side of it;
 - :func:`join_pieces`: union-find over the pairs, numbering every component by its
-  first voxel, the numbering of a labeling of the whole volume.
+  first voxel, the numbering of a labeling of the whole volume;
+- :func:`number_transposed`: each block's final numbers, written in C order whatever
+  the block's memory order.
 
 Pieces are identified by *provisional ids*: 0 for background, otherwise a block's
 offset plus the piece's id within the block, with offsets far enough apart that no two
@@ -155,3 +157,29 @@ def join_pieces(first_keys: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
     for x in range(n):
         number[x] = number[root[x]]
     return number
+
+
+# Side of the square tiles of :func:`number_transposed`: 32 x 32 elements of the source
+# and of the output stay in L1 while they are read across and written along.
+_TILE = 32
+
+
+@kernel()
+def number_transposed(pieces: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """``out[i, j, k] = table[pieces[k, j, i]]``: a block's final numbers in C order.
+
+    ``pieces`` is the C-contiguous view of a Fortran-ordered block (axes reversed).
+    dask assembles computed blocks into a C-ordered array, where Fortran-ordered blocks
+    (nibabel's volumes give them) cost a transposing copy several times slower than the
+    whole labeling; writing the numbers transposed here, in tiles that keep both sides
+    in cache, does that copy at the cost of a plain lookup.
+    """
+    n2, n1, n0 = pieces.shape
+    for j in range(n1):
+        for i0 in range(0, n0, _TILE):
+            i1 = min(i0 + _TILE, n0)
+            for k0 in range(0, n2, _TILE):
+                k1 = min(k0 + _TILE, n2)
+                for i in range(i0, i1):
+                    for k in range(k0, k1):
+                        out[i, j, k] = table[pieces[k, j, i]]
