@@ -23,7 +23,9 @@ from __future__ import annotations
 import concurrent.futures
 import operator
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -801,6 +803,58 @@ def to_semantic(
 
 # -- reading lazily -------------------------------------------------------------------------
 
+# A .nii.gz is one gzip stream: opened afresh, every block read decompresses the file from
+# its start. With indexed_gzip installed (nibabel uses it for files kept open), a file
+# kept open builds an index of seek points as it is read, and later blocks start from
+# the nearest one. Files are kept open per process (the tasks of a threaded scheduler
+# share them; nibabel serialises the reads of one file), the most recently used first.
+_OPEN_IMAGES: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+_OPEN_IMAGES_LOCK = threading.Lock()
+_MAX_OPEN_IMAGES = 8
+
+
+def _indexed_gzip() -> bool:
+    try:
+        import indexed_gzip  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _open_image(path: str, stamp: tuple[int, int]) -> Any:
+    """nibabel's image of ``path``; compressed files stay open while indexed_gzip can
+    seek in them. ``stamp`` (mtime in ns, size) is the file as ``from_nifti`` saw it."""
+    import nibabel
+
+    current = os.stat(path)
+    if (current.st_mtime_ns, current.st_size) != stamp:
+        raise ValueError(f"{path}: the file changed after from_nifti read its header")
+    if not path.endswith(".gz") or not _indexed_gzip():
+        return nibabel.load(path)
+    key = (path, *stamp)
+    with _OPEN_IMAGES_LOCK:
+        image = _OPEN_IMAGES.get(key)
+        if image is not None:
+            _OPEN_IMAGES.move_to_end(key)
+            return image
+    image = nibabel.load(path, keep_file_open=True)
+    with _OPEN_IMAGES_LOCK:
+        image = _OPEN_IMAGES.setdefault(key, image)
+        _OPEN_IMAGES.move_to_end(key)
+        while len(_OPEN_IMAGES) > _MAX_OPEN_IMAGES:
+            _OPEN_IMAGES.popitem(last=False)
+    return image
+
+
+def _whole_planes(index: Any, ndim: int) -> tuple[slice, ...] | None:
+    """For a block given as plain slices, the index of the whole planes it crosses along
+    the last axis (NIfTI stores that axis slowest, so they are one span of the file)."""
+    if not isinstance(index, tuple) or len(index) != ndim or ndim == 0:
+        return None
+    if not all(isinstance(s, slice) and s.step in (None, 1) for s in index):
+        return None
+    return (slice(None),) * (ndim - 1) + (index[-1],)
+
 
 @dataclass(frozen=True)
 class _NiftiBlocks:
@@ -808,6 +862,7 @@ class _NiftiBlocks:
     every worker opens the file itself)."""
 
     path: str
+    stamp: tuple[int, int]
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     scaled: bool
@@ -818,9 +873,15 @@ class _NiftiBlocks:
         return len(self.shape)
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        import nibabel
-
-        block = np.asanyarray(nibabel.load(self.path).dataobj[index])  # type: ignore[attr-defined]
+        proxy = _open_image(self.path, self.stamp).dataobj
+        planes = _whole_planes(index, len(self.shape)) if self.path.endswith(".gz") else None
+        if planes is None:
+            block = np.asanyarray(proxy[index])
+        else:
+            # One contiguous read of the planes the block crosses, cut in memory: read
+            # piece by piece, nibabel would seek once per row of the block, and every
+            # seek in a gzip stream decompresses up to a megabyte again.
+            block = np.asanyarray(proxy[planes])[index[:-1]]
         if self.labels:
             try:
                 return fastseg.as_labels(block, dtype=self.dtype)
@@ -839,8 +900,14 @@ def from_nifti(
     nibabel's array proxy (no block needs the rest of the volume in memory).
 
     Uncompressed ``.nii`` files are read block by block directly. A ``.nii.gz`` is one
-    gzip stream, so every block decompresses the file up to its end (memory stays
-    small, time grows with the number of blocks); convert large volumes to zarr once.
+    gzip stream, read a span at a time: a block reads the whole planes (along the last
+    axis, the slowest on disk) it crosses and keeps its part, so by default the blocks of
+    a ``.nii.gz`` are slabs of whole planes, which waste nothing. With ``indexed_gzip``
+    installed (the ``dask`` extra installs it) each process keeps the file open and a
+    read starts from the nearest point of an index built as the file is read; without
+    it every read decompresses the file from its start. On the 512³ connectomics volume
+    (19 MB compressed) the slabs read in 0.4-0.9 s, 128³ cubes in 6.5 s. For repeated
+    work on a large volume, convert it to zarr once.
 
     Parameters
     ----------
@@ -848,6 +915,7 @@ def from_nifti(
         A ``.nii`` or ``.nii.gz`` file.
     chunks : int, tuple or "auto"
         Block shape, as for ``dask.array.from_array`` (``128`` for 128³ blocks).
+        ``"auto"`` lets dask choose; for a ``.nii.gz``, only along the last axis.
     dtype : dtype, optional
         By default the values as stored (float64 when the file scales them with
         ``scl_slope``/``scl_inter``). An integer dtype converts every block to labels
@@ -866,7 +934,7 @@ def from_nifti(
         If the file does not exist.
     ValueError
         If it is not a readable NIfTI image (when computed: if a block does not convert
-        to ``dtype``).
+        to ``dtype``, or the file changed since this call).
 
     Examples
     --------
@@ -897,8 +965,12 @@ def from_nifti(
             raise TypeError(f"dtype must be an integer dtype, got {target}")
     else:
         target = np.dtype(np.float64) if scaled else stored
+    if isinstance(chunks, str) and chunks == "auto" and name.endswith(".gz") and len(shape) > 1:
+        # Whole planes: each block is then one span of the gzip stream.
+        chunks = (-1,) * (len(shape) - 1) + ("auto",)
     stat = os.stat(name)
-    source = _NiftiBlocks(os.path.abspath(name), shape, target, scaled, labels)
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    source = _NiftiBlocks(os.path.abspath(name), stamp, shape, target, scaled, labels)
     token = tokenize(source.path, stat.st_mtime_ns, stat.st_size, chunks, str(target))
     return da.from_array(
         source,

@@ -442,6 +442,66 @@ def test_from_nifti_errors(tmp_path: Path) -> None:
         fdask.from_nifti(broken)
 
 
+@pytest.mark.parametrize("seekable", [True, False], ids=["indexed_gzip", "plain-gzip"])
+def test_from_nifti_gz_blocks_on_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seekable: bool
+) -> None:
+    """Many blocks of a .nii.gz read by four threads: through one file kept open (with
+    indexed_gzip) or each block opening the file; a mostly-empty map, which fastseg.save
+    writes as several gzip members, and a dense one."""
+    monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
+    if not seekable:
+        monkeypatch.setattr(fdask, "_indexed_gzip", lambda: False)
+    rng = np.random.default_rng(5)
+    sparse = np.zeros((40, 30, 60), np.uint8)
+    sparse[10:20, 5:25, 25:35] = rng.integers(1, 4, (10, 20, 10))
+    dense = rng.integers(0, 300, (40, 30, 20)).astype(np.uint16)
+    for name, labels in (("sparse", sparse), ("dense", dense)):
+        path = tmp_path / f"{name}.nii.gz"
+        fastseg.save(path, labels)
+        darr = fdask.from_nifti(path, chunks=(7, 9, 5))
+        computed = darr.compute(scheduler="threads", num_workers=4)
+        np.testing.assert_array_equal(computed, labels)
+    assert len(fdask._OPEN_IMAGES) == (2 if seekable else 0)
+
+
+def test_from_nifti_gz_slabs_and_strided_slices(tmp_path: Path) -> None:
+    """A .nii.gz comes in slabs of whole planes by default; slices with steps, which dask
+    hands to the reader as they are, read the voxels themselves."""
+    labels = np.random.default_rng(6).integers(0, 9, (12, 10, 8), dtype=np.uint8)
+    fastseg.save(tmp_path / "a.nii.gz", labels)
+    fastseg.save(tmp_path / "a.nii", labels)
+    assert fdask.from_nifti(tmp_path / "a.nii.gz").chunksize[:2] == (12, 10)
+    assert fdask.from_nifti(tmp_path / "a.nii", chunks=4).chunksize == (4, 4, 4)
+    for suffix in (".nii.gz", ".nii"):
+        darr = fdask.from_nifti(tmp_path / f"a{suffix}", chunks=5)
+        np.testing.assert_array_equal(
+            darr[1:11:3, ::2, 7].compute(scheduler="sync"), labels[1:11:3, ::2, 7]
+        )
+
+
+def test_from_nifti_keeps_few_files_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
+    monkeypatch.setattr(fdask, "_MAX_OPEN_IMAGES", 2)
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.nii.gz")
+        fastseg.save(paths[-1], np.full((4, 4, 4), k, np.uint8))
+        assert int(fdask.from_nifti(paths[-1], chunks=2).max().compute(scheduler="sync")) == k
+    assert [key[0] for key in fdask._OPEN_IMAGES] == [str(p) for p in paths[1:]]
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_from_nifti_file_changed(tmp_path: Path, suffix: str) -> None:
+    """Blocks are never read from a file other than the one whose header was read."""
+    path = tmp_path / f"labels{suffix}"
+    fastseg.save(path, np.ones((6, 6, 6), np.uint8))
+    darr = fdask.from_nifti(path, chunks=3)
+    fastseg.save(path, np.ones((6, 6, 6), np.uint8) * 2)
+    with pytest.raises(ValueError, match="changed after from_nifti read its header"):
+        darr.compute(scheduler="sync")
+
+
 def test_zarr_store_on_cluster(client: Client, tmp_path: Path) -> None:
     """Labels read lazily from zarr by the workers, components written back to zarr."""
     labels = np.random.default_rng(4).integers(0, 3, (24, 20, 18), dtype=np.uint8)
