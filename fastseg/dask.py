@@ -51,7 +51,7 @@ from fastseg.dtypes import check_dtype_holds, fit_dtype
 from fastseg.relabel import Missing, dense_ids
 from fastseg.schema import Schema
 from fastseg.segmap import SegmentMap
-from fastseg.stats import InstanceStats, _image_array, intensity_columns
+from fastseg.stats import InstanceStats, _image_array, _requested_ids, intensity_columns
 
 __all__ = [
     "DaskComponents",
@@ -491,13 +491,17 @@ class _Partial:
     stops: np.ndarray
     intensity: np.ndarray
     """``(n, 4)``: sum, min, max and the sum of squared deviations from the mean."""
+    faces: np.ndarray
+    """``(n, 3)`` exposed faces normal to each axis, the block's own border included."""
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    """The block's first and last layer along each axis (for surfaces; merges drop them)."""
 
 
 _SUM, _MIN, _MAX, _SQUARES = range(4)
 
 
 def _measure_block(
-    labels: np.ndarray, image: np.ndarray | None, corner: tuple[int, int, int]
+    labels: np.ndarray, image: np.ndarray | None, corner: tuple[int, int, int], surface: bool
 ) -> _Partial:
     from fastseg._kernels import measure
 
@@ -507,7 +511,7 @@ def _measure_block(
         view, transposed = dense.view_3d()
         image_view = np.zeros((1, 1, 1)) if image is None else _image_array(image, dense, None)
         if dense.size:
-            ints, floats = measure.measure(view, image_view, image is not None, False, n_ids, 1)
+            ints, floats = measure.measure(view, image_view, image is not None, surface, n_ids, 1)
         else:
             ints = np.zeros((n_ids, measure.N_INT), np.int64)
             floats = np.zeros((n_ids, measure.N_FLOAT))
@@ -530,7 +534,22 @@ def _measure_block(
         lows=rows[:, [measure.MIN0 + a for a in axes]] + start,
         stops=rows[:, [measure.STOP0 + a for a in axes]] + start,
         intensity=np.column_stack([floats[present][:, columns], squares[present]]),
+        faces=rows[:, [measure.FACES0 + a for a in axes]],
+        layers=tuple(
+            (np.take(labels, 0, axis).copy(), np.take(labels, -1, axis).copy()) for axis in range(3)
+        )
+        if surface
+        else (),
     )
+
+
+def _shared_faces(before: _Partial, after: _Partial, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids facing themselves across the boundary between two blocks along ``axis``, and
+    in how many places: each block counted those faces as exposed (its own border)."""
+    last, first = before.layers[axis][1], after.layers[axis][0]
+    same = last[(last == first) & (last != 0)]
+    ids, counts = np.unique(same, return_counts=True)
+    return ids.astype(np.uint64), counts.astype(np.int64)
 
 
 def _merge(parts: list[_Partial]) -> _Partial:
@@ -563,7 +582,9 @@ def _merge(parts: list[_Partial]) -> _Partial:
         shift = parts_intensity[:, _SUM] / counts - (intensity[:, _SUM] / count)[inverse]
         spread = parts_intensity[:, _SQUARES] + counts * shift * shift
     np.add.at(intensity[:, _SQUARES], inverse, spread)
-    return _Partial(ids, count, sums, lows, stops, intensity)
+    faces = np.zeros((n, 3), np.int64)
+    np.add.at(faces, inverse, gather("faces"))
+    return _Partial(ids, count, sums, lows, stops, intensity, faces)
 
 
 def _intensity_array(image: object, labels: da.Array) -> da.Array:
@@ -587,16 +608,20 @@ def stats(
     *,
     spacing: npt.ArrayLike | None = None,
     affine: npt.ArrayLike | None = None,
+    ids: Iterable[int] | None = None,
+    surface: bool = False,
 ) -> InstanceStats:
     """Measure every instance of a chunked label map: :func:`fastseg.stats` block by block.
 
-    Every block is measured on its own (counts, sums of voxel indices, boxes, and with
-    an image the sum, minimum, maximum and squared deviations from the block's mean);
-    the partial tables are merged in a tree of small tasks. Counts, boxes and
-    centroids equal :func:`fastseg.stats` exactly (integer sums); means, sums and
-    standard deviations agree to rounding (float sums are added in another order);
-    minimum and maximum exactly. Computes with the current dask scheduler (a
-    ``dask.distributed`` client when one is active).
+    Every block is measured on its own (counts, sums of voxel indices, boxes, exposed
+    faces, and with an image the sum, minimum, maximum and squared deviations from the
+    block's mean); the partial tables are merged in a tree of small tasks. A block counts
+    the faces on its own border as exposed; where the voxels on both sides of a
+    boundary between blocks hold the same id, a task comparing the two layers takes
+    those faces back. Counts, boxes, centroids and surfaces equal :func:`fastseg.stats`
+    exactly (integer sums); means, sums and standard deviations agree to rounding
+    (float sums are added in another order); minimum and maximum exactly. Computes with
+    the current dask scheduler (a ``dask.distributed`` client when one is active).
 
     Parameters
     ----------
@@ -609,11 +634,17 @@ def stats(
         Voxel size per axis; by default from ``affine``, else 1.
     affine : array_like, optional
         4 x 4 voxel-to-world matrix; adds ``centroid_world``.
+    ids : iterable of int, optional
+        Report exactly these ids, in ascending order; absent ids get a count of 0 and
+        NaN centroids and intensities. By default every id present.
+    surface : bool, optional
+        Add ``surface``: the area of the faces between an instance and anything else
+        (other ids, background, the volume's border), with anisotropic spacing.
 
     Returns
     -------
     fastseg.InstanceStats
-        One row per id present, ascending (``surface`` is not measured).
+        One row per id present (or requested), ascending.
 
     Examples
     --------
@@ -627,17 +658,21 @@ def stats(
     (array([7], dtype=uint64), array([8]), array([4.]))
     >>> table.slices(7)
     (slice(1, 3, None), slice(1, 3, None), slice(1, 3, None))
+    >>> with dask.config.set(scheduler="sync"):
+    ...     fastseg.dask.stats(da.from_array(labels, chunks=2), surface=True, ids=[7, 9]).surface
+    array([24.,  0.])
     """
     array = _check_labels(darr, "darr")
     ndim = array.ndim
     geometry = _geometry.resolve(ndim, spacing, affine)
+    wanted = None if ids is None else _requested_ids(ids)
     volume = _lifted(array)
     inputs = [volume]
     if image is not None:
         inputs.append(_lifted(_intensity_array(image, array)))
-    tasks = _Tasks(*inputs, what="stats")
-    partials = [
-        tasks.add(
+    tasks = _Tasks(*inputs, what="stats", surface=bool(surface))
+    blocks = {
+        index: tasks.add(
             "block",
             index,
             (
@@ -645,10 +680,20 @@ def stats(
                 (volume.name, *index),
                 (inputs[-1].name, *index) if image is not None else None,
                 corner,
+                bool(surface),
             ),
         )
         for index, corner in _corners(volume).items()
-    ]
+    }
+    shared = []
+    if surface:
+        for axis in range(3):
+            for index in blocks:
+                if index[axis] + 1 < volume.numblocks[axis]:
+                    after = tuple(i + (a == axis) for a, i in enumerate(index))
+                    task = (_shared_faces, blocks[index], blocks[after], axis)
+                    shared.append((axis, tasks.add("shared", (axis, *index), task)))
+    partials = list(blocks.values())
     level = 0
     while len(partials) > 1:
         level += 1
@@ -656,16 +701,37 @@ def stats(
             tasks.add("merge", (level, i), (_merge, partials[i : i + _MERGE_FAN_IN]))
             for i in range(0, len(partials), _MERGE_FAN_IN)
         ]
-    (merged,) = compute(tasks.delayed(partials[0]))
+    merged, seams = compute(tasks.delayed(partials[0]), [tasks.delayed(k) for _, k in shared])
+    faces = merged.faces.copy()
+    for (axis, _), (seam_ids, seam_counts) in zip(shared, seams, strict=True):
+        np.subtract.at(faces[:, axis], np.searchsorted(merged.ids, seam_ids), 2 * seam_counts)
+
+    # Row 0 stands for every requested id that is absent: a count of 0, nothing else.
+    if wanted is None:
+        rows = np.arange(1, merged.ids.size + 1)
+        wanted = merged.ids
+    else:
+        at = np.searchsorted(merged.ids, wanted)
+        found = at < merged.ids.size
+        found[found] = merged.ids[at[found]] == wanted[found]
+        rows = np.where(found, at + 1, 0)
+
+    def column(values: np.ndarray, empty: Any) -> np.ndarray:
+        return np.concatenate([np.full((1, *values.shape[1:]), empty, values.dtype), values])[rows]
+
     axes = list(range(3 - ndim, 3))
-    count = merged.count
+    count = column(merged.count, 0)
+    absent = count == 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        centroid = merged.sums[:, axes] / count[:, None]
+        centroid = column(merged.sums, 0)[:, axes] / count[:, None]
+    centroid[absent] = np.nan
     columns: dict[str, Any] = {}
     if geometry.affine is not None:
         columns["centroid_world"] = geometry.to_world(centroid)
     if image is not None:
-        intensity = merged.intensity
+        intensity = column(merged.intensity, 0.0)
+        intensity[absent, _MIN] = np.inf
+        intensity[absent, _MAX] = -np.inf
         columns.update(
             intensity_columns(
                 count,
@@ -675,11 +741,17 @@ def stats(
                 intensity[:, _MAX],
             )
         )
+    if surface:
+        areas = geometry.face_areas()
+        exposed = column(faces, 0)
+        columns["surface"] = sum(exposed[:, axes[d]] * areas[d] for d in range(ndim)) * np.where(
+            absent, 0.0, 1.0
+        )
     return InstanceStats(
-        ids=merged.ids,
+        ids=wanted,
         voxel_count=count,
         volume=count.astype(np.float64) * geometry.voxel_volume,
-        bbox=np.stack([merged.lows[:, axes], merged.stops[:, axes]], axis=-1),
+        bbox=np.stack([column(merged.lows, 0)[:, axes], column(merged.stops, 0)[:, axes]], -1),
         centroid=centroid,
         spacing=geometry.spacing,
         **columns,

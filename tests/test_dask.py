@@ -293,7 +293,8 @@ def test_bad_input() -> None:
 def assert_same_stats(actual: fastseg.InstanceStats, expected: fastseg.InstanceStats) -> None:
     """Integer-derived columns exactly; float sums to rounding (added in another order)."""
     np.testing.assert_array_equal(actual.ids, expected.ids)
-    for name in ("voxel_count", "volume", "bbox", "centroid", "min", "max", "centroid_world"):
+    exact = ("voxel_count", "volume", "bbox", "centroid", "min", "max", "centroid_world", "surface")
+    for name in exact:
         if getattr(expected, name) is None:
             assert getattr(actual, name) is None, name
         else:
@@ -306,20 +307,36 @@ def assert_same_stats(actual: fastseg.InstanceStats, expected: fastseg.InstanceS
     assert actual.spacing == expected.spacing
 
 
-@settings(max_examples=60)
-@given(chunked_cases(), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+@settings(max_examples=80)
+@given(
+    chunked_cases(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.none() | st.lists(st.integers(0, 5), max_size=4),
+    st.integers(0, 2**32 - 1),
+)
 def test_stats_equal_fastseg_stats(
-    case: tuple[np.ndarray, Any, int | None, int], with_image: bool, sparse: bool, seed: int
+    case: tuple[np.ndarray, Any, int | None, int],
+    with_image: bool,
+    sparse: bool,
+    surface: bool,
+    ids: list[int] | None,
+    seed: int,
 ) -> None:
+    """Every column, surfaces across block boundaries and requested absent ids included,
+    as fastseg.stats on the whole array."""
     labels, chunks, _, _ = case
     if sparse and labels.dtype.kind != "b":
         labels = labels.astype(np.uint32) * np.uint32(40_000_001)  # ids renumbered per block
+        ids = None if ids is None else [i * 40_000_001 for i in ids]
     rng = np.random.default_rng(seed)
     image = rng.normal(100, 30, labels.shape).astype(np.float32) if with_image else None
     affine = np.diag([0.5, 2.0, 3.0, 1.0])
+    kwargs: dict[str, Any] = {"affine": affine, "surface": surface, "ids": ids}
     with dask.config.set(scheduler="sync"):
-        actual = fdask.stats(chunked(labels, chunks), image, affine=affine)
-    assert_same_stats(actual, fastseg.stats(labels, image, affine=affine))
+        actual = fdask.stats(chunked(labels, chunks), image, **kwargs)
+    assert_same_stats(actual, fastseg.stats(labels, image, **kwargs))
 
 
 def test_stats_on_cluster(client: Client) -> None:
@@ -328,8 +345,9 @@ def test_stats_on_cluster(client: Client) -> None:
     image = np.asfortranarray(rng.integers(-1000, 3000, labels.shape, dtype=np.int16))
     darr = chunked(labels, (9, 7, 16))
     # The image arrives in other chunks and is rechunked like the labels.
-    actual = fdask.stats(darr, chunked(image, 10), spacing=(0.8, 0.8, 2.5))
-    assert_same_stats(actual, fastseg.stats(labels, image, spacing=(0.8, 0.8, 2.5)))
+    actual = fdask.stats(darr, chunked(image, 10), spacing=(0.8, 0.8, 2.5), surface=True)
+    expected = fastseg.stats(labels, image, spacing=(0.8, 0.8, 2.5), surface=True)
+    assert_same_stats(actual, expected)
 
 
 def test_stats_precision_of_the_merged_deviation() -> None:
