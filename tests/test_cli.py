@@ -4,6 +4,7 @@ worker processes and a dask.distributed cluster."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -1029,6 +1030,48 @@ def test_redbrick_binary_and_nnunet_layouts(
     consecutive = np.array([0, 1, 2, 0, 0, 3], np.uint8)  # values 1, 2, 5 -> 1, 2, 3
     expected = consecutive[semantic_reference(source)]
     assert np.array_equal(read(out / "labelsTr" / "case_one_CT.nii.gz"), expected)
+
+
+def test_redbrick_nnunet_images(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """imagesTr/<case>_0000.nii.gz from a series' NIfTI image (a .nii gets compressed); a
+    DICOM series gets none and the summary says so; an image off its segmentation's grid
+    fails its series, which then writes nothing."""
+    export = redbrick_export(tmp_path / "export")
+    tasks = json.loads((export / "tasks.json").read_text())
+    tasks = [t for t in tasks if t["taskId"] == "t1"]
+    ct, other = tasks[0]["series"]
+    ct["items"] = "images/ct.nii"
+    other["items"] = ["images/b/0001.dcm", "images/b/0002.dcm"]
+    image = np.random.default_rng(3).integers(-1000, 2000, blocky(1).shape).astype(np.int16)
+    (export / "images").mkdir()
+    affine = np.diag([*SPACING, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), export / "images" / "ct.nii")
+    nib.save(nib.Nifti1Image(image[:, :, :5], affine), export / "images" / "off.nii.gz")
+    off = copy.deepcopy(ct)
+    off.update({"name": "off", "items": "images/off.nii.gz"})
+    tasks.append({"taskId": "t3", "series": [off]})
+    (export / "tasks.json").write_text(json.dumps(tasks))
+
+    out = tmp_path / "nnunet"
+    status, _, err = run(
+        capsys, "redbrick", export, "-o", out, "--layout", "nnunet", "--taxonomy", case.taxonomy
+    )
+    assert status == 1
+    (line,) = failures(err)
+    assert "off.nii.gz: image shape (24, 20, 5) differs from its segmentation's" in line
+    assert "imagesTr: 1 of 2 series; 1 without a NIfTI image" in err
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [
+        "case_one_B.nii.gz",
+        "case_one_CT.nii.gz",
+    ]
+    (written,) = (out / "imagesTr").iterdir()
+    assert written.name == "case_one_CT_0000.nii.gz"
+    copied = nib.load(written)
+    assert np.array_equal(np.asanyarray(copied.dataobj), image)
+    assert np.allclose(copied.affine, affine)
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 2
 
 
 def test_redbrick_refuses_to_write_into_the_export(

@@ -121,9 +121,16 @@ def _export_series(options: ExportOptions, unit: dict[str, Any], stage: Path) ->
         assert schema is not None
         export.write_semantic_export([item], consecutive(schema), written)
         (produced,) = [p for p in (written / "segmentations").rglob("*") if p.is_file()]
+        image = _nifti_item(unit)
+        staged_image = stage / "image.nii.gz"
+        if image is not None:
+            _stage_image(image, produced, staged_image)
         target = f"labelsTr/{unit['case']}.nii.gz"
         _move(produced, out / target, options.overwrite)
-        return {"rows": rows, "file": target}
+        image_target = None if image is None else f"imagesTr/{unit['case']}_0000.nii.gz"
+        if image_target is not None:
+            _move(staged_image, out / image_target, options.overwrite)
+        return {"rows": rows, "file": target, "image": image_target}
     if options.layout == "binary":
         export.write_binary_export([item], written)
     elif options.layout == "semantic":
@@ -136,6 +143,42 @@ def _export_series(options: ExportOptions, unit: dict[str, Any], stage: Path) ->
     for path in sorted(p for p in (written / "segmentations").rglob("*") if p.is_file()):
         _move(path, out / path.relative_to(written), options.overwrite)
     return {"rows": rows, "series": task["series"][0]}
+
+
+def _nifti_item(unit: dict[str, Any]) -> Path | None:
+    """The series' image when the export holds it as one NIfTI file (exports made with
+    the image files); None for DICOM series and exports without images."""
+    items = unit["items"]
+    if len(items) != 1 or not re.search(r"\.nii(\.gz)?$", items[0], re.IGNORECASE):
+        return None
+    path = Path(items[0])
+    return path if path.is_file() else None
+
+
+def _stage_image(image: Path, labels: Path, staged: Path) -> None:
+    """Check that the image lies on the segmentation's grid (nnU-Net refuses cases whose
+    image and label geometry differ) and write it gzip-compressed to ``staged``."""
+    import gzip
+
+    import nibabel
+
+    try:
+        header: Any = nibabel.load(image)
+    except Exception as error:  # nibabel raises many kinds for damaged files
+        raise ValueError(f"{image}: not a readable NIfTI image ({error})") from None
+    grid: Any = nibabel.load(labels)
+    if tuple(header.shape) != tuple(grid.shape):
+        raise ValueError(
+            f"{image}: image shape {tuple(header.shape)} differs from its segmentation's "
+            f"{tuple(grid.shape)} (nnU-Net takes one 3-D file per channel)"
+        )
+    if not np.allclose(header.affine, grid.affine, atol=1e-4):
+        raise ValueError(f"{image}: the image's affine differs from its segmentation's")
+    if image.name.lower().endswith(".gz"):
+        shutil.copyfile(image, staged)
+    else:
+        with image.open("rb") as source, gzip.open(staged, "wb") as target:
+            shutil.copyfileobj(source, target)
 
 
 # ---------------------------------------------------------------------------- planning
@@ -158,6 +201,13 @@ def _read_tasks(folder: Path) -> list[dict[str, Any]]:
 
 def _listed(series: Any) -> list[str]:
     raw = series.get("segmentations") if isinstance(series, dict) else None
+    if isinstance(raw, str) and raw:
+        return [raw]
+    return [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
+
+
+def _items(series: Any) -> list[str]:
+    raw = series.get("items") if isinstance(series, dict) else None
     if isinstance(raw, str) and raw:
         return [raw]
     return [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
@@ -192,6 +242,7 @@ def _units(folder: Path, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "task": task_name,
                     "series": name,
                     "source": os.path.join(str(folder), listed[0]),
+                    "items": [str((folder / p).resolve()) for p in _items(series)],
                     "tasks_file": str(folder / "tasks.json"),
                     "tasks": [{**copy.deepcopy(task), "series": mini}],
                 }
@@ -294,6 +345,18 @@ def run_redbrick(args: argparse.Namespace) -> int:
             f"wrote {len(done)} series in the {args.layout} layout to {out}: {listed}",
             file=sys.stderr,
         )
+        if args.layout == "nnunet":
+            without = sum(1 for _, result in done if result["image"] is None)
+            print(
+                f"imagesTr: {len(done) - without} of {len(done)} series"
+                + (
+                    f"; {without} without a NIfTI image in the export (DICOM series need "
+                    "converting, e.g. with dcm2niix, to imagesTr/<case>_0000.nii.gz)"
+                    if without
+                    else ""
+                ),
+                file=sys.stderr,
+            )
     return status
 
 
@@ -308,7 +371,9 @@ def register(commands: Any) -> None:
         "  semantic         segmentations/<task>/<series>.nii.gz, values classId + 1\n"
         "  binary           segmentations/<task>/<series>/instance-<id>.nii.gz\n"
         "  binary-semantic  segmentations/<task>/<series>/category-<value>.nii.gz\n"
-        "  nnunet           labelsTr/<case>.nii.gz with consecutive labels, and dataset.json\n\n"
+        "  nnunet           labelsTr/<case>.nii.gz with consecutive labels, dataset.json,\n"
+        "                   and imagesTr/<case>_0000.nii.gz where the export holds the\n"
+        "                   series' image as a NIfTI file\n\n"
         "with a tasks.json listing the new files (not for nnunet), and stats.csv: every "
         "instance with its category, voxel count and volume in mm³.",
         examples=(
