@@ -538,7 +538,7 @@ def _measure_block(
         layers=tuple(
             (np.take(labels, 0, axis).copy(), np.take(labels, -1, axis).copy()) for axis in range(3)
         )
-        if surface
+        if surface and labels.size
         else (),
     )
 
@@ -546,6 +546,8 @@ def _measure_block(
 def _shared_faces(before: _Partial, after: _Partial, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Ids facing themselves across the boundary between two blocks along ``axis``, and
     in how many places: each block counted those faces as exposed (its own border)."""
+    if not before.layers or not after.layers:  # empty blocks
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     last, first = before.layers[axis][1], after.layers[axis][0]
     same = last[(last == first) & (last != 0)]
     ids, counts = np.unique(same, return_counts=True)

@@ -339,6 +339,15 @@ def test_stats_equal_fastseg_stats(
     assert_same_stats(actual, fastseg.stats(labels, image, **kwargs))
 
 
+@pytest.mark.parametrize("shape", [(0, 4, 4), (3, 0), (0,), (1,), (1, 1, 1)])
+def test_stats_of_empty_and_single_voxel_volumes(shape: tuple[int, ...]) -> None:
+    labels = np.ones(shape, np.uint8)
+    for kwargs in ({}, {"surface": True}, {"surface": True, "ids": [1, 3]}):
+        with dask.config.set(scheduler="sync"):
+            actual = fdask.stats(chunked(labels, 2), **kwargs)
+        assert_same_stats(actual, fastseg.stats(labels, **kwargs))
+
+
 def test_stats_on_cluster(client: Client) -> None:
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 6, (20, 18, 16), dtype=np.uint8).repeat(2, axis=0)
