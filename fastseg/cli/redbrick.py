@@ -163,21 +163,23 @@ def _stage_image(image: Path, labels: Path, staged: Path) -> None:
     import nibabel
 
     try:
-        header: Any = nibabel.load(image)
+        scan: Any = nibabel.load(image)
     except Exception as error:  # nibabel raises many kinds for damaged files
         raise ValueError(f"{image}: not a readable NIfTI image ({error})") from None
     grid: Any = nibabel.load(labels)
-    if tuple(header.shape) != tuple(grid.shape):
+    if tuple(scan.shape) != tuple(grid.shape):
         raise ValueError(
-            f"{image}: image shape {tuple(header.shape)} differs from its segmentation's "
+            f"{image}: image shape {tuple(scan.shape)} differs from its segmentation's "
             f"{tuple(grid.shape)} (nnU-Net takes one 3-D file per channel)"
         )
-    if not np.allclose(header.affine, grid.affine, atol=1e-4):
+    if not np.allclose(scan.affine, grid.affine, atol=1e-4):
         raise ValueError(f"{image}: the image's affine differs from its segmentation's")
     if image.name.lower().endswith(".gz"):
         shutil.copyfile(image, staged)
     else:
-        with image.open("rb") as source, gzip.open(staged, "wb") as target:
+        # Level 1: several times faster than gzip's default 9 on CT volumes, for files
+        # a few percent larger.
+        with image.open("rb") as source, gzip.open(staged, "wb", compresslevel=1) as target:
             shutil.copyfileobj(source, target)
 
 
