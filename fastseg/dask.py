@@ -887,6 +887,19 @@ _OPEN_IMAGES_LOCK = threading.Lock()
 _MAX_OPEN_IMAGES = 8
 
 
+def _forget_open_images() -> None:
+    # A forked child shares the parent's file offsets: reads through the inherited
+    # handles would move under each other. The child opens its own (and a lock some
+    # parent thread held at the fork would never be released in the child).
+    global _OPEN_IMAGES, _OPEN_IMAGES_LOCK
+    _OPEN_IMAGES = OrderedDict()
+    _OPEN_IMAGES_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_open_images)
+
+
 def _indexed_gzip() -> bool:
     try:
         import indexed_gzip  # noqa: F401

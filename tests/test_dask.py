@@ -507,6 +507,32 @@ def test_from_nifti_gz_slabs_and_strided_slices(tmp_path: Path) -> None:
         )
 
 
+def _read_in_child(path: str, queue: Any) -> None:
+    queue.put(
+        (len(fdask._OPEN_IMAGES), fdask.from_nifti(path, chunks=5).sum().compute(scheduler="sync"))
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_from_nifti_forked_child_opens_its_own_files(tmp_path: Path) -> None:
+    """Open files are not inherited through fork (parent and child would share the file
+    offset); the child reads the same values."""
+    labels = np.random.default_rng(8).integers(0, 9, (12, 10, 8), dtype=np.uint8)
+    path = tmp_path / "a.nii.gz"
+    fastseg.save(path, labels)
+    darr = fdask.from_nifti(path, chunks=5)
+    assert int(darr.sum().compute(scheduler="sync")) == int(labels.sum())
+    assert any(key[0] == str(path) for key in fdask._OPEN_IMAGES)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(str(path), queue))
+    child.start()
+    inherited, total = queue.get(timeout=60)
+    child.join(60)
+    assert inherited == 0
+    assert int(total) == int(labels.sum())
+
+
 def test_from_nifti_keeps_few_files_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
     monkeypatch.setattr(fdask, "_MAX_OPEN_IMAGES", 2)
