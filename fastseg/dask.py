@@ -535,9 +535,7 @@ def _measure_block(
         stops=rows[:, [measure.STOP0 + a for a in axes]] + start,
         intensity=np.column_stack([floats[present][:, columns], squares[present]]),
         faces=rows[:, [measure.FACES0 + a for a in axes]],
-        layers=tuple(
-            (np.take(labels, 0, axis).copy(), np.take(labels, -1, axis).copy()) for axis in range(3)
-        )
+        layers=tuple((np.take(labels, 0, axis), np.take(labels, -1, axis)) for axis in range(3))
         if surface and labels.size
         else (),
     )

@@ -201,15 +201,9 @@ def _read_tasks(folder: Path) -> list[dict[str, Any]]:
     return tasks
 
 
-def _listed(series: Any) -> list[str]:
-    raw = series.get("segmentations") if isinstance(series, dict) else None
-    if isinstance(raw, str) and raw:
-        return [raw]
-    return [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
-
-
-def _items(series: Any) -> list[str]:
-    raw = series.get("items") if isinstance(series, dict) else None
+def _listed(series: Any, key: str = "segmentations") -> list[str]:
+    """The paths a series lists under ``key`` (one string or a list of them)."""
+    raw = series.get(key) if isinstance(series, dict) else None
     if isinstance(raw, str) and raw:
         return [raw]
     return [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
@@ -244,7 +238,7 @@ def _units(folder: Path, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "task": task_name,
                     "series": name,
                     "source": os.path.join(str(folder), listed[0]),
-                    "items": [str((folder / p).resolve()) for p in _items(series)],
+                    "items": [str((folder / p).resolve()) for p in _listed(series, "items")],
                     "tasks_file": str(folder / "tasks.json"),
                     "tasks": [{**copy.deepcopy(task), "series": mini}],
                 }
