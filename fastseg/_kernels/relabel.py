@@ -364,3 +364,42 @@ def translate_slots(slots: np.ndarray, tables: np.ndarray, out: np.ndarray, chun
         table = tables[c]
         for i in range(start, stop):
             out[i] = table[slots[i]]
+
+
+@kernel()
+def _popcount(word: np.uint64) -> int:
+    """Number of set bits of a 64-bit word (SWAR: adds bits in ever wider fields)."""
+    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    word = (word & np.uint64(0x3333333333333333)) + (
+        (word >> np.uint64(2)) & np.uint64(0x3333333333333333)
+    )
+    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((word * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@kernel(parallel=True)
+def count_present(src: np.ndarray, size: int, chunks: int) -> int:
+    """Number of distinct values in a flat array whose values are all below ``size``.
+
+    One bit per possible value and chunk (``size / 8`` bytes each), set once per run:
+    the caller keeps ``size`` small, so this costs a read of the array and little memory.
+    """
+    n = src.size
+    words = (size + 63) // 64
+    bits = np.zeros((chunks, words), np.uint64)
+    for c in numba.prange(chunks):
+        start, stop = chunk_bounds(n, chunks, c)
+        seen = bits[c]
+        i = start
+        while i < stop:
+            j = run_end(src, i, stop)
+            v = np.uint64(src[i])
+            seen[v >> np.uint64(6)] |= np.uint64(1) << (v & np.uint64(63))
+            i = j
+    total = 0
+    for w in range(words):
+        word = bits[0, w]
+        for c in range(1, chunks):
+            word |= bits[c, w]
+        total += _popcount(word)
+    return total
