@@ -14,8 +14,8 @@ against ``cc3d.connected_components``; ``stats`` of the 26-connected component m
 ``largest_k(labels, 1)`` against cc3d doing the same job (label, count, keep the largest
 component of every label with ``fastremap.mask_except``); ``each`` over the component map
 against ``cc3d.each`` (whose masks are the size of the volume, where fastseg's are cropped
-to each component's box; both iterate over every component). Only one volume is held at a time, and the rows run at most
-:data:`MAX_REPEAT` timed calls each.
+to each component's box; both iterate over every component). Only one volume is held at
+a time, and the rows run at most :data:`MAX_REPEAT` timed calls each.
 
 Peak memory is measured in a process of its own per row and library (``python
 gigavoxel_rows.py peak VOLUME ROW LIBRARY``): the process builds the volume (and the
