@@ -329,6 +329,9 @@ def rows(v: Volumes) -> list[Row]:
                     target=operation.target,
                     check=operation.check,
                     max_repeat=MAX_REPEAT,
+                    setup=lambda name=name, operation=operation: warm_up(
+                        operation, *_inputs(v, name, operation)
+                    ),
                     memory=lambda library, name=name, key=operation.key: measure_elsewhere(
                         v.folder, name, key, library
                     ),
@@ -347,18 +350,23 @@ def _status(field: str) -> int:
     raise KeyError(field)
 
 
+def warm_up(operation: Operation, labels: np.ndarray, prepared: Any, library: str = "") -> None:
+    """Run the operation of both libraries (or of ``library``) on a 128^3 crop: kernels
+    compiled or loaded, thread pools started."""
+    crop = np.asfortranarray(labels[:128, :128, :128])
+    if isinstance(prepared, np.ndarray):
+        prepared = np.asfortranarray(prepared[:128, :128, :128])
+    for name, func in (("fastseg", operation.fastseg), ("anchor", operation.anchor)):
+        if library in ("", name):
+            func(crop, prepared)
+
+
 def peak_main(volume: str, key: str, library: str, data: Path) -> int:
     operation = {op.key: op for op in OPERATIONS}[key]
     func = operation.fastseg if library == "fastseg" else operation.anchor
     labels = build_volume(volume, data)
     prepared = None if operation.prepare is None else operation.prepare(labels)
-    # Warm up on a crop (kernels compiled or loaded, thread pool started).
-    crop = np.asfortranarray(labels[:128, :128, :128])
-    if isinstance(prepared, np.ndarray):
-        func(crop, np.asfortranarray(prepared[:128, :128, :128]))
-    else:
-        func(crop, prepared)
-    del crop
+    warm_up(operation, labels, prepared, library)
     gc.collect()
     try:
         before = _status("VmRSS")
