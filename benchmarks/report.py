@@ -722,9 +722,12 @@ def run_row(row: Row, repeat: int) -> Result:
     else:
         result.fastseg_memory = peak_memory(row.fastseg)
         result.anchor_memory = peak_memory(row.anchor)
+    # Everything the table will show, so that a run that dies later loses nothing.
     progress(
         f"{row.name}: fastseg {format_seconds(result.fastseg_median)}, "
-        f"{row.anchor_name} {format_seconds(result.anchor_median)}"
+        f"{row.anchor_name} {format_seconds(result.anchor_median)}; peak memory "
+        f"{format_bytes(result.fastseg_memory)} / {format_bytes(result.anchor_memory)}; "
+        f"{'not checked' if verdict is None else verdict.detail}"
     )
     return result
 
