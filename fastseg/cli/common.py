@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line
+from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
 from fastseg.cli.batch import Job, OutputPolicy, UsageError, open_executor, run_jobs
 from fastseg.cli.progress import PROGRESS_MODES, Progress, Timer, summary
 from fastseg.schema import Schema
@@ -36,7 +36,8 @@ EXIT_BROKEN_PIPE = 141
 
 EXIT_CODES = f"""\
 exit status:
-  {EXIT_OK}    done: every input done or skipped (--skip-existing, a second name of a file)
+  {EXIT_OK}    done: every input done or skipped (--skip-existing, or a second name
+       of a file already named)
   {EXIT_FAILED}    failed: some inputs failed (one line each on stderr, the others were
        done), or an output exists (--overwrite replaces it)
   {EXIT_USAGE}    usage error: bad arguments, or a file every input needs is unusable;
@@ -153,8 +154,8 @@ def add_inputs(parser: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="label files (.nii, .nii.gz, .mgz), folders (every such file below them, "
-        "hidden ones left out) or glob patterns",
+        help=f"label files ({', '.join(sorted(volume_suffixes()))}), folders (every such "
+        "file below them, hidden ones left out) or glob patterns",
     )
 
 
@@ -202,8 +203,8 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help="output folder (inputs keep their names and their paths below a folder "
         "argument; a folder inside an input folder is not read as input), or a "
-        ".nii/.nii.gz file for a single input; default: beside each input with "
-        "--suffix added",
+        "label file name (out.nii.gz) for a single input; default: beside each input "
+        "with --suffix added",
     )
     group.add_argument(
         "--suffix",

@@ -65,7 +65,7 @@ def register(commands: Any) -> None:
         "                   and imagesTr/<case>_0000.nii.gz where the export holds the\n"
         "                   series' image as a NIfTI file\n\n"
         "with a tasks.json listing the new files (not for nnunet), and stats.csv: every "
-        "instance with its category, voxel count and volume in mm³. The taxonomy is "
+        "instance with its category, attributes, voxel count and volume in mm³. The taxonomy is "
         "--taxonomy, else the export's own taxonomy.json. Paths in tasks.json that are "
         "absolute or lead out of the export folder are refused unless "
         "--allow-outside-paths.",
