@@ -642,3 +642,39 @@ def test_redbrick_refuses_paths_out_of_the_export(
     assert not out.exists()
     status, _, err = run(capsys, "redbrick", export, "-o", out, "--allow-outside-paths")
     assert status == 0, err
+
+
+def test_redbrick_a_series_the_library_refuses_fails_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = _export(tmp_path / "export")
+    tasks = json.loads((export / "tasks.json").read_text())
+    tasks.append({"taskId": "t2", "series": [{"name": "odd", "segmentations": [7]}]})
+    (export / "tasks.json").write_text(json.dumps(tasks))
+    (export / "taxonomy.json").write_text(json.dumps(TAXONOMY))
+    status, _, err = run(capsys, "redbrick", export, "-o", tmp_path / "out")
+    assert status == 1
+    (line,) = failures(err)
+    assert line.startswith(f"failed: {export / 'tasks.json'}: task 't2', series 'odd': ")
+    assert "segmentations must be a path or a list of paths, got [7]" in line
+    assert "2 series: 1 done, 1 failed" in err
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+def test_pairing_rules() -> None:
+    from fastseg.pairing import check_template, find_image, image_candidates
+
+    assert image_candidates("sub-01/anat/sub-01_dseg.nii.gz", "raw", "{entities}_T1w{ext}") == (
+        "raw/sub-01/anat/sub-01_T1w.nii.gz",
+    )
+    assert image_candidates("CASE.NII.GZ", "img") == ("img/CASE.NII.GZ", "img/CASE_0000.NII.GZ")
+    # An image folder that is the label folder never pairs a file with itself.
+    assert image_candidates("a.nii.gz", "labels", labels="labels/a.nii.gz") == (
+        "labels/a_0000.nii.gz",
+    )
+    with pytest.raises(ValueError, match=r"no placeholder \{case\}"):
+        check_template("{case}.nii.gz")
+    with pytest.raises(ValueError, match=r"neither a\.nii nor b\.nii exists"):
+        find_image(("a.nii", "b.nii"))
