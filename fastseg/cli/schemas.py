@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, cast
+from typing import Any
 
 from fastseg.cli.batch import USER_ERRORS, UsageError, describe_error
 from fastseg.cli.common import EXIT_FAILED, EXIT_OK, add_command
-from fastseg.formats.detect import FORMATS, SchemaFormat
+from fastseg.formats.registry import schema_formats, target_schema_format, writable_schema_formats
 from fastseg.schema import Category, Schema
-
-_BY_SUFFIX: dict[str, SchemaFormat] = {".tsv": "bids", ".txt": "itksnap", ".label": "itksnap"}
 
 
 def consecutive(schema: Schema) -> Schema:
@@ -35,17 +33,15 @@ def consecutive(schema: Schema) -> Schema:
     )
 
 
-def target_format(path: str, chosen: str | None) -> SchemaFormat:
+def target_format(path: str, chosen: str | None) -> str:
     """``--to``, or the format the output's name implies."""
     if chosen is not None:
-        return cast(SchemaFormat, chosen)
-    name = os.path.basename(path).lower()
-    if name == "dataset.json":
-        return "nnunet"
-    for suffix, form in _BY_SUFFIX.items():
-        if name.endswith(suffix):
-            return form
-    raise UsageError(f"say which format to write {path} in: --to nnunet, redbrick, itksnap or bids")
+        return chosen
+    try:
+        return target_schema_format(path).name
+    except ValueError:
+        names = ", ".join(writable_schema_formats())
+        raise UsageError(f"say which format to write {path} in: --to {names}") from None
 
 
 def run_schema(args: argparse.Namespace) -> int:
@@ -93,8 +89,8 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("input", help="schema file to read")
     parser.add_argument("output", help="schema file to write")
-    parser.add_argument("--from", dest="from_format", choices=FORMATS, help="input format")
-    parser.add_argument("--to", choices=[f for f in FORMATS if f != "slicer"], help="output format")
+    parser.add_argument("--from", dest="from_format", choices=schema_formats(), help="input format")
+    parser.add_argument("--to", choices=writable_schema_formats(), help="output format")
     parser.add_argument(
         "--renumber", action="store_true", help="number the categories 1..n in value order"
     )

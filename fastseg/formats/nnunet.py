@@ -425,3 +425,8 @@ def _load_json(path: Path, source: str) -> Any:
         raise ValueError(f"{source}: {error}") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"{source}: not a valid JSON file: {error}") from None
+
+
+def recognise(document: Any) -> bool:
+    """A JSON object whose ``labels`` is an object (nnU-Net v2, or MSD / v1)."""
+    return isinstance(document, Mapping) and isinstance(document.get("labels"), Mapping)
