@@ -72,6 +72,8 @@ def write_volume(
         raise ValueError(f"{target}: MetaImage has no place for category names")
     if labels.ndim > 3 or labels.ndim == 0:
         raise ValueError(f"{target}: fastseg writes 1D to 3D MetaImage files, got {labels.ndim}D")
+    if labels.size == 0:
+        raise ValueError(f"{target}: MetaImage cannot hold an empty volume (shape {labels.shape})")
     data = stored_array(labels, high)
     image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
     ndim = data.ndim

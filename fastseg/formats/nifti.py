@@ -46,7 +46,9 @@ def read_volume(path: str | os.PathLike[str]) -> LabelImage:
             header = image.header
             affine = np.asarray(image.affine, dtype=np.float64)
             array = np.asanyarray(image.dataobj.get_unscaled())
-    except (OSError, EOFError, zlib.error, ValueError) as error:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"{name}: damaged gzip stream ({error})") from error
+    except (OSError, ValueError) as error:
         raise ValueError(f"{name}: not a readable NIfTI image ({error})") from error
     except Exception as error:  # nibabel raises many kinds for damaged headers
         raise ValueError(f"{name}: not a readable NIfTI image ({error})") from error
@@ -82,12 +84,92 @@ def _in_millimetres(header: Any, affine: npt.NDArray[np.float64], name: str) -> 
     return header, scaled
 
 
+class _CheckedGzip:
+    """A gzip file read front to back, every member's CRC-32 and length checked by zlib
+    (a stream that ends inside a member is an error too)."""
+
+    _INPUT = 1 << 22
+    _OUTPUT = 1 << 24
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.inflater = zlib.decompressobj(31)
+        self.started = False
+        self.pending = b""
+        self.input = b""
+        self.done = False
+
+    def _more(self) -> bytes:
+        """The next piece of decompressed data, b"" at the end of the file."""
+        while True:
+            if self.inflater.eof:
+                rest = self.inflater.unused_data + self.input
+                self.input = b""
+                while rest and not rest.strip(b"\0"):
+                    rest = self.stream.read(self._INPUT)  # zero padding after a member
+                if not rest:
+                    rest = self.stream.read(self._INPUT)
+                    if not rest:
+                        return b""
+                self.inflater = zlib.decompressobj(31)
+                self.started = False
+                self.input = rest
+            if not self.input:
+                tail = self.inflater.unconsumed_tail
+                self.input = tail if tail else self.stream.read(self._INPUT)
+                if not self.input:
+                    if self.started:
+                        raise EOFError("the gzip stream ends inside a member (truncated)")
+                    return b""
+            data, self.input = self.input, b""
+            out = self.inflater.decompress(data, self._OUTPUT)
+            self.started = True
+            if out:
+                return out
+
+    def read(self, count: int) -> bytes:
+        """Up to ``count`` bytes (fewer only at the end of the stream)."""
+        parts = [self.pending]
+        have = len(self.pending)
+        while have < count:
+            more = self._more()
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        joined = b"".join(parts)
+        self.pending = joined[count:]
+        return joined[:count]
+
+    def readinto(self, target: memoryview) -> int:
+        """Fill ``target``; the number of bytes written (fewer at the end of the stream)."""
+        filled = 0
+        size = len(target)
+        while filled < size:
+            piece = self.pending or self._more()
+            self.pending = b""
+            if not piece:
+                break
+            take = min(len(piece), size - filled)
+            target[filled : filled + take] = memoryview(piece)[:take]
+            if take < len(piece):
+                self.pending = piece[take:]
+            filled += take
+        return filled
+
+    def finish(self) -> None:
+        """Read to the end, so that every remaining member is checked."""
+        while self._more():
+            pass
+
+
 def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
     """Header and voxels of a ``.nii.gz``, read to the end of the gzip stream."""
     from nibabel.nifti1 import Nifti1Header
     from nibabel.nifti2 import Nifti2Header
 
-    with gzip.open(name, "rb") as stream:
+    with open(name, "rb") as raw:
+        stream = _CheckedGzip(raw)
         start = stream.read(4)
         if len(start) < 4:
             raise ValueError("the file ends before the header")
@@ -110,9 +192,7 @@ def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
         got = stream.readinto(view) if array.size else 0
         if got != array.nbytes:
             raise ValueError(f"the file ends after {got} of {array.nbytes} voxel bytes")
-        # Reading past the voxels makes gzip check the trailer of every member.
-        while stream.read(1 << 16):
-            pass
+        stream.finish()
     return header, array
 
 
