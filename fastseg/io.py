@@ -217,9 +217,9 @@ def stored_array(labels: npt.NDArray[Any], high: int, dtype: Any = None) -> npt.
     target = fit_dtype(high) if dtype is None else np.dtype(dtype)
     if labels.dtype == target:
         return labels
-    if labels.dtype.kind == "b" and target == np.uint8:
-        if labels.flags.c_contiguous or labels.flags.f_contiguous:
-            return labels.view(np.uint8)
+    contiguous = labels.flags.c_contiguous or labels.flags.f_contiguous
+    if labels.dtype.kind == "b" and target == np.uint8 and contiguous:
+        return labels.view(np.uint8)
     return labels.astype(target, order="K")
 
 
@@ -237,7 +237,9 @@ def labels_from_stored(
             return as_labels(array)
         except ValueError as error:
             kind = "scaled " if scaled else ""
-            raise ValueError(f"{name}: the {kind}{stored} values are not label ids: {error}") from None
+            raise ValueError(
+                f"{name}: the {kind}{stored} values are not label ids: {error}"
+            ) from None
     try:
         as_label_array(array)
     except ValueError as error:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 from fastseg.cli.batch import USER_ERRORS, UsageError, describe_error
 from fastseg.cli.common import EXIT_FAILED, EXIT_OK, add_command
-from fastseg.formats.registry import schema_formats, target_schema_format, writable_schema_formats
+from fastseg.formats.registry import (
+    SchemaFormat,
+    schema_formats,
+    target_schema_format,
+    writable_schema_formats,
+)
 from fastseg.schema import Category, Schema
 
 
@@ -58,7 +63,7 @@ def run_schema(args: argparse.Namespace) -> int:
         schema = Schema.load(args.input, args.from_format)
         if args.renumber:
             schema = consecutive(schema)
-        schema.save(args.output, form)
+        schema.save(args.output, cast("SchemaFormat", form))
     except USER_ERRORS as error:
         reason = describe_error(error, args.input)
         if form == "nnunet" and "consecutive" in reason and not args.renumber:

@@ -42,7 +42,9 @@ def recognise(document: Any) -> bool:
     return isinstance(document, Mapping) and "segmentAttributes" in document
 
 
-def _load(path_or_dict: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+def _load(
+    path_or_dict: str | os.PathLike[str] | Mapping[str, Any],
+) -> tuple[Mapping[str, Any], str]:
     if isinstance(path_or_dict, Mapping):
         return path_or_dict, "<dict>"
     source = os.fspath(path_or_dict)
@@ -57,7 +59,10 @@ def _files(content: Mapping[str, Any], source: str) -> list[list[Category]]:
     if not isinstance(files, list) or not all(isinstance(f, list) for f in files):
         raise ValueError(f"{source}: segmentAttributes must be a list of lists of segments")
     return [
-        [_category(segment, f"{source}: segmentAttributes[{i}][{j}]") for j, segment in enumerate(f)]
+        [
+            _category(segment, f"{source}: segmentAttributes[{i}][{j}]")
+            for j, segment in enumerate(f)
+        ]
         for i, f in enumerate(files)
     ]
 
@@ -68,7 +73,9 @@ def _category(segment: object, where: str) -> Category:
     value = segment.get("labelID")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{where}: labelID must be an integer >= 1, got {value!r}")
-    name = next((segment[k] for k in _NAME_KEYS if isinstance(segment.get(k), str) and segment[k]), None)
+    name = next(
+        (segment[k] for k in _NAME_KEYS if isinstance(segment.get(k), str) and segment[k]), None
+    )
     if name is None:
         meaning = segment.get("SegmentedPropertyTypeCodeSequence", {})
         name = meaning.get("CodeMeaning") if isinstance(meaning, Mapping) else None
@@ -80,7 +87,10 @@ def _category(segment: object, where: str) -> Category:
     attributes = {k: copy.deepcopy(v) for k, v in segment.items() if k != "labelID"}
     try:
         return Category(
-            name, value, color=tuple(color) if isinstance(color, list) else None, attributes=attributes
+            name,
+            value,
+            color=tuple(color) if isinstance(color, list) else None,
+            attributes=attributes,
         )
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None

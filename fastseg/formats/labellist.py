@@ -121,7 +121,9 @@ def _array(
     values = content[key]
     if not isinstance(values, Sequence) or isinstance(values, str) or len(values) != count:
         length = len(values) if isinstance(values, Sequence) else type(values).__name__
-        raise ValueError(f"{source}: {key} must be a list as long as labels ({count}), got {length}")
+        raise ValueError(
+            f"{source}: {key} must be a list as long as labels ({count}), got {length}"
+        )
     wrong = [
         v
         for v in values
@@ -154,7 +156,9 @@ def schema_dict(schema: Schema) -> dict[str, Any]:
     for value in schema.metadata.get("unnamed", ()):
         entries.append((int(value), "", [0, 0, 0], 0))
     for category in schema:
-        entries.append((category.value, category.name, category.color, category.attributes.get("alpha", 255)))
+        entries.append(
+            (category.value, category.name, category.color, category.attributes.get("alpha", 255))
+        )
     entries.sort(key=lambda e: e[0])
     written: dict[str, Any] = {}
     values = [e[0] for e in entries]

@@ -27,7 +27,9 @@ from fastseg.io import LabelImage, labels_from_stored, stored_array
 
 
 def _sitk() -> Any:
-    return optional_module("SimpleITK", "SimpleITK", "metaimage", "reading and writing MetaImage files")
+    return optional_module(
+        "SimpleITK", "SimpleITK", "metaimage", "reading and writing MetaImage files"
+    )
 
 
 def read_volume(path: str | os.PathLike[str]) -> LabelImage:

@@ -59,7 +59,9 @@ def write_volume(
 
     target = os.fspath(path)
     if schema is not None:
-        raise ValueError(f"{target}: MGH has no place for category names; save the schema beside it")
+        raise ValueError(
+            f"{target}: MGH has no place for category names; save the schema beside it"
+        )
     if labels.ndim > 4:
         raise ValueError(f"{target}: MGH holds at most 4 axes, the labels have {labels.ndim}")
     dtype = next((np.dtype(t) for t in _TYPES if high <= np.iinfo(t).max), None)
@@ -72,7 +74,8 @@ def write_volume(
     while data.ndim < 3:
         data = data[..., np.newaxis]
     header = like.header.copy() if like is not None and like.format == "mgh" else None
-    image: Any = MGHImage(data, affine, header=header)
+    build: Any = MGHImage
+    image: Any = build(data, affine, header=header)
     image.set_data_dtype(dtype)
     with atomic_path(target, suffix=".mgz" if target.lower().endswith(".mgz") else ".mgh") as tmp:
         image.to_filename(tmp)

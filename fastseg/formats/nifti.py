@@ -63,7 +63,9 @@ def _in_millimetres(header: Any, affine: npt.NDArray[np.float64], name: str) -> 
     try:
         unit = header.get_xyzt_units()[0]
     except Exception as error:
-        raise ValueError(f"{name}: the header's spatial unit is not a NIfTI unit ({error})") from None
+        raise ValueError(
+            f"{name}: the header's spatial unit is not a NIfTI unit ({error})"
+        ) from None
     if unit not in _TO_MM:
         raise ValueError(
             f"{name}: the header's spatial unit is {unit!r}; fastseg reads mm, micron and meter"
@@ -180,7 +182,8 @@ def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
         rest = stream.read(size - 4)
         if len(rest) != size - 4:
             raise ValueError("the file ends inside the header")
-        header: Any = kind.from_fileobj(io.BytesIO(start + rest), check=True)
+        reader: Any = kind.from_fileobj
+        header: Any = reader(io.BytesIO(start + rest), check=True)
         offset = int(header.get_data_offset())
         skipped = stream.read(max(0, offset - size))
         if len(skipped) != max(0, offset - size):
@@ -188,7 +191,8 @@ def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
         shape = tuple(int(s) for s in header.get_data_shape())
         dtype = header.get_data_dtype()
         array = np.empty(shape, dtype=dtype, order="F")
-        view = memoryview(array.reshape(-1, order="A").view(np.uint8))
+        flat: Any = array.reshape(-1, order="A").view(np.uint8)
+        view = memoryview(flat)
         got = stream.readinto(view) if array.size else 0
         if got != array.nbytes:
             raise ValueError(f"the file ends after {got} of {array.nbytes} voxel bytes")

@@ -150,6 +150,8 @@ def write_nrrd(target: str, data: npt.NDArray[Any], fields: Mapping[str, Any], s
     """Write through pynrrd atomically; a detached ``.nhdr`` is refused."""
     nrrd = pynrrd()
     if target.lower().endswith(".nhdr"):
-        raise ValueError(f"{target}: fastseg writes NRRD as one file (.nrrd), not a detached header")
+        raise ValueError(
+            f"{target}: fastseg writes NRRD as one file (.nrrd), not a detached header"
+        )
     with atomic_path(target, suffix=suffix) as temporary:
         nrrd.write(temporary, np.asarray(data), dict(fields), index_order="F")

@@ -224,9 +224,7 @@ def by_name(name: str, *, kind: Literal["volume", "schema", "segment map"] | Non
 
 
 def _holds(entry: Format, kind: str) -> bool:
-    return {"volume": entry.volume, "schema": entry.schema, "segment map": entry.segment_map}[
-        kind
-    ]
+    return {"volume": entry.volume, "schema": entry.schema, "segment map": entry.segment_map}[kind]
 
 
 def volume_suffixes() -> tuple[str, ...]:
