@@ -967,7 +967,7 @@ def test_redbrick_semantic_layout_with_stats(
     assert "'lost'" in line
     assert "4 series: 3 done, 1 failed" in err
     tasks = json.loads((out / "tasks.json").read_text())
-    written = {s["segmentations"]: s for t in tasks for s in t["series"]}
+    written = {s["segmentations"][0]: s for t in tasks for s in t["series"]}
     assert sorted(written) == [
         "segmentations/case one/B.nii.gz",
         "segmentations/case one/CT.nii.gz",
