@@ -221,7 +221,7 @@ def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
     assert written["segmentMap"] == sdk_segment_map(
         segment_map, class_of, name_of_class, semantic=False, masks=masks
     )
-    for key, entry in written["segmentMap"].items():
+    for entry in written["segmentMap"].values():
         assert list(entry) == [k for k in ("id", "category", "attributes", "mask") if k in entry]
     assert written["segmentations"] == list(masks.values())
     for ident in present:
