@@ -63,7 +63,20 @@ def run_schema(args: argparse.Namespace) -> int:
         schema = Schema.load(args.input, args.from_format)
         if args.renumber:
             schema = consecutive(schema)
-        schema.save(args.output, cast("SchemaFormat", form))
+        if form == "nnunet":
+            from fastseg.formats.nnunet import dataset_json_fields, write_dataset_json
+
+            channels = dict(enumerate(args.channel)) if args.channel else None
+            base = dataset_json_fields(
+                schema,
+                os.path.dirname(os.path.abspath(args.output)),
+                channel_names={str(k): v for k, v in channels.items()} if channels else None,
+                num_training=args.num_training,
+                file_ending=args.file_ending,
+            )
+            write_dataset_json(schema, args.output, base=base)
+        else:
+            schema.save(args.output, cast("SchemaFormat", form))
     except USER_ERRORS as error:
         reason = describe_error(error, args.input)
         if form == "nnunet" and "consecutive" in reason and not args.renumber:
@@ -100,4 +113,24 @@ def register(commands: Any) -> None:
         "--renumber", action="store_true", help="number the categories 1..n in value order"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    nnunet = parser.add_argument_group("nnU-Net dataset.json (what a schema cannot know)")
+    nnunet.add_argument(
+        "--channel",
+        action="append",
+        metavar="NAME",
+        help="an input channel's name, once per channel in order (default: the input's "
+        "channel_names, else one channel CT)",
+    )
+    nnunet.add_argument(
+        "--num-training",
+        type=int,
+        metavar="N",
+        help="numTraining (default: the input's, else the number of labelsTr files beside "
+        "the output, else 0)",
+    )
+    nnunet.add_argument(
+        "--file-ending",
+        metavar="SUFFIX",
+        help="file_ending (default: the input's, else .nii.gz)",
+    )
     parser.set_defaults(handler=run_schema)
