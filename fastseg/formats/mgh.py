@@ -32,9 +32,10 @@ def read_volume(path: str | os.PathLike[str]) -> LabelImage:
         if name.lower().endswith(".mgz"):
             with gzip.open(name, "rb") as stream:
                 content = stream.read()  # to the end: gzip checks CRC and length
-            image: Any = MGHImage.from_bytes(content)
         else:
-            image = MGHImage.from_filename(name)
+            with open(name, "rb") as stream:
+                content = stream.read()
+        image: Any = MGHImage.from_bytes(content)
         array = np.asanyarray(image.dataobj)
     except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{name}: not a readable MGH image ({error})") from error
