@@ -147,7 +147,7 @@ def test_dcmqi_metadata(tmp_path: Path) -> None:
         ],
     )
     path = write(tmp_path / "two.json", two)
-    with pytest.raises(ValueError, match="both have value 1 .*series="):
+    with pytest.raises(ValueError, match=r"both have value 1 .*series="):
         Schema.load(path)
     with pytest.raises(ValueError, match="describes 2 label files; choose one with series="):
         SegmentMap.load(path)
