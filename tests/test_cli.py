@@ -701,7 +701,7 @@ def test_patterns_and_folders_that_name_nothing_fail(
     status, _, err = run(capsys, "info", tmp_path / "empty", f"{tmp_path}/*.nope", case.inputs[0])
     assert status == 1
     assert len(failures(err)) == 2
-    assert "no .nii or .nii.gz files" in err
+    assert "no label volume files" in err
     assert "no files match" in err
 
 

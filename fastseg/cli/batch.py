@@ -22,7 +22,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+from fastseg.formats import volume_suffixes
+
+# Every label volume format of the registry (.nii, .nii.gz, .mgz, .nrrd, .mha, ...).
+NIFTI_SUFFIXES = volume_suffixes()
 # Exceptions that mean the input or the options are wrong (the library raises these
 # with messages meant for users); anything else is a defect, reported with its type.
 USER_ERRORS = (ValueError, TypeError, KeyError, OSError, ImportError)
@@ -105,7 +108,7 @@ def expand_inputs(specs: Sequence[str]) -> tuple[list[Input], list[Outcome]]:
         if os.path.isdir(spec):
             files = _folder_files(spec)
             if not files:
-                problems.append(Outcome(spec, "failed", "no .nii or .nii.gz files in this folder"))
+                problems.append(Outcome(spec, "failed", "no label volume files in this folder"))
             for path in files:
                 add(path, spec)
         elif os.path.exists(spec) or not glob.has_magic(spec):
