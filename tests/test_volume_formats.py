@@ -426,3 +426,15 @@ def test_slicer_one_layer_with_a_schema(tmp_path: Path) -> None:
         fastseg.save(tmp_path / "layers.seg.nrrd", np.zeros((2, 2, 2, 2), np.uint8))
     with pytest.raises(ValueError, match="NIfTI has no place for category names"):
         fastseg.save(tmp_path / "x.nii.gz", labels, schema=schema)
+
+
+def test_a_nii_gz_that_is_not_compressed_is_read_as_it_is(tmp_path: Path) -> None:
+    labels = volume(np.uint8, "F")
+    fastseg.save(tmp_path / "plain.nii", labels)
+    (tmp_path / "misnamed.nii.gz").write_bytes((tmp_path / "plain.nii").read_bytes())
+    np.testing.assert_array_equal(fastseg.load(tmp_path / "misnamed.nii.gz").labels, labels)
+    (tmp_path / "garbage.nii.gz").write_bytes(bytes(range(200)))
+    with pytest.raises(
+        ValueError, match=r"garbage\.nii\.gz: not a readable NIfTI image \(no NIfTI"
+    ):
+        fastseg.load(tmp_path / "garbage.nii.gz")

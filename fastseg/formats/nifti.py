@@ -171,13 +171,18 @@ def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
     from nibabel.nifti2 import Nifti2Header
 
     with open(name, "rb") as raw:
-        stream = _CheckedGzip(raw)
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        # A ".nii.gz" that is not compressed at all is read as it is.
+        stream: Any = _CheckedGzip(raw) if compressed else raw
         start = stream.read(4)
         if len(start) < 4:
             raise ValueError("the file ends before the header")
         size = int.from_bytes(start, "little")
         if size not in (348, _NIFTI2_SIZE):
             size = int.from_bytes(start, "big")
+        if size not in (348, _NIFTI2_SIZE):
+            raise ValueError("no NIfTI-1 or NIfTI-2 header at the start of the file")
         kind = Nifti2Header if size == _NIFTI2_SIZE else Nifti1Header
         rest = stream.read(size - 4)
         if len(rest) != size - 4:
@@ -196,7 +201,8 @@ def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
         got = stream.readinto(view) if array.size else 0
         if got != array.nbytes:
             raise ValueError(f"the file ends after {got} of {array.nbytes} voxel bytes")
-        stream.finish()
+        if compressed:
+            stream.finish()
     return header, array
 
 
