@@ -258,3 +258,14 @@ def test_every_registered_function_exists() -> None:
         for name in names:
             if name is not None:
                 assert callable(entry.function(name)), (entry.name, name)
+
+
+def test_label_list_as_a_segment_map_and_nnunet_errors_cut(tmp_path: Path) -> None:
+    names = ["bg", *(f"region {i}" for i in range(1, 725))]
+    path = write(tmp_path / "atlas.json", {"labels": names})
+    segments = SegmentMap.load(path)
+    assert len(segments) == 724
+    assert segments[724].category == "region 724"
+    with pytest.raises(ValueError, match="'labels' must be a non-empty object") as error:
+        Schema.load(path, "nnunet")
+    assert len(str(error.value)) < 500

@@ -195,3 +195,13 @@ def write_schema(schema: Schema, path: str | os.PathLike[str]) -> None:
     ['Left']
     """
     write_text_atomically(path, json.dumps(schema_dict(schema), indent=1) + "\n")
+
+
+def read_segment_map(
+    path: str | os.PathLike[str], schema: Schema | None = None, series: str | None = None
+) -> Any:
+    """A label list as a segment map: every named value is an instance of the category
+    of that name (the registry's reader)."""
+    from fastseg.segmap import Segment, SegmentMap
+
+    return SegmentMap({c.value: Segment(c.name) for c in read_schema(path)})

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg._files import write_text_atomically
+from fastseg.formats.registry import excerpt
 from fastseg.schema import Category, Schema
 
 __all__ = ["read_dataset_json", "write_dataset_json"]
@@ -98,7 +99,9 @@ def read_dataset_json(path_or_dict: str | os.PathLike[str] | Mapping[str, Any]) 
         raise ValueError(f"{source}: no 'labels' key")
     labels = content["labels"]
     if not isinstance(labels, Mapping) or not labels:
-        raise ValueError(f"{source}: 'labels' must be a non-empty object, got {labels!r}")
+        raise ValueError(
+            f"{source}: 'labels' must be a non-empty object, got {excerpt(repr(labels))}"
+        )
     for key in content:
         if key in _RESERVED:
             raise ValueError(

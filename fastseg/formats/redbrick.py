@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastseg._files import write_text_atomically
+from fastseg.formats.registry import excerpt
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 
@@ -135,7 +136,7 @@ def read_taxonomy(source: str | os.PathLike[str] | Mapping[str, Any]) -> Schema:
     else:
         raise ValueError(
             "a RedBrick taxonomy lists its categories in objectTypes (or, in the legacy "
-            f"form, categories); this one has neither (keys: {sorted(taxonomy)})"
+            f"form, categories); this one has neither (keys: {excerpt(str(sorted(taxonomy)))})"
         )
     _check_unique(categories, "objectTypes" if skip == "objectTypes" else "categories")
     metadata = {key: copy.deepcopy(value) for key, value in taxonomy.items() if key != skip}
@@ -642,7 +643,7 @@ def _read_category(
         if all(isinstance(p, str) for p in raw):
             return tuple(raw), {}
     raise ValueError(
-        f"{where}: a category is a name, a path (list of names) or a classId, got {raw!r}"
+        f"{where}: a category is a name, a path (list of names) or a classId, got {excerpt(repr(raw))}"
     )
 
 
@@ -650,7 +651,7 @@ def _read_full(
     raw: Mapping[str, Any], where: str, class_ids: dict[int, Category] | None
 ) -> tuple[Segment, list[int], dict[str, Any]]:
     if "category" not in raw:
-        raise ValueError(f"{where}: no category (keys: {list(raw)})")
+        raise ValueError(f"{where}: no category (keys: {excerpt(str(list(raw)))})")
     category, how = _read_category(raw["category"], where, class_ids)
     attributes = raw.get("attributes", {})
     if not isinstance(attributes, Mapping):
@@ -807,7 +808,7 @@ def read_segment_map_file(
         choose one of them (the message lists them, cut to a readable length), or the
         segment map is malformed (naming the file).
     """
-    from fastseg.formats.registry import excerpt, read_json
+    from fastseg.formats.registry import read_json
 
     source = os.fspath(path)
     document = read_json(source)

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg._files import write_text_atomically
+from fastseg.formats.registry import excerpt
 from fastseg.convert import binary_masks, to_semantic
 from fastseg.formats.redbrick import read_segment_map
 from fastseg.io import LabelImage, load, save
@@ -184,7 +185,9 @@ def _read_series(
         return None
     listed = [raw] if isinstance(raw, str) else raw
     if not isinstance(listed, list) or not all(isinstance(p, str) and p for p in listed):
-        raise ValueError(f"{where}: segmentations must be a path or a list of paths, got {raw!r}")
+        raise ValueError(
+            f"{where}: segmentations must be a path or a list of paths, got {excerpt(repr(raw))}"
+        )
     paths = [(root / p).resolve() for p in listed]
     for path in paths:
         if not path.is_file():

@@ -174,6 +174,7 @@ FORMATS: tuple[Format, ...] = (
         "label-list JSON of atlas viewers (labels, R/G/B arrays)",
         reads_schema="read_schema",
         writes_schema="write_schema",
+        reads_segment_map="read_segment_map",
         recognise="recognise",
     ),
     Format(
