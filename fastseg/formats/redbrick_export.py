@@ -34,9 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg._files import write_text_atomically
-from fastseg.formats.registry import excerpt
 from fastseg.convert import binary_masks, to_semantic
 from fastseg.formats.redbrick import read_segment_map
+from fastseg.formats.registry import excerpt
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import unique
 from fastseg.schema import Schema
