@@ -643,7 +643,8 @@ def _read_category(
         if all(isinstance(p, str) for p in raw):
             return tuple(raw), {}
     raise ValueError(
-        f"{where}: a category is a name, a path (list of names) or a classId, got {excerpt(repr(raw))}"
+        f"{where}: a category is a name, a path (list of names) or a classId, "
+        f"got {excerpt(repr(raw))}"
     )
 
 
