@@ -4,6 +4,7 @@ SimpleITK, files written by the real tools, and honest reading of damaged files.
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -438,3 +439,25 @@ def test_a_nii_gz_that_is_not_compressed_is_read_as_it_is(tmp_path: Path) -> Non
         ValueError, match=r"garbage\.nii\.gz: not a readable NIfTI image \(no NIfTI"
     ):
         fastseg.load(tmp_path / "garbage.nii.gz")
+
+
+def test_command_line_walk_finds_every_volume_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastseg.cli import main
+
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[1, 1, 1] = 9
+    for suffix in (".nii.gz", ".MGZ", ".nrrd", ".seg.nrrd", ".mha"):
+        fastseg.save(tmp_path / f"case{suffix}", labels, format=None if suffix != ".MGZ" else "mgh")
+    (tmp_path / "notes.txt").write_text("not a volume")
+    assert main(["info", str(tmp_path), "--json", "-q"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(Path(row["file"]).name for row in rows) == [
+        "case.MGZ", "case.mha", "case.nii.gz", "case.nrrd", "case.seg.nrrd"
+    ]  # fmt: skip
+    assert all(row["ids"][-1]["id"] == 9 for row in rows)
+    assert main(["relabel", str(tmp_path / "case.MGZ"), "--renumber", "-q"]) == 0
+    written = nibabel.load(tmp_path / "case_relabeled.MGZ")
+    assert written.get_data_dtype() == np.uint8  # not float32
+    np.testing.assert_array_equal(np.asanyarray(written.dataobj), (labels > 0).astype(np.uint8))
