@@ -274,7 +274,7 @@ def write_binary_export(
     RedBrick SDK's binary export, an instance the volume lacks gets no file.
 
     ``<out_folder>/tasks.json`` lists the series as the SDK does: ``segmentations`` the
-    mask files (ascending id); ``segmentMap`` every instance in full form, with
+    mask files (in segment map order); ``segmentMap`` every instance in full form, with
     ``"mask"`` naming its file where it has one and without ``overlappingGroups`` (the
     masks hold the overlaps); ``binaryMask`` true, ``semanticMask`` and ``pngMask``
     false.
@@ -334,7 +334,7 @@ def write_binary_export(
                     writer.save(folder / f"instance-{ident}.nii.gz", mask, like)
         masks = {
             ident: (folder / f"instance-{ident}.nii.gz").relative_to(out).as_posix()
-            for ident in item.segment_map
+            for ident, _ in _file_order(item.segment_map)
             if ident in counts
         }
         written = copy.deepcopy(dict(item.series))
