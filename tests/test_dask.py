@@ -36,6 +36,7 @@ from scipy import ndimage
 
 import fastseg
 import fastseg.dask as fdask
+import fastseg.dask.nifti as fnifti
 
 # Worker processes cannot import this test module; its functions travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -476,9 +477,9 @@ def test_from_nifti_gz_blocks_on_threads(
     """Many blocks of a .nii.gz read by four threads: through one file kept open (with
     indexed_gzip) or each block opening the file; a mostly-empty map, which fastseg.save
     writes as several gzip members, and a dense one."""
-    monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
+    monkeypatch.setattr(fnifti, "_OPEN_IMAGES", type(fnifti._OPEN_IMAGES)())
     if not seekable:
-        monkeypatch.setattr(fdask, "_indexed_gzip", lambda: False)
+        monkeypatch.setattr(fnifti, "_indexed_gzip", lambda: False)
     rng = np.random.default_rng(5)
     sparse = np.zeros((40, 30, 60), np.uint8)
     sparse[10:20, 5:25, 25:35] = rng.integers(1, 4, (10, 20, 10))
@@ -489,7 +490,7 @@ def test_from_nifti_gz_blocks_on_threads(
         darr = fdask.from_nifti(path, chunks=(7, 9, 5))
         computed = darr.compute(scheduler="threads", num_workers=4)
         np.testing.assert_array_equal(computed, labels)
-    assert len(fdask._OPEN_IMAGES) == (2 if seekable else 0)
+    assert len(fnifti._OPEN_IMAGES) == (2 if seekable else 0)
 
 
 def test_from_nifti_gz_slabs_and_strided_slices(tmp_path: Path) -> None:
@@ -509,7 +510,7 @@ def test_from_nifti_gz_slabs_and_strided_slices(tmp_path: Path) -> None:
 
 def _read_in_child(path: str, queue: Any) -> None:
     queue.put(
-        (len(fdask._OPEN_IMAGES), fdask.from_nifti(path, chunks=5).sum().compute(scheduler="sync"))
+        (len(fnifti._OPEN_IMAGES), fdask.from_nifti(path, chunks=5).sum().compute(scheduler="sync"))
     )
 
 
@@ -522,7 +523,7 @@ def test_from_nifti_forked_child_opens_its_own_files(tmp_path: Path) -> None:
     fastseg.save(path, labels)
     darr = fdask.from_nifti(path, chunks=5)
     assert int(darr.sum().compute(scheduler="sync")) == int(labels.sum())
-    assert any(key[0] == str(path) for key in fdask._OPEN_IMAGES)
+    assert any(key[0] == str(path) for key in fnifti._OPEN_IMAGES)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_read_in_child, args=(str(path), queue))
@@ -534,14 +535,14 @@ def test_from_nifti_forked_child_opens_its_own_files(tmp_path: Path) -> None:
 
 
 def test_from_nifti_keeps_few_files_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
-    monkeypatch.setattr(fdask, "_MAX_OPEN_IMAGES", 2)
+    monkeypatch.setattr(fnifti, "_OPEN_IMAGES", type(fnifti._OPEN_IMAGES)())
+    monkeypatch.setattr(fnifti, "_MAX_OPEN_IMAGES", 2)
     paths = []
     for k in range(3):
         paths.append(tmp_path / f"{k}.nii.gz")
         fastseg.save(paths[-1], np.full((4, 4, 4), k, np.uint8))
         assert int(fdask.from_nifti(paths[-1], chunks=2).max().compute(scheduler="sync")) == k
-    assert [key[0] for key in fdask._OPEN_IMAGES] == [str(p) for p in paths[1:]]
+    assert [key[0] for key in fnifti._OPEN_IMAGES] == [str(p) for p in paths[1:]]
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
