@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import shared_data_path
+from dask.callbacks import Callback
 from dask.core import get_dependencies
 from distributed import Client, LocalCluster
 from hypothesis import given, settings
@@ -49,7 +50,7 @@ def client() -> Iterator[Client]:
     """Two worker processes with one thread each: every task runs in another process."""
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as connected,
     ):
@@ -227,12 +228,17 @@ def test_label_is_lazy() -> None:
 
 
 def test_no_task_holds_more_than_one_block() -> None:
-    """Every task sees at most one block of the input or of the per-block component maps;
-    only boundary layers (2-D), summaries and lookup tables travel further."""
+    """Every task sees at most one block of the input (read once per pass); only boundary
+    layers (2-D), summaries and lookup tables travel further, and no block's component map
+    is kept: the second pass reads and labels every block again, after the join."""
     darr = chunked(np.zeros((12, 12, 12), np.uint8), 4)
     result = fdask.label(darr)
     graph = dict(result.labels.__dask_graph__())
-    block_sized = {darr.name, *(k[0] for k in graph if isinstance(k, tuple) and "-pieces" in k[0])}
+    labels_keys = [k for k in graph if isinstance(k, tuple) and k[0].endswith("-labels")]
+    reads = {d[0] for k in labels_keys for d in get_dependencies(graph, k) if isinstance(d, tuple)}
+    assert len(labels_keys) == 27
+    assert len(reads) == 1  # one dependency per block besides the join: its second read
+    block_sized = {darr.name, *reads}
     kinds = set()
     for key in graph:
         name = key[0] if isinstance(key, tuple) else key
@@ -241,7 +247,69 @@ def test_no_task_holds_more_than_one_block() -> None:
             d for d in get_dependencies(graph, key) if isinstance(d, tuple) and d[0] in block_sized
         ]
         assert len(blocks) <= 1, (key, blocks)
-    assert {"block", "layer", "face", "resolve", "labels"} <= kinds  # the test sees them all
+    assert {"block", "sides", "face", "pairs", "resolve", "labels"} <= kinds  # all seen
+
+    def upstream(key: Any) -> set[Any]:
+        seen, todo = set(), [key]
+        while todo:
+            for d in get_dependencies(graph, todo.pop()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    # The second reads wait for the join; the first pass never depends on it.
+    second = next(k for k in graph if isinstance(k, tuple) and k[0] in reads)
+    assert any(isinstance(k, str) and k.endswith("-resolve") for k in upstream(second))
+    first = next(k for k in graph if isinstance(k, tuple) and k[0].endswith("-block"))
+    assert not any(isinstance(k, str) and k.endswith("-resolve") for k in upstream(first))
+
+
+def arrays_in(value: Any) -> Iterator[np.ndarray]:
+    """The numpy arrays in a task's result (through tuples, lists and dataclasses)."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from arrays_in(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from arrays_in(getattr(value, name))
+
+
+class HeldBlocks(Callback):  # type: ignore[misc]
+    """The most 3-D block-sized arrays and 2-D block layers the synchronous scheduler held
+    at once between tasks."""
+
+    def __init__(self, block_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.block_shape = block_shape
+        self.blocks = self.layers = 0
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        held = [a for value in state["cache"].values() for a in arrays_in(value)]
+        self.blocks = max(self.blocks, sum(a.shape == self.block_shape for a in held))
+        self.layers = max(self.layers, sum(a.shape == self.block_shape[1:] for a in held))
+
+
+def test_memory_follows_the_blocks_in_flight(tmp_path: Path) -> None:
+    """Labelling keeps no block's component map until the join and compares the layers of
+    the blocks slab by slab: with the synchronous scheduler at most one block and its
+    labels are held at a time, and the layers of a few slabs of blocks, whatever the
+    number of slabs (the whole volume of maps used to be held until the join)."""
+    rng = np.random.default_rng(9)
+    blobs = ndimage.gaussian_filter(rng.standard_normal((36, 18, 18)), 1.5)
+    labels = np.digitize(blobs, [-0.05, 0.05]).astype(np.uint8)
+    store = zarr.open_array(tmp_path / "labels.zarr", mode="w", shape=labels.shape,
+                            chunks=(6, 6, 6), dtype=labels.dtype)  # fmt: skip
+    store[...] = labels
+    result = fdask.label(da.from_zarr(tmp_path / "labels.zarr"))
+    # Each output block is reduced to one voxel, as storing it (to_zarr) would free it.
+    tiny = result.labels.map_blocks(lambda b: b[:1, :1, :1], chunks=(1, 1, 1))
+    with HeldBlocks((6, 6, 6)) as held:
+        _, count = dask.compute(tiny, result.count, scheduler="sync")
+    assert count == fastseg.label(labels).count
+    assert held.blocks <= 2  # a block of input and its labels (there are 54 blocks)
 
 
 def test_out_dtype() -> None:

@@ -52,9 +52,9 @@ class Tasks:
     ``dask.delayed`` object per task costs about a millisecond, too slow for thousands
     of blocks). Keys stand for the results of their tasks in the arguments of others."""
 
-    def __init__(self, *inputs: da.Array, what: str, **options: Any) -> None:
+    def __init__(self, *inputs: da.Array | Delayed, what: str, **options: Any) -> None:
         self.inputs = inputs
-        self.prefix = f"fastseg-{what}-{tokenize(*(i.name for i in inputs), options)}"
+        self.prefix = f"fastseg-{what}-{tokenize(*inputs, options)}"
         self.graph: dict[Any, Any] = {}
         self._layers: HighLevelGraph | None = None
         self._layer = ""
@@ -71,7 +71,7 @@ class Tasks:
         """Every task so far, as one layer on top of the inputs' graphs."""
         if self._layers is None:
             self._layer = layer
-            inputs: Any = self.inputs  # dask arrays, which dask's annotations do not list
+            inputs: Any = self.inputs  # dask collections, which dask's annotations do not list
             self._layers = HighLevelGraph.from_collections(layer, self.graph, inputs)
         return self._layers
 

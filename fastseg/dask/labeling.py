@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from dask.base import compute
 from dask.delayed import Delayed
+from dask.graph_manipulation import bind
 
 import fastseg
 from fastseg._arrays import as_label_array
@@ -81,7 +82,10 @@ def _label_block(
     corner: tuple[int, int, int],
     shape: tuple[int, int, int],
     offset: int,
-) -> tuple[np.ndarray, _Pieces]:
+) -> tuple[_Pieces, tuple[np.ndarray, ...]]:
+    """Label a block on its own: its summary, and its first and last layer of piece ids
+    along each axis (``sides[2 * axis + last]``). The piece map itself is dropped: it
+    is labelled again when the block is numbered, so no task keeps it meanwhile."""
     from fastseg._kernels import blockfaces
 
     with thread_limit(1):
@@ -90,28 +94,37 @@ def _label_block(
         )
         view, transposed = as_label_array(pieces).view_3d()
         first = blockfaces.first_voxels(view, transposed, count, corner, shape)
-    return pieces, _Pieces(offset, values, first)
+    # An axis of length 0 has one block along it, so no boundary asks for its layers.
+    sides = tuple(
+        np.take(pieces, end, axis) if pieces.shape[axis] else pieces
+        for axis in range(3)
+        for end in (0, -1)
+    )
+    return _Pieces(offset, values, first), sides
 
 
 def _layer(
-    pieces: np.ndarray, summary: _Pieces, axis: int, last: bool
+    sides: tuple[np.ndarray, ...], summary: _Pieces, axis: int, last: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first or last layer of a block along ``axis``: provisional ids and values."""
-    index: list[Any] = [slice(None)] * 3
-    index[axis] = -1 if last else 0
-    layer = pieces[tuple(index)]
+    layer = sides[2 * axis + last]
     ids = layer.astype(np.uint64)
     ids[layer != 0] += np.uint64(summary.offset)
     values = summary.values.astype(np.uint64)[layer]
     return np.ascontiguousarray(ids), np.ascontiguousarray(values)
 
 
-Layers = list[list[tuple[np.ndarray, np.ndarray] | None]]
+Near = list[list[tuple[tuple[np.ndarray, ...], _Pieces] | None]]
+"""A block's sides and summary, and those of the next blocks along a boundary plane
+(``near[r][s]``: ``r``, ``s`` steps along the plane's two axes; None: absent)."""
 
 
-def _extended(layers: Layers) -> tuple[np.ndarray, np.ndarray]:
-    """A block's layer extended by one row and one column from the next blocks' layers
-    (``layers[r][s]``: ``r``, ``s`` steps along the layer's two axes; None: absent)."""
+def _extended(near: Near, axis: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A block's layer beside a boundary normal to ``axis``, extended by one row and one
+    column from the next blocks' layers."""
+    layers = [
+        [None if block is None else _layer(*block, axis, last) for block in row] for row in near
+    ]
     own = layers[0][0]
     assert own is not None
     n0, n1 = own[0].shape
@@ -134,7 +147,7 @@ def _extended(layers: Layers) -> tuple[np.ndarray, np.ndarray]:
     return out_ids, out_values
 
 
-def _face(lower: Layers, upper: Layers, reach: int) -> tuple[np.ndarray, np.ndarray]:
+def _face(lower: Near, upper: Near, axis: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of provisional ids touching across one boundary between two blocks.
 
     Each side is extended by one row and column into the next blocks along the plane,
@@ -143,9 +156,20 @@ def _face(lower: Layers, upper: Layers, reach: int) -> tuple[np.ndarray, np.ndar
     """
     from fastseg._kernels import blockfaces
 
-    lower_ids, lower_values = _extended(lower)
-    upper_ids, upper_values = _extended(upper)
-    return blockfaces.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
+    lower_ids, lower_values = _extended(lower, axis, True)
+    upper_ids, upper_values = _extended(upper, axis, False)
+    # A pair of pieces touches in many places: kept once, the pairs waiting for the join
+    # grow with the pieces, not with the area of the boundaries.
+    pairs = blockfaces.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
+    return _gathered([pairs])
+
+
+def _gathered(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of provisional ids from several boundaries, each pair once."""
+    left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
+    right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
+    unique = np.unique(np.stack([left, right], axis=1), axis=0)
+    return unique[:, 0].copy(), unique[:, 1].copy()
 
 
 def _resolve(
@@ -199,6 +223,18 @@ def _relabel(pieces: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
+def _number_block(
+    block: np.ndarray, connectivity: int, background: int, table: np.ndarray
+) -> np.ndarray:
+    """A block's final numbers: labelled again (the same pieces as the first time) and
+    numbered through its table."""
+    with thread_limit(1):
+        pieces = fastseg.label(
+            compact(block), connectivity=cast(Connectivity, connectivity), background=background
+        ).labels
+    return _relabel(pieces, table)
+
+
 def label(
     darr: da.Array,
     *,
@@ -220,8 +256,16 @@ def label(
     task per pair of neighbouring blocks; one task joins them with a union-find and
     numbers the components by their first voxel; every block is then relabelled
     through its own lookup table. Only block-sized arrays, boundary layers and
-    per-component tables are ever in one task. The per-block component maps are held
-    (in their smallest dtype) until the join is done.
+    per-component tables are ever in one task.
+
+    Memory stays bounded by the blocks in flight, the boundary layers not yet compared
+    and the per-component tables, whatever the size of the volume: no block's component
+    map is kept until the join. Instead every block is read and labelled a second time
+    once the join is done (the same pieces, labelling is deterministic) and numbered
+    straight away; the input is read twice, and its reads for the second pass wait for
+    the join (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
+    To store a volume larger than memory, write ``labels`` block by block, e.g.
+    ``dask.compute(labels.to_zarr(path, compute=False), count)``.
 
     Parameters
     ----------
@@ -281,7 +325,7 @@ def label(
     grid = volume.numblocks
     tasks = Tasks(volume, what="label", kind=kind, background=int(background), dtype=str(dtype))
     stride = int(np.prod([max(sizes) for sizes in volume.chunks])) + 1
-    pieces, summaries = {}, {}
+    sides, summaries = {}, {}
     for index, corner in corners(volume).items():
         offset = int(np.ravel_multi_index(index, grid)) * stride
         both = tasks.add(
@@ -297,14 +341,14 @@ def label(
                 offset,
             ),
         )
-        pieces[index] = tasks.add("pieces", index, (operator.getitem, both, 0))
-        summaries[index] = tasks.add("summary", index, (operator.getitem, both, 1))
+        summaries[index] = tasks.add("summary", index, (operator.getitem, both, 0))
+        sides[index] = tasks.add("sides", index, (operator.getitem, both, 1))
 
     reach = {6: 0, 18: 1, 26: 2}[kind]
 
-    def near(index: tuple[int, ...], axis: int, last: bool) -> list[list[Any]]:
-        """The layer of block ``index`` beside a boundary normal to ``axis`` and, where
-        contacts reach diagonally, those of the next blocks along the boundary."""
+    def near(index: tuple[int, ...], axis: int) -> list[list[Any]]:
+        """The sides and summary of block ``index`` and, where contacts reach diagonally
+        across a boundary normal to ``axis``, those of the next blocks along it."""
         first_axis, second_axis = (a for a in range(3) if a != axis)
         found: list[list[Any]] = [[None, None], [None, None]]
         for r, s in ((0, 0), (1, 0), (0, 1), (1, 1)):
@@ -317,33 +361,44 @@ def label(
                 and other[second_axis] < grid[second_axis]
             ):
                 at = tuple(other)
-                found[r][s] = tasks.add(
-                    "layer", (*at, axis, last), (_layer, pieces[at], summaries[at], axis, last)
-                )
+                found[r][s] = (tuple, [sides[at], summaries[at]])
         return found
 
-    faces = []
-    for axis in range(3):
-        for index in np.ndindex(*grid):
-            if index[axis] + 1 < grid[axis]:
-                after = tuple(i + (a == axis) for a, i in enumerate(index))
-                task = (_face, near(index, axis, True), near(after, axis, False), reach)
-                faces.append(tasks.add("face", (axis, *index), task))
+    # The faces of each slab of blocks (along the first axis) are gathered on their own,
+    # which leads dask to label and compare the blocks slab by slab: the layers waiting
+    # for their neighbours stay those of a few slabs.
+    slabs = []
+    for slab in range(grid[0]):
+        faces = []
+        for axis in range(3):
+            for rest in np.ndindex(*grid[1:]):
+                index = (slab, *rest)
+                if index[axis] + 1 < grid[axis]:
+                    after = tuple(i + (a == axis) for a, i in enumerate(index))
+                    task = (_face, near(index, axis), near(after, axis), axis, reach)
+                    faces.append(tasks.add("face", (axis, *index), task))
+        slabs.append(tasks.add("pairs", (slab,), (_gathered, faces)))
 
     resolved = tasks.add(
         "resolve",
         (),
-        (_resolve, list(summaries.values()), faces, stride, dtype, array.dtype, int(background)),
+        (_resolve, list(summaries.values()), slabs, stride, dtype, array.dtype, int(background)),
     )
+    count_key = tasks.add("count", (), (operator.getitem, resolved, 1))
+    values_key = tasks.add("values", (), (operator.getitem, resolved, 2))
+    joined = tasks.delayed(resolved)
+
+    # The second pass reads its own copy of the input, which waits for the join.
+    again = bind(volume, joined)
+    numbering = Tasks(again, joined, what="label", kind=kind, background=int(background))
     for index in np.ndindex(*grid):
         table = (
             operator.getitem,
-            (operator.getitem, resolved, 0),
+            (operator.getitem, joined.key, 0),
             int(np.ravel_multi_index(index, grid)),
         )
-        tasks.add("labels", index, (_relabel, pieces[index], table))
-    count_key = tasks.add("count", (), (operator.getitem, resolved, 1))
-    values_key = tasks.add("values", (), (operator.getitem, resolved, 2))
-    labels = tasks.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
+        number = (_number_block, (again.name, *index), kind, int(background), table)
+        numbering.add("labels", index, number)
+    labels = numbering.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
     count, values = tasks.delayed(count_key), tasks.delayed(values_key)
     return DaskComponents(labels, count, values)
