@@ -323,28 +323,12 @@ def label(
 
     volume = lifted(array)
     grid = volume.numblocks
-    tasks = Tasks(volume, what="label", kind=kind, background=int(background), dtype=str(dtype))
+    options = {"kind": kind, "background": int(background), "dtype": str(dtype)}
     stride = int(np.prod([max(sizes) for sizes in volume.chunks])) + 1
-    sides, summaries = {}, {}
-    for index, corner in corners(volume).items():
-        offset = int(np.ravel_multi_index(index, grid)) * stride
-        both = tasks.add(
-            "block",
-            index,
-            (
-                _label_block,
-                (volume.name, *index),
-                kind,
-                int(background),
-                corner,
-                volume.shape,
-                offset,
-            ),
-        )
-        summaries[index] = tasks.add("summary", index, (operator.getitem, both, 0))
-        sides[index] = tasks.add("sides", index, (operator.getitem, both, 1))
-
     reach = {6: 0, 18: 1, 26: 2}[kind]
+    starts = corners(volume)
+    sides: dict[tuple[int, ...], Any] = {}
+    summaries: dict[tuple[int, ...], Any] = {}
 
     def near(index: tuple[int, ...], axis: int) -> list[list[Any]]:
         """The sides and summary of block ``index`` and, where contacts reach diagonally
@@ -364,25 +348,51 @@ def label(
                 found[r][s] = (tuple, [sides[at], summaries[at]])
         return found
 
-    # The faces of each slab of blocks (along the first axis) are gathered on their own,
-    # which leads dask to label and compare the blocks slab by slab: the layers waiting
-    # for their neighbours stay those of a few slabs.
-    slabs = []
-    for slab in range(grid[0]):
-        faces = []
-        for axis in range(3):
-            for rest in np.ndindex(*grid[1:]):
-                index = (slab, *rest)
-                if index[axis] + 1 < grid[axis]:
-                    after = tuple(i + (a == axis) for a, i in enumerate(index))
-                    task = (_face, near(index, axis), near(after, axis), axis, reach)
-                    faces.append(tasks.add("face", (axis, *index), task))
-        slabs.append(tasks.add("pairs", (slab,), (_gathered, faces)))
+    # Slab by slab along the first axis: the blocks of slab s, then the boundaries of slab
+    # s - 1 (with their neighbours in slab s), gathered into that slab's pairs. The
+    # blocks of slab s are read only once the pairs of slab s - 2 are found (bind), so
+    # the layers waiting for their neighbours are those of about three slabs, whatever
+    # the number of slabs or the scheduler.
+    pairs: list[Any] = []
+    done: list[Delayed] = []  # per slab: its pairs, once found
+    previous: Delayed | None = None
+    for slab in range(grid[0] + 1):
+        inputs: list[Any] = [] if previous is None else [previous]
+        if slab < grid[0]:
+            blocks = volume.blocks[slab]
+            if slab >= 2:
+                blocks = bind(blocks, done[slab - 2])
+            inputs.append(blocks)
+        tasks = Tasks(*inputs, what="label", slab=slab, **options)
+        for rest in np.ndindex(*grid[1:]) if slab < grid[0] else ():
+            index = (slab, *rest)
+            offset = int(np.ravel_multi_index(index, grid)) * stride
+            read = (blocks.name, 0, *rest)
+            task = (_label_block, read, kind, int(background), starts[index], volume.shape, offset)
+            both = tasks.add("block", index, task)
+            summaries[index] = tasks.add("summary", index, (operator.getitem, both, 0))
+            sides[index] = tasks.add("sides", index, (operator.getitem, both, 1))
+        if slab >= 1:
+            faces = []
+            for axis in range(3):
+                for rest in np.ndindex(*grid[1:]):
+                    index = (slab - 1, *rest)
+                    if index[axis] + 1 < grid[axis]:
+                        after = tuple(i + (a == axis) for a, i in enumerate(index))
+                        face = (_face, near(index, axis), near(after, axis), axis, reach)
+                        faces.append(tasks.add("face", (axis, *index), face))
+            pairs.append(tasks.add("pairs", (slab - 1,), (_gathered, faces)))
+        anchor = pairs[-1] if slab >= 1 else next(iter(summaries.values()))
+        previous = tasks.delayed(anchor)
+        if slab >= 1:
+            done.append(previous)
 
+    assert previous is not None  # every array has at least one block along each axis
+    tasks = Tasks(previous, what="label", **options)
     resolved = tasks.add(
         "resolve",
         (),
-        (_resolve, list(summaries.values()), slabs, stride, dtype, array.dtype, int(background)),
+        (_resolve, list(summaries.values()), pairs, stride, dtype, array.dtype, int(background)),
     )
     count_key = tasks.add("count", (), (operator.getitem, resolved, 1))
     values_key = tasks.add("values", (), (operator.getitem, resolved, 2))
