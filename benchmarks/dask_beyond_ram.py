@@ -178,7 +178,7 @@ def main() -> None:
             Client(cluster) as client,
         ):
             # Compile the kernels in every worker first (numba's cache makes it quick).
-            warm = da.zeros((CHUNK * 2,) * 3, np.uint32, chunks=CHUNK)
+            warm = da.zeros((CHUNK * 2,) * 3, dtype=np.uint32, chunks=CHUNK)
             dask.compute(fastseg.dask.label(warm).count)
             source = da.from_zarr(str(folder / "labels.zarr"))
             out = zarr.create_array(

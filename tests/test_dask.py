@@ -311,6 +311,13 @@ def test_memory_follows_the_blocks_in_flight(tmp_path: Path) -> None:
     assert count == fastseg.label(labels).count
     assert held.blocks <= 2  # a block of input and its labels (there are 48 blocks)
     assert held.layers <= 6 * 3 * 4  # six layers per block, three slabs of four blocks
+    # Statistics hold per-block tables (and layers, for surfaces) until their merge task,
+    # which takes sixteen blocks at a time.
+    with HeldBlocks((6, 6, 6)) as held, dask.config.set(scheduler="sync"):
+        table = fdask.stats(da.from_zarr(tmp_path / "labels.zarr"), surface=True)
+    assert_same_stats(table, fastseg.stats(labels, surface=True))
+    assert held.blocks <= 1
+    assert held.layers <= 6 * 2 * 16
 
 
 def test_out_dtype() -> None:
@@ -645,6 +652,23 @@ def test_real_volume_on_cluster(client: Client) -> None:
     whole = np.asanyarray(nibabel.load(path).dataobj)
     assert_same_components(fdask.label(darr).compute(), whole)
     assert_same_stats(fdask.stats(darr, spacing=(1, 1, 2)), fastseg.stats(whole, spacing=(1, 1, 2)))
+
+
+@pytest.mark.parametrize("offset", [True, False], ids=["ids-per-tile", "same-ids"])
+def test_tiled_real_volume(offset: bool) -> None:
+    """A corner of the Platynereis nuclei tiled 2 x 2 x 1, in blocks that do not align
+    with the tiles: with the ids of each tile offset (components end at the tiles'
+    seams) and with the same ids in every tile (components run across the seams)."""
+    path = shared_data_path("platynereis_nuclei.nii.gz") / "platynereis_nuclei.nii.gz"
+    corner = np.asanyarray(nibabel.load(path).dataobj)[:128, :128].astype(np.uint32)
+    step = np.uint32(corner.max() + 1) if offset else np.uint32(0)
+    tiles = [np.where(corner != 0, corner + k * step, 0) for k in range(4)]
+    tiled = np.asfortranarray(np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]]))
+    result = fdask.label(chunked(tiled, (96, 80, 40)))
+    computed = result.compute(scheduler="threads", num_workers=2)
+    assert_same_components(computed, tiled)
+    if offset:  # every tile holds its own copy of the corner's components
+        assert computed.count == 4 * fastseg.label(corner).count
 
 
 # -- batches of files ---------------------------------------------------------------------
