@@ -28,7 +28,7 @@ from fastseg._files import atomic_path
 from fastseg._jit import chunks_for, thread_limit
 from fastseg.schema import Schema
 
-__all__ = ["Evaluation", "InstancePairs", "evaluate"]
+__all__ = ["Evaluation", "EvaluationMetric", "InstancePairs", "evaluate"]
 
 Metric = Literal["overlap", "distance", "instances"]
 Empty = Literal["nnunet", "monai", "one"]
@@ -1037,3 +1037,100 @@ def _distance_columns(
 
 def _present(values: np.ndarray, wanted: tuple[int, ...]) -> bool:
     return bool(np.isin(values, np.array(wanted, np.uint64)).any())
+
+
+class EvaluationMetric:
+    """Accumulate :func:`evaluate` over batches, then average: MONAI's metric pattern.
+
+    Call it with each batch of predictions and references (numpy arrays or torch
+    tensors, CPU); :meth:`aggregate` gives the mean of every metric per class over all
+    cases seen, NaN skipped (MONAI's ``reduction="mean"`` over ``not_nans``); :meth:`reset`
+    starts over. fastseg itself never imports torch.
+
+    A batch is ``(B, *spatial)`` label maps, or channel-first ``(B, C, *spatial)``: one
+    channel holds labels, several channels are one-hot or probabilities and are turned
+    into labels by argmax over the channels (MONAI's ``AsDiscrete(argmax=True)``).
+
+    Parameters
+    ----------
+    spatial_dims : int, optional
+        1, 2 or 3 (default 3): tells a channel axis from a batch of maps.
+    **options
+        Keyword arguments of :func:`evaluate` (``labels``, ``spacing``, ``metrics``,
+        ``tolerance_mm``, ``empty``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> metric = fastseg.EvaluationMetric(spatial_dims=2, labels=[1], metrics=["overlap"])
+    >>> batch = np.zeros((2, 4, 4), np.uint8)
+    >>> batch[:, 1:3, 1:3] = 1
+    >>> _ = metric(batch, batch)
+    >>> metric.aggregate()["1"]["dice"], len(metric.results)
+    (1.0, 2)
+    """
+
+    def __init__(self, *, spatial_dims: Literal[1, 2, 3] = 3, **options: Any) -> None:
+        if spatial_dims not in (1, 2, 3):
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+        self.spatial_dims = spatial_dims
+        self.options = options
+        self.results: list[Evaluation] = []
+        """One :class:`Evaluation` per case seen since the last :meth:`reset`."""
+
+    def _labels(self, batch: Any, name: str) -> np.ndarray:
+        array = to_array(batch) if _is_tensor(batch) else np.asarray(batch)
+        spatial = self.spatial_dims
+        if array.ndim == spatial + 2:
+            if array.shape[1] == 1:
+                array = array[:, 0]
+            else:
+                array = np.argmax(array, axis=1)
+        elif array.ndim != spatial + 1:
+            raise ValueError(
+                f"{name} must be (batch, *spatial) or (batch, channels, *spatial) with "
+                f"{spatial} spatial axes, got shape {array.shape}"
+            )
+        if array.dtype.kind == "f":
+            rounded = np.rint(array)
+            if not np.array_equal(rounded, array):
+                raise ValueError(f"{name} holds fractional values; pass labels or one-hot")
+            array = rounded.astype(np.int64)
+        return array
+
+    def __call__(self, y_pred: Any, y: Any) -> list[Evaluation]:
+        """Score one batch; returns (and keeps) one :class:`Evaluation` per case."""
+        predictions = self._labels(y_pred, "y_pred")
+        references = self._labels(y, "y")
+        if predictions.shape != references.shape:
+            raise ValueError(
+                f"y_pred and y must have the same shape, got {predictions.shape} and "
+                f"{references.shape}"
+            )
+        batch = [evaluate(p, r, **self.options) for p, r in zip(predictions, references, strict=True)]
+        self.results.extend(batch)
+        return batch
+
+    def aggregate(self) -> dict[str, dict[str, float]]:
+        """``{class: {metric: mean over cases}}``, NaN skipped (NaN when every case is)."""
+        collected: dict[str, dict[str, list[float]]] = {}
+        for result in self.results:
+            for record in result.to_records():
+                target = collected.setdefault(record["class"], {})
+                for key, value in record.items():
+                    if key in ("class", "values"):
+                        continue
+                    target.setdefault(key, []).append(float(value))
+        means: dict[str, dict[str, float]] = {}
+        for name, metrics in collected.items():
+            means[name] = {}
+            for key, values in metrics.items():
+                array = np.array(values)
+                array = array[~np.isnan(array)]
+                means[name][key] = float(array.mean()) if array.size else math.nan
+        return means
+
+    def reset(self) -> None:
+        """Forget every case seen."""
+        self.results.clear()
