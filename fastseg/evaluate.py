@@ -438,9 +438,19 @@ def _surfel_weights(ndim: int, transposed: bool) -> np.ndarray:
     return weights
 
 
-def _quantile(values: np.ndarray, q: float) -> float:
-    """Linear-interpolation quantile (numpy's and torch's default)."""
-    return float(np.quantile(values, q / 100.0))
+def _quantile_float32(values: np.ndarray, q: float) -> float:
+    """``torch.quantile`` of float32 values, step by step in float32: the rank q (n - 1)
+    and the interpolation weight are float32 too, which moves the result by more than
+    rounding the exact quantile would."""
+    ordered = np.sort(values)
+    rank = np.float32(q / 100.0) * np.float32(ordered.size - 1)
+    below = int(np.floor(rank))
+    above = min(below + 1, ordered.size - 1)
+    weight = np.float32(rank - np.float32(below))
+    low, high = ordered[below], ordered[above]
+    if weight < 0.5:
+        return float(low + weight * (high - low))
+    return float(high - (high - low) * (np.float32(1.0) - weight))
 
 
 def _weighted_percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
@@ -478,7 +488,7 @@ def _surface_metrics(
         a = pred_to_ref.astype(np.float32)
         b = ref_to_pred.astype(np.float32)
         row.hd = float(max(a.max(), b.max()))
-        row.hd95 = max(_quantile(a, percentile), _quantile(b, percentile))
+        row.hd95 = max(_quantile_float32(a, percentile), _quantile_float32(b, percentile))
         both = np.concatenate([a, b]).astype(np.float64)
         row.assd = float(both.mean())
         row.to_pred = float(b.astype(np.float64).mean())

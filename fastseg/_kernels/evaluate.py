@@ -422,7 +422,7 @@ def greedy_match(
     pair when neither side is matched yet. Returns a flag per candidate."""
     ref_taken = np.zeros(n_ref, np.bool_)
     pred_taken = np.zeros(n_pred, np.bool_)
-    matched = np.zeros(order.size, np.bool_)
+    matched = np.zeros(ref_index.size, np.bool_)
     for t in range(order.size):
         c = order[t]
         r = ref_index[c]
