@@ -222,9 +222,7 @@ class Evaluation:
         except ImportError:
             raise ImportError("to_pandas needs pandas: pip install pandas") from None
         if not len(self):
-            return pandas.DataFrame(columns=["class", "values", *self.columns]).set_index(
-                "class"
-            )
+            return pandas.DataFrame(columns=["class", "values", *self.columns]).set_index("class")
         return pandas.DataFrame.from_records(self.to_records(), index="class")
 
 
@@ -255,7 +253,7 @@ def _is_tensor(value: object) -> bool:
     return is_tensor(value)
 
 
-def _aligned(source: LabelArray, order: str) -> LabelArray:
+def _aligned(source: LabelArray, order: Literal["C", "F"]) -> LabelArray:
     """``source`` laid out in ``order`` (a copy only when its order differs)."""
     if source.order == order:
         return source
@@ -287,8 +285,10 @@ def _resolve_classes(
         for name, value in labels.items():
             if not isinstance(name, str):
                 raise TypeError(f"labels mapping keys must be class names, got {name!r}")
-            values = (value,) if isinstance(value, int | np.integer) else tuple(value)
-            classes.append(EvaluationClass(name, _check_values(values, name)))
+            given: tuple[Any, ...] = (
+                (value,) if isinstance(value, int | np.integer) else tuple(value)
+            )
+            classes.append(EvaluationClass(name, _check_values(given, name)))
         return classes, None
     if isinstance(labels, str | bytes):
         raise TypeError(f"labels must be integers, a mapping or a Schema, got {labels!r}")
@@ -407,7 +407,7 @@ def _surfel_normals() -> list[Any]:
     """The marching-cubes area vectors of each 2 x 2 x 2 neighbourhood code, from
     DeepMind's surface-distance package (or MONAI, which carries the same table)."""
     try:
-        from surface_distance import lookup_tables
+        from surface_distance import lookup_tables  # type: ignore[import-untyped]
 
         return list(lookup_tables._NEIGHBOUR_CODE_TO_NORMALS)
     except ImportError:
@@ -508,9 +508,7 @@ def _surface_metrics(
     )
     row.to_pred = float(np.sum(d_rp * a_rp) / np.sum(a_rp))
     row.to_ref = float(np.sum(d_pr * a_pr) / np.sum(a_pr))
-    row.assd = float(
-        (np.sum(d_rp * a_rp) + np.sum(d_pr * a_pr)) / (np.sum(a_rp) + np.sum(a_pr))
-    )
+    row.assd = float((np.sum(d_rp * a_rp) + np.sum(d_pr * a_pr)) / (np.sum(a_rp) + np.sum(a_pr)))
     overlap = np.sum(a_rp[d_rp <= tolerance]) + np.sum(a_pr[d_pr <= tolerance])
     row.nsd = float(overlap / (np.sum(a_rp) + np.sum(a_pr)))
     return row
@@ -678,7 +676,9 @@ def _instance_metrics(
         with np.errstate(invalid="ignore", divide="ignore"):
             recall = np.where(bin_total[:, b] > 0, bin_found[:, b] / bin_total[:, b], np.nan)
         columns[f"recall_{_bin_name(low)}_{_bin_name(high)}mm3"] = recall
-    parts = [np.concatenate(p) if pair_parts else np.zeros(0) for p in zip(*pair_parts, strict=True)]
+    parts = [
+        np.concatenate(p) if pair_parts else np.zeros(0) for p in zip(*pair_parts, strict=True)
+    ]
     if not pair_parts:
         parts = [np.zeros(0, np.int64)] * 6 + [np.zeros(0)] * 2 + [np.zeros(0, np.bool_)]
     order = np.lexsort((parts[2], parts[1], parts[0]))
@@ -1015,7 +1015,7 @@ def _distance_columns(
         code_area, full = np.zeros(1), 0
         weights = np.zeros((2, 2, 2), np.int64)
     rows: list[_SurfaceRow] = []
-    for row, c in enumerate(classes):
+    for _row, c in enumerate(classes):
         pred_empty = not _present(pred_values, c.values)
         ref_empty = not _present(ref_values, c.values)
         if ref_empty or pred_empty:
@@ -1093,10 +1093,7 @@ class EvaluationMetric:
         array = to_array(batch) if _is_tensor(batch) else np.asarray(batch)
         spatial = self.spatial_dims
         if array.ndim == spatial + 2:
-            if array.shape[1] == 1:
-                array = array[:, 0]
-            else:
-                array = np.argmax(array, axis=1)
+            array = array[:, 0] if array.shape[1] == 1 else np.argmax(array, axis=1)
         elif array.ndim != spatial + 1:
             raise ValueError(
                 f"{name} must be (batch, *spatial) or (batch, channels, *spatial) with "
@@ -1118,7 +1115,9 @@ class EvaluationMetric:
                 f"y_pred and y must have the same shape, got {predictions.shape} and "
                 f"{references.shape}"
             )
-        batch = [evaluate(p, r, **self.options) for p, r in zip(predictions, references, strict=True)]
+        batch = [
+            evaluate(p, r, **self.options) for p, r in zip(predictions, references, strict=True)
+        ]
         self.results.extend(batch)
         return batch
 

@@ -497,7 +497,9 @@ def nnunet_tp_fp_fn_tn(
     return tp, fp, fn, tn
 
 
-def nnunet_region_or_label_to_mask(segmentation: np.ndarray, region: int | tuple[int, ...]) -> np.ndarray:
+def nnunet_region_or_label_to_mask(
+    segmentation: np.ndarray, region: int | tuple[int, ...]
+) -> np.ndarray:
     """nnU-Net v2's ``region_or_label_to_mask``."""
     if np.isscalar(region):
         return np.asarray(segmentation == region)
@@ -557,7 +559,9 @@ def surface_reference(
     both = a + b
     return {
         "hd": max(both),
-        "hd95": max(float(np.quantile(a, percentile / 100)), float(np.quantile(b, percentile / 100))),
+        "hd95": max(
+            float(np.quantile(a, percentile / 100)), float(np.quantile(b, percentile / 100))
+        ),
         "assd": sum(both) / len(both),
         "nsd": sum(1 for d in both if d <= tolerance) / len(both),
     }

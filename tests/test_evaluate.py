@@ -89,7 +89,8 @@ def test_matches_naive_reference(
             assert row["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
             assert row["iou"] == pytest.approx(tp / (tp + fp + fn))
         else:
-            assert math.isnan(row["dice"]) and math.isnan(row["iou"])
+            assert math.isnan(row["dice"])
+            assert math.isnan(row["iou"])
         voxel = float(np.prod(spacing))
         assert row["ref_volume"] == pytest.approx((tp + fn) * voxel)
         in_ref, in_pred = (reference == value).any(), (prediction == value).any()
@@ -100,9 +101,11 @@ def test_matches_naive_reference(
                 # float32 distances and torch's float32 percentile arithmetic
                 assert row[key] == pytest.approx(expected[key], rel=1e-5), key
         elif in_ref or in_pred:
-            assert row["hd"] == math.inf and row["nsd"] == 0.0
+            assert row["hd"] == math.inf
+            assert row["nsd"] == 0.0
         else:
-            assert math.isnan(row["hd"]) and math.isnan(row["nsd"])
+            assert math.isnan(row["hd"])
+            assert math.isnan(row["nsd"])
 
 
 @given(_pairs())
@@ -260,10 +263,12 @@ def test_instances_split_and_dropped(torso: tuple[np.ndarray, tuple[float, ...]]
         expected = ref_impl.instance_reference(prediction[::4, ::4], reference[::4, ::4], value)
         del expected  # the naive reference is too slow at full size; checked below instead
     dropped = result[str(values[2])]
-    assert dropped["instance_tp"] == 0 and dropped["instance_fn"] == dropped["ref_instances"]
+    assert dropped["instance_tp"] == 0
+    assert dropped["instance_fn"] == dropped["ref_instances"]
     assert dropped["pq"] == 0.0
     pairs = result.pairs
-    assert pairs is not None and len(pairs.matches()) == int(result.column("instance_tp").sum())
+    assert pairs is not None
+    assert len(pairs.matches()) == int(result.column("instance_tp").sum())
     assert (pairs.matches().iou >= 0.5).all()
 
 
@@ -321,7 +326,9 @@ def test_empty_and_single_voxel_volumes() -> None:
     empty = fastseg.evaluate(np.zeros((0, 3), np.uint8), np.zeros((0, 3), np.uint8))
     assert len(empty) == 0
     one = fastseg.evaluate(np.ones((1, 1, 1), np.uint8), np.ones((1, 1, 1), np.uint8))
-    assert one["1"]["dice"] == 1.0 and one["1"]["hd"] == 0.0 and one["1"]["nsd"] == 1.0
+    assert one["1"]["dice"] == 1.0
+    assert one["1"]["hd"] == 0.0
+    assert one["1"]["nsd"] == 1.0
 
 
 def test_sparse_ids() -> None:
@@ -387,7 +394,8 @@ def test_table_outputs(tmp_path: Path) -> None:
     assert list(result) == ["a", "b", "ab"]
     assert result["ab"]["dice"] == 1.0
     records = json.loads(result.to_json())
-    assert records[0]["class"] == "a" and records[0]["values"] == "1"
+    assert records[0]["class"] == "a"
+    assert records[0]["values"] == "1"
     result.to_csv(tmp_path / "metrics.csv")
     text = (tmp_path / "metrics.csv").read_text()
     assert text.splitlines()[0].startswith("class,values,tp,fp,fn,tn,dice")
