@@ -16,6 +16,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ import numpy.typing as npt
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._files import atomic_path
-from fastseg._jit import chunks_for, thread_limit
+from fastseg._jit import chunks_for, current_threads, thread_limit
 from fastseg.schema import Schema
 
 __all__ = ["Evaluation", "EvaluationMetric", "InstancePairs", "evaluate"]
@@ -1014,27 +1015,33 @@ def _distance_columns(
     else:
         code_area, full = np.zeros(1), 0
         weights = np.zeros((2, 2, 2), np.int64)
-    rows: list[_SurfaceRow] = []
-    for _row, c in enumerate(classes):
+
+    def score(c: EvaluationClass) -> _SurfaceRow:
         pred_empty = not _present(pred_values, c.values)
         ref_empty = not _present(ref_values, c.values)
         if ref_empty or pred_empty:
-            rows.append(_empty_surface_row(ref_empty, pred_empty, empty))
-            continue
+            return _empty_surface_row(ref_empty, pred_empty, empty)
         values = np.array(c.values, np.uint64)
         involved = np.isin(ref_values, values) | np.isin(pred_values, values)
         start = pairs.box[involved, :3].min(axis=0)
         stop = pairs.box[involved, 3:].max(axis=0)
+        membership = _membership(c.values, high)
         pred_to_ref, ref_to_pred, pred_areas, ref_areas = kernels.class_surfaces(
-            ref_view, pred_view, _membership(c.values, high), _membership(c.values, high),
+            ref_view, pred_view, membership, membership,
             start.astype(np.int64), (stop - start).astype(np.int64), real, view_spacing,
             surfels, weights, full, code_area,
         )  # fmt: skip
-        rows.append(
-            _surface_metrics(
-                pred_to_ref, ref_to_pred, pred_areas, ref_areas, method, percentile, tolerance
-            )
+        return _surface_metrics(
+            pred_to_ref, ref_to_pred, pred_areas, ref_areas, method, percentile, tolerance
         )
+
+    # Classes are independent and the kernel releases the GIL: one class per thread.
+    workers = min(current_threads(), len(classes))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            rows = list(pool.map(score, classes))
+    else:
+        rows = [score(c) for c in classes]
     return {
         "hd": np.array([r.hd for r in rows], np.float64),
         "hd95": np.array([r.hd95 for r in rows], np.float64),

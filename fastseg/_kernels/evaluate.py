@@ -235,12 +235,18 @@ def _surfel_edges(
 
 @kernel()
 def _envelope(
-    sites: np.ndarray, values: np.ndarray, n_sites: int, weight: float, n: int, winner: np.ndarray
+    sites: np.ndarray,
+    values: np.ndarray,
+    n_sites: int,
+    weight: float,
+    n: int,
+    winner: np.ndarray,
+    v: np.ndarray,
+    z: np.ndarray,
 ) -> None:
     """For every q in 0..n-1 the site p minimising ``weight * (q - p)^2 + values[p]``
-    (Felzenszwalb and Huttenlocher's lower envelope of parabolas), into ``winner``."""
-    v = np.empty(n_sites, np.int64)
-    z = np.empty(n_sites + 1, np.float64)
+    (Felzenszwalb and Huttenlocher's lower envelope of parabolas), into ``winner``;
+    ``v`` and ``z`` are work space of ``n_sites`` and ``n_sites + 1`` entries."""
     k = 0
     v[0] = 0
     z[0] = -np.inf
@@ -298,9 +304,12 @@ def _distances_to(
     # nearest[i, j, k]: flat index y * n2 + x of the feature of plane i nearest to (j, k).
     nearest = np.full((n0, n1, n2), -1, np.int32)
     row_nearest = np.empty((n1, n2), np.int64)
-    sites = np.empty(max(n0, n1, n2), np.int64)
-    values = np.empty(max(n0, n1, n2), np.float64)
-    winner = np.empty(max(n0, n1, n2), np.int64)
+    longest = max(n0, n1, n2)
+    sites = np.empty(longest, np.int64)
+    values = np.empty(longest, np.float64)
+    winner = np.empty(longest, np.int64)
+    v = np.empty(longest, np.int64)
+    z = np.empty(longest + 1, np.float64)
     for i in range(n0):
         any_feature = False
         for j in range(n1):
@@ -329,35 +338,50 @@ def _distances_to(
                     d = (k - f) * s2
                     values[n_sites] = d * d
                     n_sites += 1
-            if n_sites == 0:
-                continue
-            _envelope(sites, values, n_sites, w1, n1, winner)
+            _envelope(sites, values, n_sites, w1, n1, winner, v, z)
             for j in range(n1):
                 y = winner[j]
                 nearest[i, j, k] = y * n2 + row_nearest[y, k]
+    # The last pass runs along axis 0; slabs of fixed j are copied into contiguous
+    # (k, i) buffers first, so that each column is read from consecutive memory.
+    slab = np.empty((n2, n0), np.int32)
+    slab_queries = np.empty((n2, n0), np.bool_)
     t = 0
     for j in range(n1):
+        has_query = False
+        for i in range(n0):
+            for k in range(n2):
+                slab[k, i] = nearest[i, j, k]
+                q = (edges[i, j, k] & query_bit) != 0
+                slab_queries[k, i] = q
+                has_query |= q
+        if not has_query:
+            continue
         for k in range(n2):
-            n_sites = 0
+            column = slab[k]
+            queries = slab_queries[k]
             has_query = False
             for i in range(n0):
-                f = nearest[i, j, k]
+                if queries[i]:
+                    has_query = True
+                    break
+            if not has_query:
+                continue
+            n_sites = 0
+            for i in range(n0):
+                f = column[i]
                 if f >= 0:
                     sites[n_sites] = i
                     dy = (j - f // n2) * s1
                     dx = (k - f % n2) * s2
                     values[n_sites] = dy * dy + dx * dx
                     n_sites += 1
-                if edges[i, j, k] & query_bit:
-                    has_query = True
-            if not has_query:
-                continue
-            _envelope(sites, values, n_sites, w0, n0, winner)
+            _envelope(sites, values, n_sites, w0, n0, winner, v, z)
             for i in range(n0):
-                if edges[i, j, k] & query_bit:
-                    z = winner[i]
-                    f = nearest[z, j, k]
-                    dz = (i - z) * s0
+                if queries[i]:
+                    zz = winner[i]
+                    f = column[zz]
+                    dz = (i - zz) * s0
                     dy = (j - f // n2) * s1
                     dx = (k - f % n2) * s2
                     out[t] = np.sqrt(dz * dz + dy * dy + dx * dx)
