@@ -427,3 +427,71 @@ def test_metric_class_with_tensors() -> None:
     assert metric.results == []
     with pytest.raises(ValueError, match="spatial axes"):
         metric(np.zeros((4, 4)), np.zeros((4, 4)))
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def _write(path: Path, labels: np.ndarray, spacing: tuple[float, ...] = (1.0, 2.0, 3.0)) -> None:
+    nibabel = pytest.importorskip("nibabel")
+    nibabel.save(nibabel.Nifti1Image(labels, np.diag([*spacing, 1.0])), str(path))
+
+
+def test_cli_pairs_folders_and_writes_nnunet_summary(tmp_path: Path) -> None:
+    from fastseg.cli import main
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref").mkdir()
+    cases = {}
+    for name in ("a.nii.gz", "b.nii.gz"):
+        reference = rng.integers(0, 3, (6, 5, 4), dtype=np.uint8)
+        prediction = np.where(rng.random(reference.shape) < 0.2, 0, reference).astype(np.uint8)
+        _write(tmp_path / "pred" / name, prediction)
+        _write(tmp_path / "ref" / name, reference)
+        cases[name] = prediction, reference
+    _write(tmp_path / "pred" / "lonely.nii.gz", reference)
+    _write(tmp_path / "pred" / "c.nii.gz", reference[:3])
+    _write(tmp_path / "ref" / "c.nii.gz", reference)
+    out, summary_path = tmp_path / "m.csv", tmp_path / "summary.json"
+    arguments = [str(tmp_path / "pred"), str(tmp_path / "ref"), "-o", str(out)]
+    status = main(["evaluate", *arguments, "--summary", str(summary_path)])
+    assert status == 1  # two cases failed, on a line each
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("case,class,values,tp,fp,fn,tn,dice")
+    assert len(lines) == 1 + 2 * 2
+    summary = json.loads(summary_path.read_text())
+    assert set(summary) == {"metric_per_case", "mean", "foreground_mean"}
+    assert len(summary["metric_per_case"]) == 2
+    dices = []
+    for entry, (name, (prediction, reference)) in zip(
+        summary["metric_per_case"], sorted(cases.items()), strict=True
+    ):
+        assert entry["prediction_file"].endswith(name)
+        for value in (1, 2):
+            tp, fp, fn, tn = ref_impl.nnunet_tp_fp_fn_tn(reference == value, prediction == value)
+            metrics = entry["metrics"][str(value)]
+            assert (metrics["TP"], metrics["FP"], metrics["FN"], metrics["TN"]) == (tp, fp, fn, tn)
+            assert metrics["n_ref"] == tp + fn
+            assert metrics["Dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+            dices.append(metrics["Dice"])
+    assert summary["foreground_mean"]["Dice"] == pytest.approx(np.mean(dices))
+
+
+def test_cli_single_files_and_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastseg.cli import main
+
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[1:3, 1:3, 1:3] = 1
+    _write(tmp_path / "p.nii.gz", labels)
+    _write(tmp_path / "r.nii.gz", np.roll(labels, 1, axis=0))
+    out = tmp_path / "one.csv"
+    assert main(["evaluate", str(tmp_path / "p.nii.gz"), str(tmp_path / "r.nii.gz"), "-o",
+                 str(out), "--metrics", "overlap", "distance", "instances"]) == 0  # fmt: skip
+    text = out.read_text()
+    assert "pq" in text.splitlines()[0]
+    assert len(text.splitlines()) == 2
+    assert main(["evaluate", str(tmp_path / "missing"), str(tmp_path), "-o", str(out)]) == 2
+    assert "neither a file nor a folder" in capsys.readouterr().err
