@@ -124,6 +124,77 @@ def surface_distance_metrics(
     return {name: np.array(values_) for name, values_ in results.items()}
 
 
+def _torso_folder(v: Volumes) -> tuple[str, str, str]:
+    """Three torso cases (reference; prediction dilated and shifted by 0, 1, 2 voxels) as
+    .nii.gz files in a temporary folder: (predictions, references, scratch)."""
+
+    def build() -> tuple[str, str, str]:
+        import tempfile
+        from pathlib import Path
+
+        import nibabel
+
+        from fastseg._geometry import unpack_image
+
+        folder = Path(tempfile.mkdtemp(prefix="fastseg-evaluate-"))
+        image = nibabel.load(str(v.folder / "torso_labels.nii.gz"))
+        reference, affine = unpack_image(image, "labels")
+        prediction, _, _ = _torso_case(v)
+        for sub in ("pred", "ref", "out"):
+            (folder / sub).mkdir()
+        for case in range(3):
+            name = f"case_{case:03d}.nii.gz"
+            shifted = np.asfortranarray(np.roll(prediction, case, axis=1))
+            nibabel.save(nibabel.Nifti1Image(shifted, affine), str(folder / "pred" / name))
+            nibabel.save(nibabel.Nifti1Image(reference, affine), str(folder / "ref" / name))
+        return str(folder / "pred"), str(folder / "ref"), str(folder / "out")
+
+    folders: tuple[str, str, str] = v.derived("torso folder", build)
+    return folders
+
+
+def nnunet_folder_metrics(predictions: str, references: str) -> dict[str, Any]:
+    """nnU-Net v2's ``compute_metrics_on_folder`` with one worker, mirrored line by line
+    (its module does not import without nnU-Net's network and data-loading packages):
+    SimpleITK reads both files, every label becomes a mask, tp/fp/fn/tn are counted."""
+    import os
+
+    sitk = anchor_module("SimpleITK")
+    per_case = []
+    for name in sorted(os.listdir(predictions)):
+        seg_ref = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(references, name)))
+        seg_pred = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(predictions, name)))
+        labels = [int(c) for c in np.unique(seg_ref) if c]
+        metrics = {}
+        for label in labels:
+            mask_ref, mask_pred = seg_ref == label, seg_pred == label
+            tp = int(np.sum(mask_ref & mask_pred))
+            fp = int(np.sum(~mask_ref & mask_pred))
+            fn = int(np.sum(mask_ref & ~mask_pred))
+            tn = int(np.sum(~mask_ref & ~mask_pred))
+            dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+            metrics[label] = {"Dice": dice, "TP": tp, "FP": fp, "FN": fn, "TN": tn}
+        per_case.append(metrics)
+    return {"metric_per_case": per_case}
+
+
+def same_dice(fast: int, anchor: dict[str, Any]) -> Verdict:
+    """fastseg's summary.json Dice equal to the mirrored nnU-Net's, case by case."""
+    import json
+    from pathlib import Path
+
+    del fast
+    summary = json.loads(Path(_FOLDER_SUMMARY[0]).read_text())
+    for mine, theirs in zip(summary["metric_per_case"], anchor["metric_per_case"], strict=True):
+        for label, metrics in theirs.items():
+            if not np.isclose(mine["metrics"][str(label)]["Dice"], metrics["Dice"]):
+                return Verdict(False, f"Dice of label {label} differs")
+    return Verdict(True, f"Dice of {len(anchor['metric_per_case'])} cases, every label")
+
+
+_FOLDER_SUMMARY: list[str] = []
+
+
 def same_metrics(fast: fastseg.Evaluation, anchor: dict[str, np.ndarray]) -> Verdict:
     """Every anchor metric equal to fastseg's column (relative 1e-5: MONAI's float32)."""
     worst = 0.0
@@ -160,7 +231,23 @@ def rows(v: Volumes) -> list[Row]:
         anchor_module("panoptica")
         raise Skip("panoptica is installed but no anchor call is written for it yet")
 
+    def folder() -> int:
+        from fastseg.cli import main
+
+        predictions, references, out = _torso_folder(v)
+        _FOLDER_SUMMARY[:] = [f"{out}/summary.json"]
+        return main(["evaluate", predictions, references, "--metrics", "overlap",
+                     "-o", f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0]])  # fmt: skip
+
     return [
+        Row(
+            "fastseg evaluate (command) on a folder of 3 torso cases, Dice/IoU/TP/FP/FN",
+            folder,
+            "nnU-Net compute_metrics_on_folder, 1 worker (mirrored)",
+            lambda: nnunet_folder_metrics(*_torso_folder(v)[:2]),
+            target=0.2,
+            check=same_dice,
+        ),
         Row(
             "evaluate Dice+HD95+ASSD+NSD, torso (11 classes)",
             lambda: torso(),

@@ -769,10 +769,18 @@ def evaluate(
     - ``"one"`` (MONAI's ``ignore_empty=False``): both empty scores 1 (distances 0),
       one empty scores 0.
 
-    Surface distances with one side empty are inf and NSD is 0 (MONAI); with both empty
-    NaN, except as said above. Instance scores follow the same rules with instance
-    counts in place of voxels. NaN is what nnU-Net's summary and MONAI's aggregation
-    skip when averaging.
+    Surface distances with one side empty are inf and NSD is 0 (MONAI; MONAI's own
+    HD95 is NaN there, from interpolating between infinities); with both empty NaN,
+    except as said above. Instance scores follow the same rules with instance counts in
+    place of voxels. NaN is what nnU-Net's summary and MONAI's aggregation skip when
+    averaging.
+
+    An ignore label (nnU-Net's) removes its reference voxels from the overlap counts
+    only; surfaces and instances are those of the maps as they are.
+
+    Costs: one pass over both maps for the pair table; per class, work in its bounding
+    box (the box of its voxels in both maps), classes on parallel threads; memory about
+    ten bytes per voxel of the boxes being scored at once.
 
     Parameters
     ----------
@@ -809,7 +817,8 @@ def evaluate(
         Increasing edges of the volume bins for the per-size instance recall.
     ref_instances, pred_instances : numpy.ndarray, optional
         Instance maps to match instead of the connected components; each instance must
-        lie within one label value of its map.
+        lie within one label value of its map, and belongs to that value's class
+        (instances are not matched within regions then).
     connectivity : int, optional
         Connectivity of the components (default full, as :func:`fastseg.label`).
     threads : int, optional
@@ -870,6 +879,8 @@ def evaluate(
         classes, schema_ignore = _resolve_classes(labels, present)
         if ignore_label is None:
             ignore_label = schema_ignore
+        elif labels is None:
+            classes = [c for c in classes if c.values != (ignore_label,)]
         columns: dict[str, np.ndarray] = {}
         counted = pairs.ref != np.uint64(ignore_label) if ignore_label is not None else None
         overlap = _overlap_columns(pairs, classes, counted, geometry.voxel_volume, empty)

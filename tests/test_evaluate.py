@@ -495,3 +495,42 @@ def test_cli_single_files_and_usage_errors(
     assert len(text.splitlines()) == 2
     assert main(["evaluate", str(tmp_path / "missing"), str(tmp_path), "-o", str(out)]) == 2
     assert "neither a file nor a folder" in capsys.readouterr().err
+
+
+def test_given_instance_maps_overlap_matching_and_size_bins() -> None:
+    reference = np.zeros((1, 12), np.uint8)
+    reference[0, 0:4] = 1
+    reference[0, 6:12] = 1
+    prediction = np.zeros((1, 12), np.uint8)
+    prediction[0, 0:6] = 1  # one predicted object over the first reference object
+    prediction[0, 9:12] = 1  # half of the second
+    # The reference's two objects, given as an instance map with its own ids.
+    ref_ids = np.zeros((1, 12), np.uint16)
+    ref_ids[0, 0:4], ref_ids[0, 6:12] = 7, 9
+    result = fastseg.evaluate(prediction, reference, metrics=["instances"], ref_instances=ref_ids,
+                              size_bins_mm3=(0, 5, 100))  # fmt: skip
+    row = result["1"]
+    # IoUs: 4/6 with the first, 3/6 with the second: both >= 0.5.
+    assert (row["instance_tp"], row["instance_fp"], row["instance_fn"]) == (2, 0, 0)
+    assert row["sq"] == pytest.approx((4 / 6 + 3 / 6) / 2)
+    assert row["recall_0_5mm3"] == 1.0
+    assert row["recall_5_100mm3"] == 1.0
+    pairs = result.pairs
+    assert pairs is not None
+    assert pairs.ref_id.tolist() == [7, 9]
+    strict = fastseg.evaluate(prediction, reference, metrics=["instances"], ref_instances=ref_ids,
+                              iou_threshold=0.6)  # fmt: skip
+    assert strict["1"]["instance_tp"] == 1
+    assert strict["1"]["instance_fn"] == 1
+    loose = fastseg.evaluate(prediction, reference, metrics=["instances"], ref_instances=ref_ids,
+                             iou_threshold=0.6, matching="overlap")  # fmt: skip
+    assert loose["1"]["instance_tp"] == 2
+
+
+def test_ignore_label_is_not_a_class() -> None:
+    reference = np.array([[1, 1, 4, 4, 0]], np.uint8)
+    prediction = np.array([[1, 0, 1, 4, 1]], np.uint8)
+    result = fastseg.evaluate(prediction, reference, ignore_label=4, metrics=["overlap"])
+    assert list(result) == ["1"]
+    counts = ref_impl.overlap_reference(prediction, reference, [1], ignore=4)
+    assert {k: result["1"][k] for k in counts} == counts
