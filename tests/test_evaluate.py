@@ -534,3 +534,44 @@ def test_ignore_label_is_not_a_class() -> None:
     assert list(result) == ["1"]
     counts = ref_impl.overlap_reference(prediction, reference, [1], ignore=4)
     assert {k: result["1"][k] for k in counts} == counts
+
+
+@pytest.mark.parametrize("kind", ["eroded", "shifted"])
+def test_equals_panoptica(torso: tuple[np.ndarray, tuple[float, ...]], kind: str) -> None:
+    """Needs panoptica, which pins older numpy and pandas than the test extra: it runs
+    where panoptica is importable, and is skipped elsewhere."""
+    package = pytest.importorskip("panoptica")
+    from panoptica.metrics import Metric
+
+    reference, _ = torso
+    prediction = _predictions(reference)[kind]
+    # Split the organs into pieces, so that there are instances to match and miss.
+    prediction = np.where(np.arange(prediction.shape[1])[None, :, None] % 23 == 0, 0, prediction)
+    values = [int(v) for v in np.unique(reference) if v]
+    result = fastseg.evaluate(prediction, reference, labels=values, metrics=["instances"])
+    evaluator = package.Panoptica_Evaluator(
+        expected_input=package.InputType.SEMANTIC,
+        instance_approximator=package.ConnectedComponentsInstanceApproximator(),
+        instance_matcher=package.NaiveThresholdMatching(),
+        instance_metrics=[Metric.IOU],
+        global_metrics=[],
+        decision_metric=None,
+        decision_threshold=None,
+        log_times=False,
+        verbose=False,
+    )
+    for value in values:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcome = evaluator.evaluate(
+                (prediction == value).astype(np.uint8),
+                (reference == value).astype(np.uint8),
+                verbose=False,
+            )
+        expected = next(iter(outcome.values()))
+        row = result[str(value)]
+        assert row["instance_tp"] == expected.tp
+        assert row["instance_fp"] == expected.fp
+        assert row["instance_fn"] == expected.fn
+        for key in ("sq", "rq", "pq"):
+            assert row[key] == pytest.approx(getattr(expected, key)), key
