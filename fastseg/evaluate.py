@@ -1015,17 +1015,23 @@ def _distance_columns(
             for c in classes
         ]
         high = present.size - 1
-    real = np.array([a >= 3 - ndim for a in range(3)], np.bool_)
+    pad = np.array([1 if a >= 3 - ndim else 0 for a in range(3)], np.int64)
     view_spacing = np.ones(3)
     for a in range(3 - ndim, 3):
         view_spacing[a] = spacing[source.caller_axis(a, transposed)]
     surfels = method == "deepmind"
+    code_of = np.zeros(256, np.uint8)
     if surfels:
-        code_area, full = _code_areas(spacing)
+        code_area, _ = _code_areas(spacing)
         weights = _surfel_weights(ndim, transposed)
+        for canonical in range(256):
+            code_of[canonical] = (
+                sum(weights[b >> 2 & 1, b >> 1 & 1, b & 1] for b in range(8) if canonical >> b & 1)
+                & 0xFF
+            )
+        canonical_full = 0xF0 if ndim == 2 else 0xFF
     else:
-        code_area, full = np.zeros(1), 0
-        weights = np.zeros((2, 2, 2), np.int64)
+        code_area, canonical_full = np.zeros(1), 0
 
     def score(c: EvaluationClass) -> _SurfaceRow:
         pred_empty = not _present(pred_values, c.values)
@@ -1039,8 +1045,8 @@ def _distance_columns(
         membership = _membership(c.values, high)
         pred_to_ref, ref_to_pred, pred_areas, ref_areas = kernels.class_surfaces(
             ref_view, pred_view, membership, membership,
-            start.astype(np.int64), (stop - start).astype(np.int64), real, view_spacing,
-            surfels, weights, full, code_area,
+            start.astype(np.int64), (stop - start).astype(np.int64), pad, view_spacing,
+            surfels, code_of, canonical_full, code_area,
         )  # fmt: skip
         return _surface_metrics(
             pred_to_ref, ref_to_pred, pred_areas, ref_areas, method, percentile, tolerance

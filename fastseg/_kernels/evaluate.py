@@ -136,100 +136,105 @@ def _crop_masks(
     in_pred: np.ndarray,
     start: np.ndarray,
     shape: np.ndarray,
+    pad: np.ndarray,
 ) -> np.ndarray:
-    """Bit 0: the voxel belongs to the class in the reference; bit 1: in the prediction."""
-    masks = np.zeros((shape[0], shape[1], shape[2]), np.uint8)
+    """The box ``start``, ``shape`` with a border of ``pad`` zeros per axis; bit 0: the
+    voxel belongs to the class in the reference, bit 1: in the prediction."""
+    masks = np.zeros((shape[0] + 2 * pad[0], shape[1] + 2 * pad[1], shape[2] + 2 * pad[2]),
+                     np.uint8)  # fmt: skip
     for i in range(shape[0]):
         for j in range(shape[1]):
-            row_r = ref[start[0] + i, start[1] + j]
-            row_p = pred[start[0] + i, start[1] + j]
-            out = masks[i, j]
+            row_r = ref[start[0] + i, start[1] + j, start[2] : start[2] + shape[2]]
+            row_p = pred[start[0] + i, start[1] + j, start[2] : start[2] + shape[2]]
+            out = masks[i + pad[0], j + pad[1], pad[2] : pad[2] + shape[2]]
             for k in range(shape[2]):
-                out[k] = np.uint8(in_ref[np.int64(row_r[start[2] + k])]) | (
-                    np.uint8(in_pred[np.int64(row_p[start[2] + k])]) << np.uint8(1)
+                out[k] = np.uint8(in_ref[np.int64(row_r[k])]) | (
+                    np.uint8(in_pred[np.int64(row_p[k])]) << np.uint8(1)
                 )
     return masks
 
 
 @kernel()
-def _voxel_edges(masks: np.ndarray, real: np.ndarray) -> np.ndarray:
+def _voxel_edges(masks: np.ndarray, pad: np.ndarray) -> np.ndarray:
     """Edges as scipy's binary erosion XOR the mask finds them (MONAI): voxels of a mask
-    with a face neighbour outside it, the crop's border counting as outside. Axes that
-    are not ``real`` (the leading axes of 1-D and 2-D maps) have no neighbours."""
+    with a face neighbour outside it, the crop's zero border counting as outside. Axes
+    without a border (the leading axes of 1-D and 2-D maps) have no neighbours."""
     n0, n1, n2 = masks.shape
     edges = np.zeros((n0, n1, n2), np.uint8)
-    for i in range(n0):
-        for j in range(n1):
-            for k in range(n2):
-                m = masks[i, j, k]
+    full = np.uint8(3)
+    for i in range(pad[0], n0 - pad[0]):
+        for j in range(pad[1], n1 - pad[1]):
+            row = masks[i, j]
+            up = masks[i, j - 1] if pad[1] else row
+            down = masks[i, j + 1] if pad[1] else row
+            before = masks[i - 1, j] if pad[0] else row
+            after = masks[i + 1, j] if pad[0] else row
+            out = edges[i, j]
+            for k in range(pad[2], n2 - pad[2]):
+                m = row[k]
                 if m == 0:
                     continue
-                inside = m
-                if real[0]:
-                    inside &= masks[i - 1, j, k] if i > 0 else np.uint8(0)
-                    inside &= masks[i + 1, j, k] if i + 1 < n0 else np.uint8(0)
-                if real[1]:
-                    inside &= masks[i, j - 1, k] if j > 0 else np.uint8(0)
-                    inside &= masks[i, j + 1, k] if j + 1 < n1 else np.uint8(0)
-                if real[2]:
-                    inside &= masks[i, j, k - 1] if k > 0 else np.uint8(0)
-                    inside &= masks[i, j, k + 1] if k + 1 < n2 else np.uint8(0)
-                edges[i, j, k] = m & ~inside
+                inside = m & row[k - 1] & row[k + 1] & up[k] & down[k] & before[k] & after[k]
+                out[k] = m & (full ^ inside)
     return edges
 
 
 @kernel()
 def _surfel_edges(
-    masks: np.ndarray, real: np.ndarray, weights: np.ndarray, full: int
+    masks: np.ndarray, flat0: bool, code_of: np.ndarray, canonical_full: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Surfels as DeepMind's surface-distance finds them: the neighbourhood code of the
-    2 x 2 x 2 voxels around each grid corner (grid point g sees voxels g-1 and g along
-    each real axis), an edge where the code is neither empty nor full. Returns the edge
-    bits and the codes of reference and prediction."""
-    n0, n1, n2 = masks.shape
-    g0 = n0 + 1 if real[0] else n0
-    g1 = n1 + 1 if real[1] else n1
-    g2 = n2 + 1 if real[2] else n2
-    lo0 = 0 if real[0] else 1
-    lo1 = 0 if real[1] else 1
-    lo2 = 0 if real[2] else 1
-    shift0 = 1 if real[0] else 0
-    shift1 = 1 if real[1] else 0
-    shift2 = 1 if real[2] else 0
+    2 x 2 x 2 voxels around each grid corner, an edge where the code is neither empty
+    nor full. ``masks`` has a zero border on every axis but the first when ``flat0``
+    (a 2-D map), where a corner sees one plane only. Grid point (i, j, k) sees the
+    padded voxels (i + o0, j + o1, k + o2); ``code_of`` turns the canonical code (bit
+    4 o0 + 2 o1 + o2) into DeepMind's. Returns the edge bits (1: reference, 2:
+    prediction) and both maps' codes."""
+    p0, p1, p2 = masks.shape
+    g0 = p0 if flat0 else p0 - 1
+    g1 = p1 - 1
+    g2 = p2 - 1
     edges = np.zeros((g0, g1, g2), np.uint8)
     code_r = np.zeros((g0, g1, g2), np.uint8)
     code_p = np.zeros((g0, g1, g2), np.uint8)
     for i in range(g0):
+        low = i
+        high = i if flat0 else i + 1
         for j in range(g1):
+            a0 = masks[low, j]
+            a1 = masks[low, j + 1]
+            b0 = masks[high, j]
+            b1 = masks[high, j + 1]
             for k in range(g2):
+                # Both maps at once: bit 0 of each voxel is the reference, bit 1 the
+                # prediction; canonical bit 4 o0 + 2 o1 + o2.
+                upper = (
+                    np.uint32(b0[k]) | (np.uint32(b0[k + 1]) << 2)
+                    | (np.uint32(b1[k]) << 4) | (np.uint32(b1[k + 1]) << 6)
+                )  # fmt: skip
+                if flat0:
+                    lower = np.uint32(0)
+                else:
+                    lower = (
+                        np.uint32(a0[k]) | (np.uint32(a0[k + 1]) << 2)
+                        | (np.uint32(a1[k]) << 4) | (np.uint32(a1[k + 1]) << 6)
+                    )  # fmt: skip
+                # Deinterleave: even bits are the reference's corners, odd the prediction's.
                 cr = 0
                 cp = 0
-                for o0 in range(lo0, 2):
-                    a = i - shift0 + o0
-                    if a < 0 or a >= n0:
-                        continue
-                    for o1 in range(lo1, 2):
-                        b = j - shift1 + o1
-                        if b < 0 or b >= n1:
-                            continue
-                        for o2 in range(lo2, 2):
-                            c = k - shift2 + o2
-                            if c < 0 or c >= n2:
-                                continue
-                            m = masks[a, b, c]
-                            w = weights[o0, o1, o2]
-                            if m & 1:
-                                cr += w
-                            if m & 2:
-                                cp += w
-                code_r[i, j, k] = cr
-                code_p[i, j, k] = cp
+                for corner in range(4):
+                    cr |= ((lower >> (2 * corner)) & 1) << corner
+                    cp |= ((lower >> (2 * corner + 1)) & 1) << corner
+                    cr |= ((upper >> (2 * corner)) & 1) << (corner + 4)
+                    cp |= ((upper >> (2 * corner + 1)) & 1) << (corner + 4)
                 e = 0
-                if cr != 0 and cr != full:
+                if cr != 0 and cr != canonical_full:
                     e |= 1
-                if cp != 0 and cp != full:
+                if cp != 0 and cp != canonical_full:
                     e |= 2
                 edges[i, j, k] = e
+                code_r[i, j, k] = code_of[cr]
+                code_p[i, j, k] = code_of[cp]
     return edges, code_r, code_p
 
 
@@ -397,11 +402,11 @@ def class_surfaces(
     in_pred: np.ndarray,
     start: np.ndarray,
     shape: np.ndarray,
-    real: np.ndarray,
+    pad: np.ndarray,
     spacing: np.ndarray,
     surfels: bool,
-    weights: np.ndarray,
-    full: int,
+    code_of: np.ndarray,
+    canonical_full: int,
     code_area: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Surface distances of one class inside its box (``start``, ``shape``).
@@ -411,11 +416,11 @@ def class_surfaces(
     of the edges, and (with ``surfels``) each surfel's area from ``code_area``; without
     ``surfels`` edges are voxels and the area arrays are empty.
     """
-    masks = _crop_masks(ref, pred, in_ref, in_pred, start, shape)
+    masks = _crop_masks(ref, pred, in_ref, in_pred, start, shape, pad)
     if surfels:
-        edges, code_r, code_p = _surfel_edges(masks, real, weights, full)
+        edges, code_r, code_p = _surfel_edges(masks, pad[0] == 0, code_of, canonical_full)
     else:
-        edges = _voxel_edges(masks, real)
+        edges = _voxel_edges(masks, pad)
     pred_to_ref = _distances_to(edges, 1, 2, spacing)
     ref_to_pred = _distances_to(edges, 2, 1, spacing)
     if not surfels:
