@@ -268,12 +268,16 @@ def rows(v: Volumes) -> list[Row]:
         return panoptica_metrics(prediction, reference, _classes(prediction, reference))
 
     def folder() -> int:
+        import contextlib
+        import io
+
         from fastseg.cli import main
 
         predictions, references, out = _torso_folder(v)
         _FOLDER_SUMMARY[:] = [f"{out}/summary.json"]
-        return main(["evaluate", predictions, references, "--metrics", "overlap",
-                     "-o", f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0]])  # fmt: skip
+        with contextlib.redirect_stdout(io.StringIO()):  # the table goes to stdout
+            return main(["evaluate", predictions, references, "--metrics", "overlap",
+                         "-o", f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0]])  # fmt: skip
 
     return [
         Row(

@@ -40,6 +40,10 @@ import numpy as np
 
 import fastseg
 
+if __name__ == "__main__":
+    # Row modules import this file as "report": one module, so that their Skip is ours.
+    sys.modules.setdefault("report", sys.modules[__name__])
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real volumes live beside the project (../shared/data), never inside it.
 SHARED_DATA = ROOT.parent / "shared" / "data"

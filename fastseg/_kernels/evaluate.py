@@ -315,6 +315,14 @@ def _distances_to(
     winner = np.empty(longest, np.int64)
     v = np.empty(longest, np.int64)
     z = np.empty(longest + 1, np.float64)
+    # Only columns (j, k) holding a query are read by the last pass; the second pass
+    # skips every k whose columns hold none.
+    wanted_k = np.zeros(n2, np.bool_)
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                if edges[i, j, k] & query_bit:
+                    wanted_k[k] = True
     for i in range(n0):
         any_feature = False
         for j in range(n1):
@@ -335,6 +343,8 @@ def _distances_to(
         if not any_feature:
             continue
         for k in range(n2):
+            if not wanted_k[k]:
+                continue
             n_sites = 0
             for j in range(n1):
                 f = row_nearest[j, k]
