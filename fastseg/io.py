@@ -177,10 +177,28 @@ def save(
     image.set_data_dtype(dtype)
     image.header.set_slope_inter(1.0, 0.0)
     target = Path(path)
-    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".gz") else target.suffix
-    with atomic_path(target, suffix=suffix) as temporary:
-        if not (target.name.endswith(".gz") and _write_sparse_gzip(image, data, temporary)):
+    compressed = target.name.lower().endswith(".gz")
+    # The temporary name ends in .tmp, never in .nii.gz: tools listing *.nii.gz (nnU-Net's
+    # subfiles) must not take a file that a killed process left half-written.
+    if not target.name.lower().endswith((".nii", ".nii.gz")):
+        # Another format by its ending (nibabel converts, e.g. to MGH for .mgz).
+        with atomic_path(target, suffix="".join(target.suffixes[-2:])) as temporary:
             nibabel.save(image, temporary)
+        return
+    with atomic_path(target) as temporary:
+        if not (compressed and _write_sparse_gzip(image, data, temporary)):
+            _write_single_file(image, temporary, compressed=compressed)
+
+
+def _write_single_file(image: Any, path: str, *, compressed: bool) -> None:
+    """nibabel's save to a name without a NIfTI ending: gzip level 1, no name and no
+    time in the gzip header (as nibabel writes them: equal images, equal files)."""
+    import nibabel
+
+    with open(path, "wb") as raw:
+        stream: Any = gzip.GzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0)
+        with stream if compressed else raw:
+            image.to_file_map({"image": nibabel.FileHolder(fileobj=stream if compressed else raw)})
 
 
 _ZERO_BLOCK = 1 << 20

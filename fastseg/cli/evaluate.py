@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from fastseg.cli.batch import NIFTI_SUFFIXES, USER_ERRORS, UsageError, describe_error
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK, add_command, load_schema
+from fastseg._batch import USER_ERRORS, describe_error
+from fastseg.cli.batch import UsageError
+from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, shared_schema
 from fastseg.evaluate import Evaluation, evaluate
 
 __all__ = ["register", "run_evaluate"]
 
+# The files nnU-Net's evaluation pairs (its file_ending).
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 # nnU-Net's names for the overlap counts of one class.
 _NNUNET_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
@@ -161,6 +164,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be >= 0, got {args.tolerance}")
     pairs, problems = pair_cases(args.predictions, args.references)
+    for output in (args.output, args.summary):
+        if output is not None and os.path.exists(output) and not args.overwrite:
+            raise OutputExists(f"{output} exists (--overwrite replaces it)")
     if not pairs and not problems:
         raise UsageError(f"no NIfTI files in {args.predictions} and {args.references}")
     options: dict[str, Any] = {
@@ -171,7 +177,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     }
     if args.schema is not None:
         try:
-            options["labels"] = load_schema(args.schema)
+            options["labels"] = shared_schema(args.schema)
         except USER_ERRORS as error:
             raise UsageError(
                 f"--schema {args.schema}: {describe_error(error, args.schema)}"
@@ -243,4 +249,7 @@ def register(commands: Any) -> None:
         help="convention for classes absent from a map (default nnunet)",
     )  # fmt: skip
     parser.add_argument("-j", "--jobs", type=int, default=1, help="cases scored at once")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing table or summary"
+    )
     parser.set_defaults(handler=run_evaluate)
