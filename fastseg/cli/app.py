@@ -18,6 +18,7 @@ from fastseg._batch import describe_error
 from fastseg.cli import (
     clean,
     demo,
+    evaluate,
     info,
     label,
     redbrick,
@@ -51,6 +52,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     clean,
     schema,
     redbrick,
+    evaluate,
 )
 """The command modules, in the order ``fastseg --help`` lists them."""
 
