@@ -14,6 +14,7 @@ from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
+from fastseg.sampling import Locations, locations
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 from fastseg.stats import InstanceStats, contacts, stats
@@ -23,6 +24,7 @@ __all__ = [
     "Components",
     "InstanceStats",
     "LabelImage",
+    "Locations",
     "Schema",
     "Segment",
     "SegmentMap",
@@ -42,6 +44,7 @@ __all__ = [
     "label",
     "largest_k",
     "load",
+    "locations",
     "mask",
     "remap",
     "renumber",
