@@ -113,6 +113,14 @@ def _conversions(dtype: np.dtype[Any]) -> None:
     fastseg.to_instances(labels, schema, split=False)
 
 
+def _sampling(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    labels = _sample(dtype)
+    fastseg.locations(labels, per_class=3, per_instance=2, seed=0)
+    fastseg.locations(labels.T, per_class=3, seed=0)
+
+
 # Operation groups share kernels; each runs every public function of its group.
 OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "relabel": _relabel,
@@ -121,6 +129,7 @@ OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "cleanup": _cleanup,
     "components": _components,
     "conversions": _conversions,
+    "sampling": _sampling,
 }
 
 
@@ -238,7 +247,8 @@ def warmup(
         Groups from ``fastseg.warmup_operations()``: ``"relabel"`` (unique, remap,
         renumber, mask), ``"label"``, ``"stats"`` (and contacts), ``"cleanup"`` (dust,
         largest_k), ``"components"`` (each, component_values, binary_masks) and
-        ``"conversions"`` (to_semantic, to_instances). Default: all.
+        ``"conversions"`` (to_semantic, to_instances) and ``"sampling"`` (locations).
+        Default: all.
     dtypes : iterable of dtype, optional
         Label dtypes to compile for (default uint8, uint16 and uint32).
     parallel : bool, optional
@@ -306,6 +316,6 @@ def warmup_operations() -> tuple[str, ...]:
     --------
     >>> import fastseg
     >>> fastseg.warmup_operations()
-    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions')
+    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions', 'sampling')
     """
     return tuple(OPERATIONS)

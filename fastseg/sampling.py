@@ -216,8 +216,9 @@ def _sample(
             view, slots, again, sizes[short], unlimited, strides, seed_key, blocks
         )
         for j, s in enumerate(short.tolist()):
-            keys[offsets[s] : offsets[s] + more_found[j]] = more[again[j] : again[j] + more_found[j]]
-            found[s] = more_found[j]
+            n = more_found[j]
+            keys[offsets[s] : offsets[s] + n] = more[again[j] : again[j] + n]
+            found[s] = n
     shape = np.array(source.shape, np.int64)
     result = []
     for s in range(wanted.size):
@@ -229,7 +230,7 @@ def _sample(
 
 
 def _blocks(view: np.ndarray, size: int) -> int:
-    return max(1, min(chunks_for(size), view.shape[0] * view.shape[1]))
+    return max(1, min(chunks_for(size), int(view.shape[0] * view.shape[1])))
 
 
 def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
@@ -242,7 +243,7 @@ def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
         # A table of every possible value is small: no pass to find the largest.
         high = (1 << (8 * source.flat.itemsize)) - 1
     else:
-        _, high = source.value_range()
+        high = source.value_range()[1]
     view, _ = source.view_3d()
     counts = kernels.count_ids(view, high + 1, _blocks(view, source.size))
     present = np.flatnonzero(counts)
@@ -425,6 +426,7 @@ def _with_instances(
         instances=dict(zip(names.tolist(), arrays, strict=True)),
         instance_counts=dict(zip(names.tolist(), counts.tolist(), strict=True)),
         instance_classes={
-            int(n): int(class_of[int(p)]) for n, p in zip(names.tolist(), present.tolist())
+            int(n): int(class_of[int(p)])
+            for n, p in zip(names.tolist(), present.tolist(), strict=True)
         },
     )

@@ -101,7 +101,12 @@ def _push(heap: np.ndarray, start: int, size: int, key: np.uint64) -> None:
 
 @kernel()
 def _insert(
-    heap: np.ndarray, start: int, sizes: np.ndarray, s: int, cap: int, key: np.uint64,
+    heap: np.ndarray,
+    start: int,
+    sizes: np.ndarray,
+    s: int,
+    cap: int,
+    key: np.uint64,
     limits: np.ndarray,
 ) -> None:
     """Offer ``key`` to the heap of slot ``s`` (``key`` is below its limit)."""
