@@ -14,6 +14,7 @@ from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
+from fastseg.sample_index import SampleIndex, load_index, write_index
 from fastseg.sampling import Locations, locations
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
@@ -25,6 +26,7 @@ __all__ = [
     "InstanceStats",
     "LabelImage",
     "Locations",
+    "SampleIndex",
     "Schema",
     "Segment",
     "SegmentMap",
@@ -44,6 +46,7 @@ __all__ = [
     "label",
     "largest_k",
     "load",
+    "load_index",
     "locations",
     "mask",
     "remap",
@@ -56,5 +59,6 @@ __all__ = [
     "unique",
     "warmup",
     "warmup_operations",
+    "write_index",
 ]
 __version__ = "0.1.0"
