@@ -332,8 +332,8 @@ class _CentreSampler:
         if inside_only:
             low = np.array([s // 2 for s in size])
             high = np.array([n - (s - s // 2) for n, s in zip(pool.shape, size, strict=True)])
-        result = []
-        for _ in range(num_samples):
+        result: list[tuple[int, ...]] = []
+        while len(result) < num_samples:
             if not weights.sum():
                 raise ValueError(
                     "no class with a positive ratio has voxels to centre a crop on"
@@ -371,6 +371,14 @@ class _CentreSampler:
         if self.border == "shift":
             centre = shifted_centre(centre, size, shape)
         return tuple(c - s // 2 for c, s in zip(centre, size, strict=True))
+
+
+def _annotated(cropped: Any, index: int, start: Sequence[int], size: Sequence[int]) -> Any:
+    """A MetaTensor crop gets MONAI's ``patch_index`` and ``crop_center`` metadata."""
+    if _is_meta_tensor(cropped):
+        cropped.meta["patch_index"] = index
+        cropped.meta["crop_center"] = tuple(b + s // 2 for b, s in zip(start, size, strict=True))
+    return cropped
 
 
 def _worker_info() -> Any:
@@ -465,7 +473,10 @@ class RandCropByClasses(_CentreSampler):
     ) -> list[Any]:
         shape = self.spatial_shape(img)
         size = _size_tuple(self.spatial_size, len(shape))
-        return [crop(img, s, size, self.pad_value) for s in self.draw(label, locations, shape)]
+        return [
+            _annotated(crop(img, start, size, self.pad_value), i, start, size)
+            for i, start in enumerate(self.draw(label, locations, shape))
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -562,11 +573,12 @@ class RandCropByClassesd(RandCropByClasses):
                     f"map {shape}: they must be cropped together"
                 )
         size = _size_tuple(self.spatial_size, len(shape))
-        results = []
+        results: list[dict[Hashable, Any]] = []
         for start in self.draw(label, source, shape):
             result = dict(data)
             for key in present:
-                result[key] = crop(data[key], start, size, self._pad_value(key))
+                cropped = crop(data[key], start, size, self._pad_value(key))
+                result[key] = _annotated(cropped, len(results), start, size)
             results.append(result)
         return results
 
