@@ -439,7 +439,7 @@ def same_shape(fast: fastseg.InstanceStats, anchor: Any) -> Verdict:
 
 # Modules beside this script that contribute rows of their own, each through a
 # ``rows(v: Volumes) -> list[Row]`` function; their rows follow the core ones, in this order.
-ROW_MODULES: tuple[str, ...] = ("cleanup_rows", "dask_rows", "loader_rows")
+ROW_MODULES: tuple[str, ...] = ("cleanup_rows", "dask_rows", "loader_rows", "sampling_rows")
 
 
 def build_rows(v: Volumes) -> list[Row]:
