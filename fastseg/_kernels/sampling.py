@@ -13,10 +13,9 @@ the heap of id ``v`` (-1: not sampled).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds, run_end
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -165,48 +164,36 @@ def _sample_block(
             x = stop
 
 
-@kernel(parallel=True)
-def bottom_k(
-    view: np.ndarray,
+@kernel()
+def _sample_chunk(
+    flat: np.ndarray,
+    n1: int,
     slots: np.ndarray,
     offsets: np.ndarray,
     capacity: np.ndarray,
-    initial_limits: np.ndarray,
     strides: np.ndarray,
     seed_key: np.uint64,
+    heaps: np.ndarray,
+    sizes: np.ndarray,
+    limits: np.ndarray,
+    b: int,
     blocks: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest ``capacity[s]`` keys below ``initial_limits[s]`` of the voxels of
-    each slot ``s``, ascending.
+) -> None:
+    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    _sample_block(
+        flat, n1, first, last, slots, offsets, capacity,
+        np.uint64(strides[0]), np.uint64(strides[1]), np.uint64(strides[2]), seed_key,
+        heaps[b], sizes[b], limits[b],
+    )  # fmt: skip
 
-    ``offsets`` (one more entry than slots) places slot ``s`` at
-    ``keys[offsets[s]:offsets[s] + sizes[s]]``; ``strides`` turns view coordinates
-    (plane, row, column) into the caller's C-order index. Row blocks keep heaps of their
-    own, merged at the end: the result does not depend on ``blocks``. A limit only
-    skips keys that cannot be among the smallest when at least ``capacity[s]`` keys lie
-    below it; the caller checks that and runs again without limit otherwise.
-    """
-    n0, n1, n2 = view.shape
-    rows = n0 * n1
-    flat = view.reshape(rows, n2)
-    n_slots = capacity.size
-    total = offsets[n_slots]
-    heaps = np.empty((blocks, total), np.uint64)
-    sizes = np.zeros((blocks, n_slots), np.int64)
-    limits = np.empty((blocks, n_slots), np.uint64)
-    for b in range(blocks):
-        limits[b] = initial_limits
-    plane_stride = np.uint64(strides[0])
-    row_stride = np.uint64(strides[1])
-    column_stride = np.uint64(strides[2])
-    for b in numba.prange(blocks):
-        first, last = chunk_bounds(rows, blocks, b)
-        _sample_block(
-            flat, n1, first, last, slots, offsets, capacity,
-            plane_stride, row_stride, column_stride, seed_key,
-            heaps[b], sizes[b], limits[b],
-        )  # fmt: skip
-    keys = np.empty(total, np.uint64)
+
+@kernel()
+def _merge_heaps(
+    heaps: np.ndarray, sizes: np.ndarray, offsets: np.ndarray, capacity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot, the smallest ``capacity`` keys of every block's heap, ascending."""
+    blocks, n_slots = sizes.shape
+    keys = np.empty(offsets[n_slots], np.uint64)
     found = np.zeros(n_slots, np.int64)
     for s in range(n_slots):
         start = offsets[s]
@@ -226,8 +213,43 @@ def bottom_k(
     return keys, found
 
 
+def bottom_k(
+    view: np.ndarray,
+    slots: np.ndarray,
+    offsets: np.ndarray,
+    capacity: np.ndarray,
+    initial_limits: np.ndarray,
+    strides: np.ndarray,
+    seed_key: np.uint64,
+    blocks: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest ``capacity[s]`` keys below ``initial_limits[s]`` of the voxels of
+    each slot ``s``, ascending, and how many there are.
+
+    ``offsets`` (one more entry than slots) places slot ``s`` at
+    ``keys[offsets[s]:offsets[s] + found[s]]``; ``strides`` turns view coordinates
+    (plane, row, column) into the caller's C-order index. Row blocks keep heaps of their
+    own, merged at the end: the result does not depend on ``blocks``. A limit only
+    skips keys that cannot be among the smallest when at least ``capacity[s]`` keys lie
+    below it; the caller checks that and runs again without limit otherwise.
+    """
+    n0, n1, n2 = view.shape
+    flat = view.reshape(n0 * n1, n2)
+    n_slots = capacity.size
+    heaps = np.empty((blocks, int(offsets[n_slots])), np.uint64)
+    sizes = np.zeros((blocks, n_slots), np.int64)
+    limits = np.repeat(initial_limits[None, :], blocks, axis=0)
+    run_chunks(
+        _sample_chunk, blocks, flat, n1, slots, offsets, capacity, strides, seed_key,
+        heaps, sizes, limits,
+    )  # fmt: skip
+    return _merge_heaps(heaps, sizes, offsets, capacity)
+
+
 @kernel()
-def _count_block(flat: np.ndarray, first: int, last: int, counts: np.ndarray) -> None:
+def _count_chunk(flat: np.ndarray, tables: np.ndarray, b: int, blocks: int) -> None:
+    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    counts = tables[b]
     n2 = flat.shape[1]
     for r in range(first, last):
         row = flat[r]
@@ -238,19 +260,12 @@ def _count_block(flat: np.ndarray, first: int, last: int, counts: np.ndarray) ->
             x = stop
 
 
-@kernel(parallel=True)
 def count_ids(view: np.ndarray, n_ids: int, blocks: int) -> np.ndarray:
     """Voxels of each id below ``n_ids``, counted run by run."""
     n0, n1, n2 = view.shape
-    rows = n0 * n1
-    flat = view.reshape(rows, n2)
     tables = np.zeros((blocks, n_ids), np.int64)
-    for b in numba.prange(blocks):
-        first, last = chunk_bounds(rows, blocks, b)
-        _count_block(flat, first, last, tables[b])
-    counts = tables[0].copy()
-    for b in range(1, blocks):
-        counts += tables[b]
+    run_chunks(_count_chunk, blocks, view.reshape(n0 * n1, n2), tables)
+    counts: np.ndarray = tables.sum(axis=0)
     return counts
 
 
