@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from fastseg import __version__
-from fastseg.cli import demo, redbrick, schemas, volumes
+from fastseg.cli import demo, index, redbrick, schemas, volumes
 from fastseg.cli.batch import UsageError, describe_error
 from fastseg.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FORMATTER, epilog
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     volumes.register(commands)
     schemas.register(commands)
     redbrick.register(commands)
+    index.register(commands)
     return parser
 
 
