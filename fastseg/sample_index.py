@@ -20,7 +20,6 @@ import numpy.typing as npt
 from fastseg import _geometry
 from fastseg._files import atomic_path
 from fastseg.components import Connectivity
-from fastseg.dtypes import fit_dtype
 from fastseg.sampling import NNUNET_PER_CLASS, Locations, locations
 
 __all__ = ["FORMAT", "VERSION", "SampleIndex", "load_index", "write_index"]
@@ -252,21 +251,36 @@ def _instance_fields(
 # -- the file ------------------------------------------------------------------------------
 
 
-def _deltas(offsets: npt.NDArray[np.int64], indices: npt.NDArray[np.int64]) -> np.ndarray:
-    """Per id, the first index and the steps to the next ones, in the smallest dtype."""
-    deltas = np.diff(indices, prepend=0)
+_ESCAPE = 255
+
+
+def _deltas(
+    offsets: npt.NDArray[np.int64], indices: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Per id its first index; the steps between its next ones (0 at each id's first
+    location) as bytes, 255 standing for a step kept in the third array: nearly every
+    step of a dense sample fits in a byte, and runs of small steps compress well."""
     starts = offsets[:-1][offsets[:-1] < offsets[1:]]
-    deltas[starts] = indices[starts]
-    return deltas.astype(fit_dtype(int(deltas.max(initial=0))))
+    firsts = indices[starts]
+    deltas = np.diff(indices, prepend=0)
+    deltas[starts] = 0
+    large = deltas >= _ESCAPE
+    return firsts, np.where(large, _ESCAPE, deltas).astype(np.uint8), deltas[large]
 
 
-def _undelta(offsets: npt.NDArray[np.int64], deltas: np.ndarray) -> npt.NDArray[np.int64]:
-    running = np.cumsum(deltas, dtype=np.int64)
+def _undelta(
+    offsets: npt.NDArray[np.int64],
+    firsts: npt.NDArray[np.int64],
+    steps: npt.NDArray[np.uint8],
+    large: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    deltas = steps.astype(np.int64)
+    deltas[steps == _ESCAPE] = large
+    running = np.cumsum(deltas, out=deltas)
     nonempty = offsets[:-1] < offsets[1:]
-    starts, stops = offsets[:-1][nonempty], offsets[1:][nonempty]
-    # Each id restarts from its first index: take away the running sum before it.
-    before = np.where(starts > 0, running[np.maximum(starts - 1, 0)], 0)
-    result: npt.NDArray[np.int64] = running - np.repeat(before, stops - starts)
+    starts, lengths = offsets[:-1][nonempty], np.diff(offsets)[nonempty]
+    # Each id restarts from its first index.
+    result: npt.NDArray[np.int64] = running + np.repeat(firsts - running[starts], lengths)
     return result
 
 
@@ -333,13 +347,21 @@ def write_index(
         "counts": index.counts,
         "bbox": index.bbox,
         "offsets": index.offsets,
-        "deltas": _deltas(index.offsets, index.indices),
+        **dict(
+            zip(("firsts", "steps", "large"), _deltas(index.offsets, index.indices), strict=True)
+        ),
         "instance_ids": index.instance_ids,
         "instance_classes": index.instance_classes,
         "instance_counts": index.instance_counts,
         "instance_bbox": index.instance_bbox,
         "instance_offsets": index.instance_offsets,
-        "instance_deltas": _deltas(index.instance_offsets, index.instance_indices),
+        **dict(
+            zip(
+                ("instance_firsts", "instance_steps", "instance_large"),
+                _deltas(index.instance_offsets, index.instance_indices),
+                strict=True,
+            )
+        ),
     }
     with atomic_path(path, suffix=".npz") as temporary, open(temporary, "wb") as stream:
         np.savez_compressed(stream, **arrays)
@@ -403,13 +425,18 @@ def load_index(
         counts=data["counts"],
         bbox=data["bbox"],
         offsets=data["offsets"],
-        indices=_undelta(data["offsets"], data["deltas"]),
+        indices=_undelta(data["offsets"], data["firsts"], data["steps"], data["large"]),
         instance_ids=data["instance_ids"],
         instance_classes=data["instance_classes"],
         instance_counts=data["instance_counts"],
         instance_bbox=data["instance_bbox"],
         instance_offsets=data["instance_offsets"],
-        instance_indices=_undelta(data["instance_offsets"], data["instance_deltas"]),
+        instance_indices=_undelta(
+            data["instance_offsets"],
+            data["instance_firsts"],
+            data["instance_steps"],
+            data["instance_large"],
+        ),
     )
     if labels is not None:
         if isinstance(labels, str | os.PathLike):
