@@ -19,6 +19,7 @@ from fastseg.cli import (
     clean,
     demo,
     evaluate,
+    index,
     info,
     label,
     redbrick,
@@ -53,6 +54,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     schema,
     redbrick,
     evaluate,
+    index,
 )
 """The command modules, in the order ``fastseg --help`` lists them."""
 
