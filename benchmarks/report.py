@@ -40,6 +40,10 @@ import numpy as np
 
 import fastseg
 
+if __name__ == "__main__":
+    # Row modules import this file as "report": one module, so that their Skip is ours.
+    sys.modules.setdefault("report", sys.modules[__name__])
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real volumes live beside the project (../shared/data), never inside it.
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -453,7 +457,9 @@ def same_shape(fast: fastseg.InstanceStats, anchor: Any) -> Verdict:
 
 # Modules beside this script that contribute rows of their own, each through a
 # ``rows(v: Volumes) -> list[Row]`` function; their rows follow the core ones, in this order.
-ROW_MODULES: tuple[str, ...] = ("cleanup_rows", "dask_rows", "loader_rows")
+ROW_MODULES: tuple[str, ...] = (
+    "cleanup_rows", "dask_rows", "loader_rows", "evaluate_rows", "sampling_rows",
+)  # fmt: skip
 # Rows on generated 2 GiB volumes, run only with --gigavoxel (minutes, and several GiB).
 GIGAVOXEL_MODULE = "gigavoxel_rows"
 

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg._arrays import as_label_array
+from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._jit import current_threads, thread_limit
 from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
@@ -22,17 +23,6 @@ from fastseg.relabel import dense_ids, id_table_size
 __all__ = ["Components", "component_values", "each", "label"]
 
 Connectivity = Literal[1, 2, 3, 4, 6, 8, 18, 26]
-
-# Valid connectivities per ndim: neighbour counts, and scipy/skimage "hops" 1..ndim.
-_CONNECTIVITY: dict[int, dict[int, int]] = {
-    1: {2: 2, 1: 2},
-    2: {4: 4, 8: 8, 1: 4, 2: 8},
-    3: {6: 6, 18: 18, 26: 26, 1: 6, 2: 18, 3: 26},
-}
-_FULL = {1: 2, 2: 8, 3: 26}
-# The kernel always sees 3-D; a 1-D or 2-D neighbourhood is the 3-D one restricted to
-# a single plane, where 6 gives 4 neighbours and 26 gives 8.
-_AS_3D = {2: 6, 4: 6, 8: 26, 6: 6, 18: 18, 26: 26}
 
 # Below this many rows per thread, labeling in one slab is faster than waking threads.
 _MIN_ROWS_PER_SLAB = 64
@@ -56,20 +46,6 @@ class Components(NamedTuple):
     """Number of components."""
     values: npt.NDArray[Any]
     """``values[k]``: the input value component ``k`` came from; ``values[0]`` is the background."""
-
-
-def _resolve_connectivity(connectivity: int | None, ndim: int) -> int:
-    if connectivity is None:
-        return _FULL[ndim]
-    choices = _CONNECTIVITY[ndim]
-    valid_type = isinstance(connectivity, int | np.integer) and not isinstance(connectivity, bool)
-    if not valid_type or connectivity not in choices:
-        names = sorted(set(choices.values()))
-        raise ValueError(
-            f"connectivity {connectivity!r} is not valid for a {ndim}-D array; choose one of "
-            f"{', '.join(map(str, names))} (or 1..{ndim} as the number of hops)"
-        )
-    return choices[connectivity]
 
 
 @accepts_tensors
@@ -138,7 +114,7 @@ def label(
     (3, array([0, 1, 2, 1], dtype=uint8))
     """
     source = as_label_array(labels, ndims=(1, 2, 3))
-    kind = _AS_3D[_resolve_connectivity(connectivity, source.original.ndim)]
+    kind = AS_3D[resolve_connectivity(connectivity, source.original.ndim)]
     if isinstance(background, bool) or not isinstance(background, int | np.integer):
         raise TypeError(f"background must be an integer, got {background!r}")
     lowest, highest = (0, 1) if source.dtype.kind == "b" else (0, np.iinfo(source.dtype).max)
