@@ -13,10 +13,9 @@ from the integer offsets to the winning feature, ``sqrt((d0 s0)^2 + (d1 s1)^2 +
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds
 
 _G1 = np.uint64(0x9E3779B97F4A7C15)
@@ -39,79 +38,84 @@ def _pair_slot(
     return slot
 
 
-@kernel(parallel=True)
-def pair_table(
-    ref: np.ndarray, pred: np.ndarray, bits: int, chunks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.bool_]:
-    """Every (reference, prediction) value pair, its voxel count and bounding box.
-
-    One walk over both maps, run by run (a run: both values constant). Returns unsorted
-    ``(ref_value, pred_value, count, box)`` with one entry per chunk a pair occurs in,
-    and an overflow flag: when a chunk meets more pairs than half its ``2**bits`` table
-    holds the result is incomplete and the caller retries with more bits.
-    """
+@kernel()
+def _pairs_of_chunk(
+    ref: np.ndarray,
+    pred: np.ndarray,
+    bits: int,
+    keys_r: np.ndarray,
+    keys_p: np.ndarray,
+    counts: np.ndarray,
+    boxes: np.ndarray,
+    used: np.ndarray,
+    filled: np.ndarray,
+    overflow: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    """The pairs of chunk ``c``'s rows, into row ``c`` of the per-chunk hash tables."""
     n0, n1, n2 = ref.shape
     rows = n0 * n1
     flat_r = ref.reshape(rows, n2)
     flat_p = pred.reshape(rows, n2)
-    capacity = 1 << bits
-    limit = capacity // 2
-    keys_r = np.zeros((chunks, capacity), np.uint64)
-    keys_p = np.zeros((chunks, capacity), np.uint64)
-    counts = np.zeros((chunks, capacity), np.int64)
-    boxes = np.zeros((chunks, capacity, N_BOX), np.int64)
-    used = np.zeros((chunks, capacity), np.bool_)
-    filled = np.zeros(chunks, np.int64)
-    overflow = np.zeros(chunks, np.bool_)
-    for c in numba.prange(chunks):
-        first, last = chunk_bounds(rows, chunks, c)
-        chunk_r = keys_r[c]
-        chunk_p = keys_p[c]
-        chunk_used = used[c]
-        chunk_counts = counts[c]
-        chunk_boxes = boxes[c]
-        for row in range(first, last):
-            if overflow[c]:
-                break
-            z = row // n1
-            y = row % n1
-            row_r = flat_r[row]
-            row_p = flat_p[row]
-            x = 0
-            while x < n2:
-                a = row_r[x]
-                b = row_p[x]
-                stop = x + 1
-                while stop < n2 and row_r[stop] == a and row_p[stop] == b:
-                    stop += 1
-                r = np.uint64(a)
-                p = np.uint64(b)
-                slot = _pair_slot(chunk_r, chunk_p, chunk_used, bits, r, p)
-                box = chunk_boxes[slot]
-                if not chunk_used[slot]:
-                    if filled[c] >= limit:
-                        overflow[c] = True
-                        break
-                    chunk_used[slot] = True
-                    chunk_r[slot] = r
-                    chunk_p[slot] = p
-                    filled[c] += 1
-                    box[0] = z
-                    box[1] = y
-                    box[2] = x
-                    box[3] = z + 1
-                    box[4] = y + 1
-                    box[5] = stop
-                else:
-                    # Rows come in order, so z only grows within a chunk.
-                    box[1] = min(box[1], y)
-                    box[2] = min(box[2], x)
-                    box[3] = z + 1
-                    box[4] = max(box[4], y + 1)
-                    box[5] = max(box[5], stop)
-                chunk_counts[slot] += stop - x
-                x = stop
-    total = filled.sum()
+    limit = (1 << bits) // 2
+    first, last = chunk_bounds(rows, chunks, c)
+    chunk_r = keys_r[c]
+    chunk_p = keys_p[c]
+    chunk_used = used[c]
+    chunk_counts = counts[c]
+    chunk_boxes = boxes[c]
+    for row in range(first, last):
+        z = row // n1
+        y = row % n1
+        row_r = flat_r[row]
+        row_p = flat_p[row]
+        x = 0
+        while x < n2:
+            a = row_r[x]
+            b = row_p[x]
+            stop = x + 1
+            while stop < n2 and row_r[stop] == a and row_p[stop] == b:
+                stop += 1
+            r = np.uint64(a)
+            p = np.uint64(b)
+            slot = _pair_slot(chunk_r, chunk_p, chunk_used, bits, r, p)
+            box = chunk_boxes[slot]
+            if not chunk_used[slot]:
+                if filled[c] >= limit:
+                    overflow[c] = True
+                    return
+                chunk_used[slot] = True
+                chunk_r[slot] = r
+                chunk_p[slot] = p
+                filled[c] += 1
+                box[0] = z
+                box[1] = y
+                box[2] = x
+                box[3] = z + 1
+                box[4] = y + 1
+                box[5] = stop
+            else:
+                # Rows come in order, so z only grows within a chunk.
+                box[1] = min(box[1], y)
+                box[2] = min(box[2], x)
+                box[3] = z + 1
+                box[4] = max(box[4], y + 1)
+                box[5] = max(box[5], stop)
+            chunk_counts[slot] += stop - x
+            x = stop
+
+
+@kernel()
+def _gather_pairs(
+    keys_r: np.ndarray,
+    keys_p: np.ndarray,
+    counts: np.ndarray,
+    boxes: np.ndarray,
+    used: np.ndarray,
+    total: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    chunks, capacity = used.shape
     out_r = np.empty(total, np.uint64)
     out_p = np.empty(total, np.uint64)
     out_counts = np.empty(total, np.int64)
@@ -125,7 +129,34 @@ def pair_table(
                 out_counts[k] = counts[c, s]
                 out_boxes[k] = boxes[c, s]
                 k += 1
-    return out_r, out_p, out_counts, out_boxes, overflow.any()
+    return out_r, out_p, out_counts, out_boxes
+
+
+def pair_table(
+    ref: np.ndarray, pred: np.ndarray, bits: int, chunks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Every (reference, prediction) value pair, its voxel count and bounding box.
+
+    One walk over both maps, run by run (a run: both values constant), in chunks of
+    rows on fastseg's threads. Returns unsorted ``(ref_value, pred_value, count, box)``
+    with one entry per chunk a pair occurs in, and an overflow flag: when a chunk meets
+    more pairs than half its ``2**bits`` table holds the result is incomplete and the
+    caller retries with more bits.
+    """
+    capacity = 1 << bits
+    keys_r = np.zeros((chunks, capacity), np.uint64)
+    keys_p = np.zeros((chunks, capacity), np.uint64)
+    counts = np.zeros((chunks, capacity), np.int64)
+    boxes = np.zeros((chunks, capacity, N_BOX), np.int64)
+    used = np.zeros((chunks, capacity), np.bool_)
+    filled = np.zeros(chunks, np.int64)
+    overflow = np.zeros(chunks, np.bool_)
+    run_chunks(
+        _pairs_of_chunk, chunks, ref, pred, bits, keys_r, keys_p, counts, boxes, used, filled,
+        overflow,
+    )  # fmt: skip
+    out = _gather_pairs(keys_r, keys_p, counts, boxes, used, int(filled.sum()))
+    return (*out, bool(overflow.any()))
 
 
 @kernel()
