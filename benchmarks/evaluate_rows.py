@@ -277,8 +277,10 @@ def rows(v: Volumes) -> list[Row]:
         predictions, references, out = _torso_folder(v)
         _FOLDER_SUMMARY[:] = [f"{out}/summary.json"]
         with contextlib.redirect_stdout(io.StringIO()):  # the table goes to stdout
-            return main(["evaluate", predictions, references, "--metrics", "overlap", "-o",
-                         f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0], "--overwrite"])  # fmt: skip
+            return main([
+                "evaluate", predictions, references, "--metrics", "overlap", "--overwrite",
+                "-o", f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0],
+            ])  # fmt: skip
 
     return [
         Row(
