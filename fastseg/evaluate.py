@@ -545,7 +545,7 @@ def _component_maps(
     maps: list[tuple[np.ndarray, np.ndarray]] = []
     if instances is not None:
         array, _ = _geometry.unpack_image(
-            to_array(instances) if _is_tensor(instances) else instances, "labels"
+            _to_array(instances) if _is_tensor(instances) else instances, "labels"
         )
         given = as_label_array(array, name=name, ndims=(1, 2, 3))
         if given.shape != source.shape:
@@ -569,7 +569,7 @@ def _component_maps(
     return maps
 
 
-def to_array(value: Any) -> np.ndarray:
+def _to_array(value: Any) -> np.ndarray:
     from fastseg._tensors import to_numpy
 
     return to_numpy(value)
@@ -1115,7 +1115,7 @@ class EvaluationMetric:
         """One :class:`Evaluation` per case seen since the last :meth:`reset`."""
 
     def _labels(self, batch: Any, name: str) -> np.ndarray:
-        array = to_array(batch) if _is_tensor(batch) else np.asarray(batch)
+        array = _to_array(batch) if _is_tensor(batch) else np.asarray(batch)
         spatial = self.spatial_dims
         if array.ndim == spatial + 2:
             array = array[:, 0] if array.shape[1] == 1 else np.argmax(array, axis=1)
