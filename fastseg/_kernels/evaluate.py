@@ -39,9 +39,10 @@ def _pair_slot(
 
 
 @kernel()
-def _pairs_of_chunk(
-    ref: np.ndarray,
-    pred: np.ndarray,
+def _pair_chunk(
+    flat_r: np.ndarray,
+    flat_p: np.ndarray,
+    n1: int,
     bits: int,
     keys_r: np.ndarray,
     keys_p: np.ndarray,
@@ -53,11 +54,7 @@ def _pairs_of_chunk(
     c: int,
     chunks: int,
 ) -> None:
-    """The pairs of chunk ``c``'s rows, into row ``c`` of the per-chunk hash tables."""
-    n0, n1, n2 = ref.shape
-    rows = n0 * n1
-    flat_r = ref.reshape(rows, n2)
-    flat_p = pred.reshape(rows, n2)
+    rows, n2 = flat_r.shape
     limit = (1 << bits) // 2
     first, last = chunk_bounds(rows, chunks, c)
     chunk_r = keys_r[c]
@@ -66,6 +63,8 @@ def _pairs_of_chunk(
     chunk_counts = counts[c]
     chunk_boxes = boxes[c]
     for row in range(first, last):
+        if overflow[c]:
+            break
         z = row // n1
         y = row % n1
         row_r = flat_r[row]
@@ -84,7 +83,7 @@ def _pairs_of_chunk(
             if not chunk_used[slot]:
                 if filled[c] >= limit:
                     overflow[c] = True
-                    return
+                    break
                 chunk_used[slot] = True
                 chunk_r[slot] = r
                 chunk_p[slot] = p
@@ -106,43 +105,18 @@ def _pairs_of_chunk(
             x = stop
 
 
-@kernel()
-def _gather_pairs(
-    keys_r: np.ndarray,
-    keys_p: np.ndarray,
-    counts: np.ndarray,
-    boxes: np.ndarray,
-    used: np.ndarray,
-    total: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    chunks, capacity = used.shape
-    out_r = np.empty(total, np.uint64)
-    out_p = np.empty(total, np.uint64)
-    out_counts = np.empty(total, np.int64)
-    out_boxes = np.empty((total, N_BOX), np.int64)
-    k = 0
-    for c in range(chunks):
-        for s in range(capacity):
-            if used[c, s]:
-                out_r[k] = keys_r[c, s]
-                out_p[k] = keys_p[c, s]
-                out_counts[k] = counts[c, s]
-                out_boxes[k] = boxes[c, s]
-                k += 1
-    return out_r, out_p, out_counts, out_boxes
-
-
 def pair_table(
     ref: np.ndarray, pred: np.ndarray, bits: int, chunks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.bool_]:
     """Every (reference, prediction) value pair, its voxel count and bounding box.
 
-    One walk over both maps, run by run (a run: both values constant), in chunks of
-    rows on fastseg's threads. Returns unsorted ``(ref_value, pred_value, count, box)``
-    with one entry per chunk a pair occurs in, and an overflow flag: when a chunk meets
-    more pairs than half its ``2**bits`` table holds the result is incomplete and the
-    caller retries with more bits.
+    One walk over both maps, run by run (a run: both values constant). Returns unsorted
+    ``(ref_value, pred_value, count, box)`` with one entry per chunk a pair occurs in,
+    and an overflow flag: when a chunk meets more pairs than half its ``2**bits`` table
+    holds the result is incomplete and the caller retries with more bits.
     """
+    n0, n1, n2 = ref.shape
+    rows = n0 * n1
     capacity = 1 << bits
     keys_r = np.zeros((chunks, capacity), np.uint64)
     keys_p = np.zeros((chunks, capacity), np.uint64)
@@ -152,11 +126,11 @@ def pair_table(
     filled = np.zeros(chunks, np.int64)
     overflow = np.zeros(chunks, np.bool_)
     run_chunks(
-        _pairs_of_chunk, chunks, ref, pred, bits, keys_r, keys_p, counts, boxes, used, filled,
-        overflow,
+        _pair_chunk, chunks, ref.reshape(rows, n2), pred.reshape(rows, n2), n1, bits,
+        keys_r, keys_p, counts, boxes, used, filled, overflow,
     )  # fmt: skip
-    out = _gather_pairs(keys_r, keys_p, counts, boxes, used, int(filled.sum()))
-    return (*out, bool(overflow.any()))
+    # Chunk by chunk, slot by slot, as the tables were filled.
+    return keys_r[used], keys_p[used], counts[used], boxes[used], overflow.any()
 
 
 @kernel()

@@ -187,9 +187,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     results: list[tuple[str, Evaluation]] = []
     failures = list(problems)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for name, result, problem in pool.map(lambda case: _score(case, options), pairs):
-            if problem is not None:
-                failures.append(problem)
+        for name, result, failure in pool.map(lambda case: _score(case, options), pairs):
+            if failure is not None:
+                failures.append(failure)
             elif result is not None:
                 results.append((name, result))
     for failure in failures:
