@@ -12,6 +12,7 @@ from fastseg.cleanup import dust, fill_holes, largest_k
 from fastseg.components import Components, component_values, each, label
 from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
+from fastseg.evaluate import Evaluation, EvaluationMetric, evaluate
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
 from fastseg.schema import Category, Schema
@@ -21,6 +22,8 @@ from fastseg.stats import InstanceStats, contacts, stats
 __all__ = [
     "Category",
     "Components",
+    "Evaluation",
+    "EvaluationMetric",
     "InstanceStats",
     "LabelImage",
     "Schema",
@@ -36,6 +39,7 @@ __all__ = [
     "convert",
     "dust",
     "each",
+    "evaluate",
     "fill_holes",
     "fit_dtype",
     "get_threads",

@@ -1,183 +1,192 @@
-"""The one place that decides how kernels are compiled and how many threads they use.
+"""The one place that decides how kernels are compiled, cached and run on threads.
 
-Kernel modules (``fastseg._kernels.*``) decorate their functions with :func:`kernel`.
-Importing :mod:`fastseg` never imports numba: public wrappers import kernel modules on
-their first call, and numba compiles a specialisation on its first use.
+Kernel modules (``fastseg._kernels.*``) decorate their loops with :func:`kernel`: a
+``numba.njit`` function that releases the GIL. Importing :mod:`fastseg` never imports
+numba: public wrappers import kernel modules on their first call, and numba compiles a
+specialisation on its first use.
 
-Where compiled kernels are cached is numba's own choice, which is already the one fastseg
-wants: ``NUMBA_CACHE_DIR`` when set (and writable), else ``__pycache__`` beside the kernel
-sources when the installation is writable, else the per-user cache directory
-(``$XDG_CACHE_HOME/numba`` or ``~/.cache/numba``). Only the last resort is fastseg's:
-when none of these is writable, kernels compile in memory instead of failing (numba
-refuses ``cache=True`` then).
+Compiled kernels are cached on disk in a per-user cache directory keyed by the fastseg
+version (:func:`cache_root`): ``FASTSEG_CACHE_DIR`` when set, else ``NUMBA_CACHE_DIR``,
+else the platform's cache directory (``$XDG_CACHE_HOME/fastseg/<version>`` or
+``~/.cache/fastseg/<version>`` on Linux). Never inside the installed package, so that
+uninstalling fastseg leaves nothing behind. A cache directory that exists but is not
+writable (a container image warmed at build time and run read-only) is still read;
+when there is none at all, kernels compile in memory instead of failing.
 
-Threads: parallel kernels run in numba's thread pool, at most :func:`current_threads`
-threads per call. Three things make that safe wherever data loaders call fastseg:
-
-- a process forked after numba's GNU OpenMP pool started cannot use that pool (numba
-  aborts the child), so such children run the serial twins;
-- numba's ``workqueue`` layer aborts when two Python threads launch parallel kernels at
-  once, so with that layer one call at a time runs in parallel and concurrent calls run
-  the serial twin meanwhile;
-- inside a PyTorch DataLoader worker (which already parallelises across samples), the
-  default is one thread, like ``torch.set_num_threads(1)`` in workers.
-
-Serial twins compute exactly what the parallel kernels do (same source, same chunks), so
-none of this changes a result.
+Threads: there are no parallel (``prange``) kernels. A parallel operation is a plain
+Python driver in its kernel module that cuts the work into chunks and hands each chunk
+to the same serial kernel through :func:`run_chunks`, which runs them on fastseg's own
+thread pool (kernels release the GIL). Each kernel is therefore compiled once, not as a
+serial and a parallel version, and nothing depends on numba's threading layers: no
+OpenMP pool to break in forked data loader workers, no workqueue layer to abort on
+concurrent launches. Chunks depend on the input size and the thread count only through
+:func:`chunks_for`, and every driver combines chunk results in chunk order, so results do
+not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import sys
 import threading
-import types
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# nogil lets thread-pool data loaders run kernels concurrently; the numpy error model
-# drops the division-by-zero branches numba would otherwise insert into hot loops.
+# nogil lets kernels run concurrently on threads; the numpy error model drops the
+# division-by-zero branches numba would otherwise insert into hot loops.
 _COMMON_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
 
-# Every dispatcher made here, in decoration order: what warmup compiles and what the
+# Every dispatcher made here, in decoration order: what warmup checks and what the
 # compile statistics count.
 _DISPATCHERS: list[Any] = []
-_PARALLEL_KERNELS: list[ParallelKernel] = []
 
 
 @functools.cache
 def _numba() -> Any:
     import numba
 
+    _listen_for_compiles(numba)
     return numba
 
 
-def _compile(func: Callable[..., Any], parallel: bool) -> Any:
-    numba = _numba()
-    options = dict(_COMMON_OPTIONS, parallel=parallel)
+# -- where compiled kernels live ----------------------------------------------------------
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", numba.NumbaWarning)
-            dispatcher = numba.njit(cache=True, **options)(func)
-    except RuntimeError:
-        # No writable cache directory anywhere: compile in memory, silently.
-        dispatcher = numba.njit(cache=False, **options)(func)
+        return version("fastseg")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        from fastseg import __version__
+
+        return __version__
+
+
+def _platform_cache_home() -> Path:
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "fastseg" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "fastseg"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fastseg"
+
+
+def cache_root() -> Path:
+    """The directory compiled kernels are cached under (it may not exist yet).
+
+    ``FASTSEG_CACHE_DIR`` when set, else ``NUMBA_CACHE_DIR``, else the platform's per-user
+    cache directory with the fastseg version appended.
+    """
+    for variable in ("FASTSEG_CACHE_DIR", "NUMBA_CACHE_DIR"):
+        value = os.environ.get(variable)
+        if value:
+            return Path(value).expanduser().absolute()
+    return _platform_cache_home() / _version()
+
+
+@functools.cache
+def _source_hash(path: str, mtime: float, size: int) -> bytes:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).digest()
+
+
+@functools.cache
+def _cache_classes() -> tuple[type, type]:
+    """numba cache classes that store fastseg's kernels under :func:`cache_root`."""
+    import importlib
+
+    # numba's cache classes, untyped here: fastseg's subclasses below are typed.
+    caching: Any = importlib.import_module("numba.core.caching")
+
+    class Locator(caching._CacheLocator):  # type: ignore[misc]
+        """Cache files of one kernel module in ``cache_root()/<module folder>_<hash>``."""
+
+        def __init__(self, py_func: Any, py_file: str, path: str, writable: bool) -> None:
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = path
+            self.writable = writable
+
+        def get_cache_path(self) -> str:
+            return self._cache_path
+
+        def get_source_stamp(self) -> bytes:
+            # Content, not modification time: an image or wheel may reset mtimes.
+            stat = os.stat(self._py_file)
+            return _source_hash(self._py_file, stat.st_mtime, stat.st_size)
+
+        def get_disambiguator(self) -> str:
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if not os.path.exists(py_file):
+                return None
+            path = os.path.join(str(cache_root()), cls.get_suitable_cache_subpath(py_file))
+            try:
+                os.makedirs(path, exist_ok=True)
+                with open(os.path.join(path, f".probe-{os.getpid()}"), "wb") as probe:
+                    probe.close()
+                    os.unlink(probe.name)
+                return cls(py_func, py_file, path, True)
+            except OSError:
+                # Read-only but filled (an image warmed at build time): load, never save.
+                if os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK):
+                    return cls(py_func, py_file, path, False)
+                return None
+
+    class Impl(caching.CompileResultCacheImpl):  # type: ignore[misc]
+        _locator_classes: ClassVar[list[type]] = [Locator]
+
+    class Cache(caching.FunctionCache):  # type: ignore[misc]
+        _impl_class = Impl
+
+        def _save_overload(self, sig: Any, data: Any) -> None:
+            if not self._impl.locator.writable:
+                return
+            with contextlib.suppress(OSError):  # a full disk costs a recompile, no more
+                super()._save_overload(sig, data)
+
+    return Locator, Cache
+
+
+def _compile(func: Callable[..., Any]) -> Any:
+    numba = _numba()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", numba.NumbaWarning)
+        dispatcher = numba.njit(cache=False, **_COMMON_OPTIONS)(func)
+    _, cache_class = _cache_classes()
+    # RuntimeError: no cache directory can be created or read; compile in memory.
+    with contextlib.suppress(RuntimeError):
+        dispatcher._cache = cache_class(dispatcher.py_func)
     _DISPATCHERS.append(dispatcher)
     return dispatcher
 
 
-class ParallelKernel:
-    """A parallel kernel and its serial twin, compiled from the same source.
-
-    The last argument of every parallel kernel is the number of chunks it splits its
-    work into. The serial twin runs instead of the parallel version when there is one
-    chunk (small arrays never wait for numba's thread pool: milliseconds on a busy
-    machine), when one thread is in effect, when the thread pool cannot be used from
-    this process (a fork of a process running GNU OpenMP) and, with numba's workqueue
-    layer, while another thread runs a parallel kernel.
-    """
-
-    def __init__(self, func: Callable[..., Any]) -> None:
-        self.parallel = _compile(func, parallel=True)
-        # A distinct qualified name gives the twin its own on-disk cache entry.
-        twin = types.FunctionType(
-            func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
-        )
-        twin.__qualname__ = f"{func.__qualname__}_serial"
-        twin.__module__ = func.__module__
-        self.serial = _compile(twin, parallel=False)
-        functools.update_wrapper(self, func)
-        _PARALLEL_KERNELS.append(self)
-
-    def __call__(self, *args: Any) -> Any:
-        if args[-1] != 1 and not _pool_unusable:
-            threads = current_threads()
-            if threads > 1:
-                return _run_parallel(self, threads, args)
-        return self.serial(*args)
-
-
-def _run_parallel(kernel: ParallelKernel, threads: int, args: tuple[Any, ...]) -> Any:
-    numba = _numba()
-    previous = numba.get_num_threads()  # starts numba's thread pool on first use
-    exclusive = _layer_is_workqueue()
-    if exclusive and not _workqueue_lock.acquire(blocking=False):
-        return kernel.serial(*args)
-    try:
-        if previous != threads:
-            numba.set_num_threads(threads)
-        try:
-            return kernel.parallel(*args)
-        finally:
-            if previous != threads:
-                numba.set_num_threads(previous)
-    finally:
-        if exclusive:
-            _workqueue_lock.release()
-
-
-@functools.cache
-def _layer_is_workqueue() -> bool:
-    """Whether numba's thread pool (started) is the workqueue layer, which is not
-    threadsafe: two concurrent parallel launches abort the process."""
-    return bool(_numba().threading_layer() == "workqueue")
-
-
-_workqueue_lock = threading.Lock()
-# Set in a child forked from a process whose GNU OpenMP thread pool had started: numba
-# aborts such a child on its first parallel region.
-_pool_unusable = False
-
-
-def _after_fork_in_child() -> None:
-    global _pool_unusable, _workqueue_lock
-    # Another thread may have held the lock at the moment of the fork.
-    _workqueue_lock = threading.Lock()
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if parallel is None or not getattr(parallel, "_is_initialized", False):
-        return
-    if getattr(parallel, "_threading_layer", None) == "omp":
-        omppool = sys.modules.get("numba.np.ufunc.omppool")
-        if getattr(omppool, "openmp_vendor", "GNU") == "GNU":
-            _pool_unusable = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def kernel(*, parallel: bool = False) -> Callable[[F], F]:
-    """Decorate a kernel: ``numba.njit`` with an on-disk cache where one can be written.
-
-    numba refuses ``cache=True`` at decoration time when neither the package directory
-    nor a per-user cache directory (nor ``NUMBA_CACHE_DIR``) is writable; the kernel is
-    then compiled in memory on every process start instead of failing to import.
-    Parallel kernels become a :class:`ParallelKernel`.
-    """
+def kernel() -> Callable[[F], F]:
+    """Decorate a kernel: ``numba.njit(nogil=True)``, cached under :func:`cache_root`
+    where that directory can be written or read, compiled in memory otherwise."""
 
     def decorate(func: F) -> F:
-        if parallel:
-            return ParallelKernel(func)  # type: ignore[return-value]
-        return _compile(func, parallel=False)  # type: ignore[no-any-return]
+        return _compile(func)  # type: ignore[no-any-return]
 
     return decorate
 
 
 def dispatchers() -> list[Any]:
-    """Every numba dispatcher of the kernel modules imported so far (serial twins and
-    parallel versions alike)."""
+    """Every numba dispatcher of the kernel modules imported so far."""
     return list(_DISPATCHERS)
-
-
-def parallel_kernels() -> list[ParallelKernel]:
-    """The parallel kernels of the kernel modules imported so far."""
-    return list(_PARALLEL_KERNELS)
 
 
 def compile_counts() -> tuple[int, int]:
@@ -193,12 +202,13 @@ def compile_counts() -> tuple[int, int]:
 
 def cache_dir() -> str | None:
     """The directory compiled kernels are cached in, ``None`` when they compile in memory
-    (no writable cache directory). Imports the kernel modules.
+    (no cache directory can be written or read). Imports a kernel module.
 
     Returns
     -------
     str or None
-        ``NUMBA_CACHE_DIR``, the package's ``__pycache__`` or the per-user cache.
+        ``FASTSEG_CACHE_DIR``, ``NUMBA_CACHE_DIR`` or the per-user cache directory
+        (``~/.cache/fastseg/<version>`` on Linux).
 
     Examples
     --------
@@ -209,8 +219,92 @@ def cache_dir() -> str | None:
     """
     import fastseg._kernels._chunks  # noqa: F401  (decorates, and so locates, a kernel)
 
-    path = getattr(getattr(_DISPATCHERS[0], "_cache", None), "_cache_path", None)
-    return None if path is None else str(path)
+    cache = getattr(_DISPATCHERS[0], "_cache", None)
+    if getattr(cache, "_cache_path", None) is None:
+        return None
+    return str(cache_root())
+
+
+# -- saying that the first run compiles ---------------------------------------------------
+
+_compile_notice: Callable[[], None] | None = None
+_notice_lock = threading.Lock()
+
+
+def on_first_compile(notice: Callable[[], None] | None) -> None:
+    """Call ``notice()`` once, just before the first kernel of this process compiles
+    (nothing when every kernel comes from the cache). The command line prints its
+    'compiling ...' line this way, before the wait rather than after it."""
+    global _compile_notice
+    _compile_notice = notice
+
+
+def _listen_for_compiles(numba: Any) -> None:
+    import importlib
+
+    event: Any = importlib.import_module("numba.core.event")
+
+    class Listener(event.Listener):  # type: ignore[misc]
+        def on_start(self, event: Any) -> None:
+            global _compile_notice
+            with _notice_lock:
+                notice, _compile_notice = _compile_notice, None
+            if notice is not None:
+                notice()
+
+        def on_end(self, event: Any) -> None:
+            pass
+
+    event.register("numba:compile", Listener())
+
+
+# -- running chunks on threads ------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    with _pool_lock:
+        # A forked child inherits the pool object but none of its threads.
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, max_threads() - 1), thread_name_prefix="fastseg"
+            )
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def run_chunks(chunk_kernel: Callable[..., Any], chunks: int, *args: Any) -> None:
+    """Run ``chunk_kernel(*args, c, chunks)`` for every chunk ``c``.
+
+    Chunk kernels write their results into arrays of the caller (row ``c`` of a per-chunk
+    table, or their own part of an output). At most :func:`current_threads` chunks run
+    at once: consecutive chunks are grouped per thread, the first group in the calling
+    thread and the others on fastseg's thread pool (kernels release the GIL). With one
+    thread nothing leaves the calling thread.
+    """
+    workers = min(chunks, current_threads())
+    if workers <= 1:
+        for c in range(chunks):
+            chunk_kernel(*args, c, chunks)
+        return
+
+    def run_group(w: int) -> None:
+        for c in range((w * chunks) // workers, ((w + 1) * chunks) // workers):
+            chunk_kernel(*args, c, chunks)
+
+    pool = _thread_pool()
+    futures: list[Future[None]] = [pool.submit(run_group, w) for w in range(1, workers)]
+    try:
+        run_group(0)
+    finally:
+        # Never return, nor raise, while a chunk still writes into the caller's arrays.
+        wait(futures)
+    for future in futures:
+        future.result()
 
 
 # -- thread counts ------------------------------------------------------------------------
@@ -229,8 +323,15 @@ def chunks_for(n: int) -> int:
 
 
 def max_threads() -> int:
-    """The largest thread count kernels may use in this process."""
-    return int(_numba().config.NUMBA_NUM_THREADS)
+    """The largest thread count kernels may use in this process: ``NUMBA_NUM_THREADS``
+    when set, else the CPUs this process may run on."""
+    value = os.environ.get("NUMBA_NUM_THREADS")
+    if value:
+        with contextlib.suppress(ValueError):
+            return max(1, int(value))
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _in_torch_worker() -> bool:
@@ -245,21 +346,15 @@ def default_threads() -> int | None:
 
 
 def current_threads() -> int:
-    """The thread count parallel kernels use for calls from the current thread.
+    """The thread count kernels use for calls from the current thread.
 
-    A ``threads=`` argument (:func:`thread_limit`) wins; otherwise numba's count for this
-    thread, capped by :func:`set_threads` (or, without it, by :func:`default_threads`).
-    Does not start numba's thread pool.
+    A ``threads=`` argument (:func:`thread_limit`) wins; otherwise :func:`max_threads`,
+    capped by :func:`set_threads` (or, without it, by :func:`default_threads`).
     """
     explicit: int | None = getattr(_local, "threads", None)
     if explicit is not None:
         return explicit
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if parallel is not None and getattr(parallel, "_is_initialized", True):
-        threads = int(_numba().get_num_threads())
-    else:
-        # numba's count can only have been changed once its pool started.
-        threads = max_threads()
+    threads = max_threads()
     cap = _process_threads if _process_threads is not None else default_threads()
     return threads if cap is None else max(1, min(threads, cap))
 
@@ -276,10 +371,9 @@ def _check_threads(threads: object) -> int:
 def thread_limit(threads: int | None) -> Iterator[int]:
     """Run the enclosed kernels with ``threads`` threads (``None``: leave as configured).
 
-    The per-call ``threads=`` argument of the public functions. Like numba's thread
-    count it is per calling thread, so it does not affect kernels running concurrently
-    in other Python threads; it overrides :func:`set_threads`. Yields the thread count
-    in effect.
+    The per-call ``threads=`` argument of the public functions. It is per calling
+    thread, so it does not affect kernels running concurrently in other Python threads;
+    it overrides :func:`set_threads`. Yields the thread count in effect.
     """
     if threads is None:
         yield current_threads()
@@ -289,17 +383,15 @@ def thread_limit(threads: int | None) -> Iterator[int]:
     limit = max_threads()
     if not 1 <= threads <= limit:
         raise ValueError(
-            f"threads must be between 1 and {limit} (numba's thread pool size), got {threads}"
+            f"threads must be between 1 and {limit} (the CPUs this process may use, or "
+            f"NUMBA_NUM_THREADS), got {threads}"
         )
-    numba = _numba()
-    previous, previous_explicit = numba.get_num_threads(), getattr(_local, "threads", None)
-    numba.set_num_threads(threads)
+    previous = getattr(_local, "threads", None)
     _local.threads = threads
     try:
         yield threads
     finally:
-        _local.threads = previous_explicit
-        numba.set_num_threads(previous)
+        _local.threads = previous
 
 
 class ThreadSetting:
@@ -316,7 +408,7 @@ class ThreadSetting:
 
     def __init__(self, threads: int | None, previous: int | None) -> None:
         self.threads = threads
-        """The cap now in effect (``None``: numba's thread count)."""
+        """The cap now in effect (``None``: every CPU, or ``NUMBA_NUM_THREADS``)."""
         self.previous = previous
         """The cap before the call."""
 
@@ -342,13 +434,13 @@ def set_threads(threads: int | None) -> ThreadSetting:
     Use it in a data loader's ``worker_init_fn``, or as a context manager. A ``threads=``
     argument of a single call still overrides it. fastseg uses one thread by default
     inside a PyTorch DataLoader worker process; ``set_threads(None)`` there lifts that
-    cap too, back to numba's thread count (``NUMBA_NUM_THREADS``). Results never depend
-    on the thread count.
+    cap too, back to every CPU the process may use (or ``NUMBA_NUM_THREADS``). Results
+    never depend on the thread count.
 
     Parameters
     ----------
     threads : int or None
-        At most this many threads (more than numba's pool holds means all of them);
+        At most this many threads (more than the CPUs available means all of them);
         ``None`` restores the default.
 
     Returns
@@ -384,7 +476,7 @@ def set_threads(threads: int | None) -> ThreadSetting:
 def get_threads() -> int:
     """The number of threads fastseg's kernels use for calls from the current thread.
 
-    numba's thread count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``) capped by
+    ``NUMBA_NUM_THREADS`` or the CPUs this process may run on, capped by
     :func:`fastseg.set_threads`, or by 1 inside a PyTorch DataLoader worker.
 
     Examples

@@ -2,19 +2,16 @@
 
 numba compiles a kernel the first time it meets a new combination of argument types and
 caches it on disk. :func:`warmup` runs every public operation on small inputs of each
-label dtype, which compiles (or loads) the serial twins the wrappers pick for them, then
-compiles the parallel version of every parallel kernel for the same argument types (and
-the serial twin for those only met in parallel), so that a process with a warm cache
-never compiles, whatever the size of its volumes.
+label dtype. Every kernel is a serial loop (parallel operations run the same kernels on
+chunks from several threads), so small inputs compile everything large ones use, and a
+process with a warm cache never compiles, whatever the size of its volumes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import pkgutil
+import importlib.util
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +33,19 @@ def _sample(dtype: np.dtype[Any]) -> np.ndarray:
     return labels
 
 
-def _many_components(dtype: np.dtype[Any]) -> np.ndarray:
-    """A 1-D map with 300 components, whose component map needs uint16."""
-    labels = np.zeros(600, dtype)
+def _many_components(dtype: np.dtype[Any], count: int) -> np.ndarray:
+    """A 1-D map with ``count`` components (300: a uint16 component map; 70,000: uint32)."""
+    labels = np.zeros(2 * count, dtype)
     labels[::2] = 1
+    return labels
+
+
+def _with_hole(dtype: np.dtype[Any]) -> np.ndarray:
+    """A closed shell of label 1 around background, next to label 2."""
+    labels = np.zeros((5, 5, 6), dtype)
+    labels[1:4, 1:4, 1:4] = 1
+    labels[2, 2, 2] = 0
+    labels[:, :, 5] = 2
     return labels
 
 
@@ -61,14 +67,23 @@ def _relabel(dtype: np.dtype[Any]) -> None:
         fastseg.remap(labels, {int(v): 1 for v in present})  # complete: the dense kernel
         fastseg.remap(labels, {int(present[-1]): 300})  # partial, 16-bit output
         fastseg.remap(labels, {int(present[-1]): 1}, missing=0)
+        fastseg.remap(labels, {int(present[0]): 5, int(present[-1]): 300})  # a table with gaps
         fastseg.renumber(labels)
         fastseg.mask(labels, present[:2])
+    if dtype.itemsize >= 4:
+        # Many sparse ids: renumbering through wide hash-table slots.
+        fastseg.renumber(np.arange(70_000, dtype=dtype) * 3)
 
 
 def _label(dtype: np.dtype[Any]) -> None:
     import fastseg
 
-    for labels in (_sample(dtype), _sample(dtype).T, _many_components(dtype)):
+    for labels in (
+        _sample(dtype),
+        _sample(dtype).T,
+        _many_components(dtype, 300),
+        _many_components(dtype, 70_000),
+    ):
         for connectivity in (None, 1):
             fastseg.label(labels, connectivity=connectivity)
 
@@ -88,6 +103,8 @@ def _cleanup(dtype: np.dtype[Any]) -> None:
     labels = _sample(dtype)
     fastseg.largest_k(labels)
     fastseg.dust(labels, 2)
+    fastseg.fill_holes(_with_hole(dtype))
+    fastseg.fill_holes(_with_hole(dtype), per_label=False)
 
 
 def _components(dtype: np.dtype[Any]) -> None:
@@ -95,7 +112,9 @@ def _components(dtype: np.dtype[Any]) -> None:
 
     labels = _sample(dtype)
     components = fastseg.label(labels).labels
-    fastseg.component_values(components, labels)
+    # Component maps of large volumes are wider than the labels they come from.
+    for width in DEFAULT_DTYPES:
+        fastseg.component_values(components.astype(width), labels)
     for _ in fastseg.each(components):
         pass
     for _ in fastseg.binary_masks(labels):
@@ -113,6 +132,42 @@ def _conversions(dtype: np.dtype[Any]) -> None:
     fastseg.to_instances(labels, schema, split=False)
 
 
+def _files(dtype: np.dtype[Any]) -> None:
+    import tempfile
+
+    import fastseg
+
+    # Mostly background, as per-instance masks are: written through the span kernel.
+    labels = np.zeros((40, 40, 40), dtype, order="F")
+    labels[20, 20, 20] = 1
+    with tempfile.TemporaryDirectory(prefix="fastseg-warmup-") as folder:
+        path = f"{folder}/labels.nii.gz"
+        fastseg.save(path, labels, affine=np.eye(4))
+        fastseg.load(path)
+
+
+def _dask(dtype: np.dtype[Any]) -> None:
+    import dask
+    import dask.array as da
+
+    import fastseg.dask
+
+    volume = da.from_array(_sample(dtype), chunks=(2, 3, 4))  # type: ignore[no-untyped-call]
+    fortran = volume.map_blocks(np.asfortranarray)  # blocks as NIfTI files hold them
+    with dask.config.set(scheduler="sync"):
+        fastseg.dask.label(volume).compute()
+        fastseg.dask.label(fortran).compute()
+        fastseg.dask.stats(volume, surface=True)
+
+
+def _evaluate(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    reference = _sample(dtype)
+    prediction = np.roll(reference, 1, axis=2)
+    fastseg.evaluate(prediction, reference, metrics=["overlap", "distance", "instances"])
+
+
 # Operation groups share kernels; each runs every public function of its group.
 OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "relabel": _relabel,
@@ -121,7 +176,12 @@ OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "cleanup": _cleanup,
     "components": _components,
     "conversions": _conversions,
+    "files": _files,
+    "evaluate": _evaluate,
 }
+# fastseg.dask's own kernels (joining blocks), where the optional dask extra is installed.
+if importlib.util.find_spec("dask") is not None:
+    OPERATIONS["dask"] = _dask
 
 
 @dataclass(frozen=True)
@@ -141,7 +201,7 @@ class WarmupReport:
     dtypes: tuple[np.dtype[Any], ...]
     """The label dtypes warmed up."""
     seconds: dict[str, float]
-    """Wall time per operation group, and ``"parallel"`` for the parallel versions."""
+    """Wall time per operation group."""
     compiled: int
     """Specialisations compiled (and written to the cache, where there is one)."""
     loaded: int
@@ -167,63 +227,15 @@ def _dtype_list(dtypes: Iterable[npt.DTypeLike]) -> tuple[np.dtype[Any], ...]:
     return tuple(result)
 
 
-class _Recorder:
-    """Stands in for one version of a parallel kernel while warmup runs the operations,
-    recording the argument types of every call."""
-
-    def __init__(self, dispatcher: Any, seen: set[tuple[Any, ...]]) -> None:
-        self.dispatcher = dispatcher
-        self.seen = seen
-
-    def __call__(self, *args: Any) -> Any:
-        self.seen.add(tuple(self.dispatcher.typeof_pyval(a) for a in args))
-        return self.dispatcher(*args)
-
-
-@contextlib.contextmanager
-def _recording() -> Iterator[dict[Any, set[tuple[Any, ...]]]]:
-    """Record the argument types each parallel kernel is called with in the block."""
-    import fastseg._kernels
-    from fastseg._jit import parallel_kernels
-
-    # Every kernel must exist before the block, so that each call is recorded.
-    for module in pkgutil.iter_modules(fastseg._kernels.__path__):
-        importlib.import_module(f"fastseg._kernels.{module.name}")
-    seen: dict[Any, set[tuple[Any, ...]]] = {}
-    kernels = parallel_kernels()
-    for kernel in kernels:
-        seen[kernel] = set()
-        kernel.serial = _Recorder(kernel.serial, seen[kernel])
-        kernel.parallel = _Recorder(kernel.parallel, seen[kernel])
-    try:
-        yield seen
-    finally:
-        for kernel in kernels:
-            kernel.serial = kernel.serial.dispatcher
-            kernel.parallel = kernel.parallel.dispatcher
-
-
-def _compile_twins(seen: dict[Any, set[tuple[Any, ...]]]) -> None:
-    """Compile (or load) both versions of every parallel kernel for the argument types
-    it met, whichever version ran."""
-    for kernel, signatures in seen.items():
-        for version in (kernel.serial, kernel.parallel):
-            for signature in signatures:
-                if signature not in version.signatures:
-                    version.compile(signature)
-
-
 def warmup(
     operations: Iterable[str] | None = None,
     *,
     dtypes: Iterable[npt.DTypeLike] = DEFAULT_DTYPES,
-    parallel: bool = True,
 ) -> WarmupReport:
     """Compile the kernels of common operations ahead of time.
 
-    Runs each operation group on small inputs of every dtype in ``dtypes`` and, with
-    ``parallel``, compiles the parallel version of every parallel kernel met (small
-    inputs run the serial twins). Compiled kernels land in the on-disk cache (see
+    Runs each operation group on small inputs of every dtype in ``dtypes``, which
+    compiles every kernel large inputs use as well. Compiled kernels land in the on-disk cache (see
     ``fastseg.cache_dir()``), so call this once where the cache is written, e.g. while
     building a container image, and every later process, data loader workers included,
     starts warm. Calling it in a process whose cache is warm only loads the kernels,
@@ -237,13 +249,12 @@ def warmup(
     operations : iterable of str, optional
         Groups from ``fastseg.warmup_operations()``: ``"relabel"`` (unique, remap,
         renumber, mask), ``"label"``, ``"stats"`` (and contacts), ``"cleanup"`` (dust,
-        largest_k), ``"components"`` (each, component_values, binary_masks) and
-        ``"conversions"`` (to_semantic, to_instances). Default: all.
+        largest_k, fill_holes), ``"components"`` (each, component_values, binary_masks),
+        ``"conversions"`` (to_semantic, to_instances), ``"files"`` (save, load),
+        ``"evaluate"`` and, where
+        dask is installed, ``"dask"`` (fastseg.dask's label and stats). Default: all.
     dtypes : iterable of dtype, optional
         Label dtypes to compile for (default uint8, uint16 and uint32).
-    parallel : bool, optional
-        Also compile the parallel versions (default). Without, only what small inputs
-        use is compiled.
 
     Returns
     -------
@@ -261,7 +272,7 @@ def warmup(
     Examples
     --------
     >>> import fastseg
-    >>> report = fastseg.warmup(["relabel"], dtypes=["uint8"], parallel=False)
+    >>> report = fastseg.warmup(["relabel"], dtypes=["uint8"])
     >>> report.operations, report.seconds.keys() == {"relabel"}
     (('relabel',), True)
     """
@@ -278,16 +289,11 @@ def warmup(
     widths = tuple(dict.fromkeys(np.dtype(f"u{d.itemsize}") for d in chosen))
     loaded_before, compiled_before = compile_counts()
     seconds: dict[str, float] = {}
-    with _recording() as seen:
-        for name in names:
-            started = time.perf_counter()
-            for dtype in widths:
-                OPERATIONS[name](dtype)
-            seconds[name] = time.perf_counter() - started
-    if parallel:
+    for name in names:
         started = time.perf_counter()
-        _compile_twins(seen)
-        seconds["parallel"] = time.perf_counter() - started
+        for dtype in widths:
+            OPERATIONS[name](dtype)
+        seconds[name] = time.perf_counter() - started
     loaded, compiled = compile_counts()
     return WarmupReport(
         operations=names,
@@ -305,7 +311,7 @@ def warmup_operations() -> tuple[str, ...]:
     Examples
     --------
     >>> import fastseg
-    >>> fastseg.warmup_operations()
-    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions')
+    >>> fastseg.warmup_operations()[:8]
+    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions', 'files', 'evaluate')
     """
     return tuple(OPERATIONS)

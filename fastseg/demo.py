@@ -200,6 +200,32 @@ def demo_files() -> tuple[str, ...]:
 T = TypeVar("T")
 
 
+def _write_named_stats(path: Path, table: Any, segment_map: SegmentMap, schema: Schema) -> None:
+    """The statistics table as CSV with every instance's category (and attributes)."""
+    import csv
+    import io
+
+    from fastseg._files import write_text_atomically
+
+    rows = []
+    for record in table.to_records():
+        ident = record.pop("id")
+        named: dict[str, Any] = {"id": ident}
+        if ident in segment_map:
+            segment = segment_map[ident]
+            named["category"] = segment.resolve(schema).name
+            named.update(segment.attributes)
+        rows.append({**named, **record})
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns) or ["id"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, buffer.getvalue())
+
+
 class _Clock:
     def __init__(self, report: DemoReport) -> None:
         self.report = report
@@ -296,7 +322,9 @@ def run_demo(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Demo
     recovered = clock.step("semantic -> instances", instances_step)
 
     def stats_step() -> None:
-        stats(image.labels, affine=image.affine).to_csv(paths["stats.csv"])
+        _write_named_stats(
+            paths["stats.csv"], stats(image.labels, affine=image.affine), segment_map, schema
+        )
 
     clock.step("statistics in mm", stats_step)
 

@@ -49,6 +49,11 @@ class Segment:
         object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only views do not pickle; their dicts do (segment maps travel to
+        # worker processes).
+        return (Segment, (self.category, dict(self.attributes), dict(self.extra)))
+
     def resolve(self, schema: Schema) -> Category:
         """The schema's category for this segment (by name, or by hierarchy path)."""
         if isinstance(self.category, str):
@@ -124,6 +129,9 @@ class SegmentMap:
             dict(other.metadata),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt, (self._segments, self._groups, dict(self.metadata)))
+
     def __repr__(self) -> str:
         return f"SegmentMap({len(self._segments)} instances, {len(self._groups)} overlap groups)"
 
@@ -168,6 +176,12 @@ class SegmentMap:
     def values(self) -> list[int]:
         """Every voxel value the map explains: instance ids and group values, ascending."""
         return sorted([*self._segments, *self._groups])
+
+
+def _rebuilt(
+    segments: Mapping[int, Segment], groups: Mapping[int, Iterable[int]], metadata: dict[str, Any]
+) -> SegmentMap:
+    return SegmentMap(segments, groups, metadata=metadata)
 
 
 def _instance_id(key: object) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numba
 import numpy as np
 import pytest
 import reference as ref
@@ -237,10 +236,10 @@ def test_ndims_restriction() -> None:
     ],
 )
 def test_thread_limit_bad_values(threads: Any, error: type, match: str) -> None:
-    before = numba.get_num_threads()
+    before = current_threads()
     with pytest.raises(error, match=match), thread_limit(threads):
         pass  # pragma: no cover - never entered
-    assert numba.get_num_threads() == before
+    assert current_threads() == before
 
 
 def test_thread_limit_above_pool_size() -> None:
@@ -252,17 +251,17 @@ def test_thread_limit_above_pool_size() -> None:
 
 
 def test_thread_limit_sets_and_restores() -> None:
-    before = numba.get_num_threads()
+    before = current_threads()
     with thread_limit(None) as threads:
         assert threads == before == current_threads()
     with thread_limit(1) as threads:
         assert threads == 1
-        assert numba.get_num_threads() == 1
+        assert current_threads() == 1
         assert chunks_for(1 << 20) == 1
-    assert numba.get_num_threads() == before
+    assert current_threads() == before
     with pytest.raises(RuntimeError, match="boom"), thread_limit(1):
         raise RuntimeError("boom")
-    assert numba.get_num_threads() == before
+    assert current_threads() == before
 
 
 def test_thread_limit_is_per_thread() -> None:
@@ -273,7 +272,7 @@ def test_thread_limit_is_per_thread() -> None:
 
     def worker() -> None:
         with thread_limit(1):
-            seen.append(numba.get_num_threads())
+            seen.append(current_threads())
             entered.set()
             release.wait(10)
 
@@ -282,7 +281,7 @@ def test_thread_limit_is_per_thread() -> None:
         thread.start()
         try:
             assert entered.wait(10)
-            assert numba.get_num_threads() == 2
+            assert current_threads() == 2
         finally:
             release.set()
             thread.join(10)

@@ -161,13 +161,13 @@ def test_demo_refuses_to_overwrite_without_overwrite(
     folder = tmp_path / "demo"
     folder.mkdir()
     (folder / "stats.csv").write_text("mine")
-    assert main(["demo", "--out", str(folder)]) == 2
+    assert main(["demo", "--out", str(folder)]) == 1  # an output exists
     err = capsys.readouterr().err
     assert err.startswith(f"fastseg demo: error: {folder / 'stats.csv'} exists")
     assert sorted(p.name for p in folder.iterdir()) == ["stats.csv"]
     assert (folder / "stats.csv").read_text() == "mine"
     assert main(["demo", "--out", str(folder), "--overwrite"]) == 0
-    assert (folder / "stats.csv").read_text().startswith("id,voxel_count,volume")
+    assert (folder / "stats.csv").read_text().startswith("id,category,level,voxel_count,volume")
 
 
 def test_fastseg_demo_console_script(tmp_path: Path) -> None:

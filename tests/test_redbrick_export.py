@@ -398,7 +398,7 @@ def test_export_series_is_frozen(tmp_path: Path) -> None:
 def test_semantic_export_converts_to_consecutive_labels(tmp_path: Path) -> None:
     """A semantic export (values classId + 1, with gaps) renumbers to 1..n through its
     segment map, as the nnU-Net layout needs; binary-semantic files read back too."""
-    from fastseg.cli.schemas import consecutive
+    from fastseg.cli.schema import consecutive
 
     tax = {
         "objectTypes": [

@@ -109,11 +109,15 @@ print(json.dumps({"result": result, "cache_dir": fastseg.cache_dir(), "counts": 
 
 
 def run_installed(
-    tmp_path: Path, *, read_only: tuple[str, ...], cache_dir: Path | None = None
+    tmp_path: Path,
+    *,
+    read_only: tuple[str, ...],
+    cache_dir: Path | None = None,
+    variable: str = "NUMBA_CACHE_DIR",
 ) -> dict[str, Any]:
     """Run :data:`INSTALLED_SCRIPT` against a copy of fastseg installed in
     ``tmp_path/install``, with ``tmp_path/home`` as home, and the named ones of the two
-    bind-mounted read-only; ``cache_dir`` becomes NUMBA_CACHE_DIR."""
+    bind-mounted read-only; ``cache_dir`` goes into the environment ``variable``."""
     install, home = tmp_path / "install", tmp_path / "home"
     if not install.exists():
         shutil.copytree(
@@ -123,10 +127,11 @@ def run_installed(
     mounts = "".join(f"mount --bind -o ro {p} {p} && " for p in (tmp_path / n for n in read_only))
     script = textwrap.dedent(INSTALLED_SCRIPT)
     command = f"{mounts}{sys.executable} -W error -c '{script}'"
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    unset = ("NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(HOME=str(home), PYTHONPATH=str(install))
     if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = str(cache_dir)
+        env[variable] = str(cache_dir)
     result = subprocess.run(
         ["unshare", "-m", "sh", "-c", command],
         capture_output=True,
@@ -166,30 +171,41 @@ def test_read_only_install_and_home_still_work(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("bind_mounts")
-def test_read_only_install_caches_in_the_users_cache_directory(tmp_path: Path) -> None:
-    cold = run_installed(tmp_path, read_only=("install",))
-    user_cache = tmp_path / "home" / ".cache" / "numba"
-    assert cold["cache_dir"].startswith(str(user_cache))
+def test_kernels_cache_in_the_users_cache_directory_never_in_the_package(tmp_path: Path) -> None:
+    """Writable or not, the installed package never receives a cache file (uninstalling
+    leaves nothing behind); the per-user cache is keyed by the fastseg version."""
+    cold = run_installed(tmp_path, read_only=())
+    user_cache = tmp_path / "home" / ".cache" / "fastseg" / fastseg.__version__
+    assert cold["cache_dir"] == str(user_cache)
     assert cold["counts"][1] > 0
     assert cache_files(user_cache)
-    assert not cache_files(tmp_path / "install")
+    assert not list((tmp_path / "install").rglob("*.nb[ic]"))
     warm = run_installed(tmp_path, read_only=("install",))
     assert warm["counts"][0] > 0  # loaded from the cache
     assert warm["counts"][1] == 0  # nothing compiled
 
 
 @pytest.mark.usefixtures("bind_mounts")
-def test_numba_cache_dir_overrides_package_and_user_directories(tmp_path: Path) -> None:
+def test_a_filled_read_only_cache_is_read(tmp_path: Path) -> None:
+    """A container image warmed at build time and run read-only starts warm."""
+    run_installed(tmp_path, read_only=())
+    warm = run_installed(tmp_path, read_only=("install", "home"))
+    assert warm["cache_dir"] is not None
+    assert warm["counts"][0] > 0
+    assert warm["counts"][1] == 0
+
+
+@pytest.mark.parametrize("variable", ["NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR"])
+@pytest.mark.usefixtures("bind_mounts")
+def test_cache_dir_variables_override_the_users_directory(tmp_path: Path, variable: str) -> None:
     chosen = tmp_path / "chosen"
-    cold = run_installed(tmp_path, read_only=(), cache_dir=chosen)
-    assert cold["cache_dir"].startswith(str(chosen))
+    cold = run_installed(tmp_path, read_only=(), cache_dir=chosen, variable=variable)
+    assert cold["cache_dir"] == str(chosen)
     assert cache_files(chosen)
     assert not cache_files(tmp_path / "install")
     assert not cache_files(tmp_path / "home")
-    warm = run_installed(tmp_path, read_only=("install", "home"), cache_dir=chosen)
+    warm = run_installed(
+        tmp_path, read_only=("install", "home"), cache_dir=chosen, variable=variable
+    )
     assert warm["counts"][0] > 0
     assert warm["counts"][1] == 0
-    # Writable and no NUMBA_CACHE_DIR: beside the package, in __pycache__.
-    beside = run_installed(tmp_path, read_only=())
-    assert beside["cache_dir"] == str(tmp_path / "install" / "fastseg" / "_kernels" / "__pycache__")
-    assert cache_files(tmp_path / "install")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 
 
 @kernel()
@@ -14,24 +13,28 @@ def chunk_bounds(n: int, chunks: int, c: int) -> tuple[int, int]:
     return (c * n) // chunks, ((c + 1) * n) // chunks
 
 
-@kernel(parallel=True)
+@kernel()
+def _range_of_chunk(
+    src: np.ndarray, lows: np.ndarray, highs: np.ndarray, c: int, chunks: int
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    low = np.uint64(src[start])
+    high = low
+    for i in range(start, stop):
+        v = np.uint64(src[i])
+        if v < low:
+            low = v
+        if v > high:
+            high = v
+    lows[c] = low
+    highs[c] = high
+
+
 def value_range(src: np.ndarray, chunks: int) -> tuple[np.uint64, np.uint64]:
     """Minimum and maximum of a non-empty flat unsigned array, as uint64."""
-    n = src.size
     lows = np.empty(chunks, np.uint64)
     highs = np.empty(chunks, np.uint64)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        low = np.uint64(src[start])
-        high = low
-        for i in range(start, stop):
-            v = np.uint64(src[i])
-            if v < low:
-                low = v
-            if v > high:
-                high = v
-        lows[c] = low
-        highs[c] = high
+    run_chunks(_range_of_chunk, chunks, src, lows, highs)
     return lows.min(), highs.max()
 
 

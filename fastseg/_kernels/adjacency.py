@@ -8,10 +8,9 @@ with one counter per axis for face contacts and one for edge and corner contacts
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds
 from fastseg._kernels._hashing import find_slot
 
@@ -96,36 +95,41 @@ def _contacts_block(
     return True
 
 
-@kernel(parallel=True)
+@kernel()
+def _contacts_chunk(
+    flat: np.ndarray,
+    n1: int,
+    connectivity: int,
+    n_ids: np.uint64,
+    keys: np.ndarray,
+    counts: np.ndarray,
+    used: np.ndarray,
+    complete: np.ndarray,
+    bits: int,
+    c: int,
+    chunks: int,
+) -> None:
+    first, last = chunk_bounds(flat.shape[0], chunks, c)
+    complete[c] = _contacts_block(
+        flat, n1, connectivity, n_ids, first, last, keys[c], counts[c], used[c], bits
+    )
+
+
 def count_contacts(
     view: np.ndarray, connectivity: int, n_ids: int, bits: int, chunks: int
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Pair keys (``low * n_ids + high``) and their counters (``N_COUNTERS`` columns),
     one entry per chunk a pair occurs in, and whether a table overflowed."""
     n0, n1, n2 = view.shape
-    rows = n0 * n1
-    flat = view.reshape(rows, n2)
+    flat = view.reshape(n0 * n1, n2)
     capacity = 1 << bits
     keys = np.zeros((chunks, capacity), np.uint64)
     counts = np.zeros((chunks, capacity, N_COUNTERS), np.int64)
     used = np.zeros((chunks, capacity), np.bool_)
     complete = np.ones(chunks, np.bool_)
-    for c in numba.prange(chunks):
-        first, last = chunk_bounds(rows, chunks, c)
-        complete[c] = _contacts_block(
-            flat, n1, connectivity, np.uint64(n_ids), first, last, keys[c], counts[c],
-            used[c], bits,
-        )  # fmt: skip
-    n_used = 0
-    for c in range(chunks):
-        n_used += used[c].sum()
-    out_keys = np.empty(n_used, np.uint64)
-    out_counts = np.empty((n_used, N_COUNTERS), np.int64)
-    k = 0
-    for c in range(chunks):
-        for s in range(capacity):
-            if used[c, s]:
-                out_keys[k] = keys[c, s]
-                out_counts[k] = counts[c, s]
-                k += 1
-    return out_keys, out_counts, not complete.all()
+    run_chunks(
+        _contacts_chunk, chunks, flat, n1, connectivity, np.uint64(n_ids), keys, counts, used,
+        complete, bits,
+    )  # fmt: skip
+    # Chunk by chunk, slot by slot: the order the tables were filled in does not matter.
+    return keys[used], counts[used], not complete.all()

@@ -20,10 +20,9 @@ Background runs have ``parent == -1`` and are never linked.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds
 
 _NO_KEY = np.iinfo(np.int64).max
@@ -35,7 +34,19 @@ _NO_KEY = np.iinfo(np.int64).max
 _ONE = np.uint64(1)
 
 
-@kernel(parallel=True)
+@kernel()
+def _count_runs_chunk(flat: np.ndarray, per_row: np.ndarray, c: int, chunks: int) -> None:
+    rows = flat.shape[0]
+    n2 = flat.shape[1]
+    first, last = chunk_bounds(rows, chunks, c)
+    for r in range(first, last):
+        row = flat[r]
+        changes = 0
+        for x in range(1, n2):
+            changes += row[x] != row[x - 1]
+        per_row[r + 1] = changes + 2
+
+
 def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
     """Index of each row's first run in the run arrays (length rows + 1).
 
@@ -44,20 +55,41 @@ def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
     """
     n0, n1, n2 = volume.shape
     rows = n0 * n1
-    flat = volume.reshape(rows, n2)
     per_row = np.zeros(rows + 1, np.int64)
-    for c in numba.prange(chunks):
-        first, last = chunk_bounds(rows, chunks, c)
-        for r in range(first, last):
-            row = flat[r]
-            changes = 0
-            for x in range(1, n2):
-                changes += row[x] != row[x - 1]
-            per_row[r + 1] = changes + 2
+    run_chunks(_count_runs_chunk, chunks, volume.reshape(rows, n2), per_row)
     return np.cumsum(per_row)
 
 
-@kernel(parallel=True)
+@kernel()
+def _find_runs_chunk(
+    flat: np.ndarray,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    run_value: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    rows, n2 = flat.shape
+    first, last = chunk_bounds(rows, chunks, c)
+    # Branch-free compaction into a row buffer: every column is written and the cursor
+    # advances only where the value changes.
+    starts = np.empty(n2 + 1, run_start.dtype)
+    for r in range(first, last):
+        row = flat[r]
+        starts[0] = 0
+        k = _ONE
+        for x in range(1, n2):
+            starts[k] = x
+            k += np.uint64(row[x] != row[x - 1])
+        starts[k] = n2
+        offset = np.uint64(row_offsets[r])
+        for i in range(k + _ONE):
+            run_start[offset + i] = starts[i]
+        for i in range(k):
+            run_value[offset + i] = row[np.uint64(starts[i])]
+        run_value[offset + k] = 0
+
+
 def find_runs(
     volume: np.ndarray,
     row_offsets: np.ndarray,
@@ -67,27 +99,8 @@ def find_runs(
 ) -> None:
     """Record the first column and the value of every run, and each row's sentinel."""
     n0, n1, n2 = volume.shape
-    rows = n0 * n1
-    flat = volume.reshape(rows, n2)
-    for c in numba.prange(chunks):
-        first, last = chunk_bounds(rows, chunks, c)
-        # Branch-free compaction into a per-thread row buffer: every column is written
-        # and the cursor advances only where the value changes.
-        starts = np.empty(n2 + 1, run_start.dtype)
-        for r in range(first, last):
-            row = flat[r]
-            starts[0] = 0
-            k = _ONE
-            for x in range(1, n2):
-                starts[k] = x
-                k += np.uint64(row[x] != row[x - 1])
-            starts[k] = n2
-            offset = np.uint64(row_offsets[r])
-            for i in range(k + _ONE):
-                run_start[offset + i] = starts[i]
-            for i in range(k):
-                run_value[offset + i] = row[np.uint64(starts[i])]
-            run_value[offset + k] = 0
+    flat = volume.reshape(n0 * n1, n2)
+    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, run_start, run_value)
 
 
 @kernel()
@@ -223,7 +236,6 @@ def _link_row(
                 )  # fmt: skip
 
 
-@kernel(parallel=True)
 def link_runs(
     n1: int,
     n2: int,
@@ -241,12 +253,23 @@ def link_runs(
     ranges, so no two threads touch the same trees. The seams, where a row's neighbours
     lie in the previous slab, are linked serially afterwards.
     """
-    for s in numba.prange(slabs):
-        first, last = _slab_rows(row_offsets, slabs, s)
-        _link_slab(
-            n1, n2, background, row_offsets, run_start, run_value, parent, connectivity,
-            first, last,
-        )  # fmt: skip
+    args = (n1, n2, background, row_offsets, run_start, run_value, parent, connectivity)
+    run_chunks(_link_slab, slabs, *args)
+    _link_seams(*args, slabs)  # nothing to do for one slab; called anyway, so compiled
+
+
+@kernel()
+def _link_seams(
+    n1: int,
+    n2: int,
+    background: np.uint64,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    run_value: np.ndarray,
+    parent: np.ndarray,
+    connectivity: int,
+    slabs: int,
+) -> None:
     for s in range(1, slabs):
         first, last = _slab_rows(row_offsets, slabs, s)
         # Neighbours reach back at most n1 + 1 rows.
@@ -278,11 +301,10 @@ def _link_slab(
     run_value: np.ndarray,
     parent: np.ndarray,
     connectivity: int,
-    first: int,
-    last: int,
+    s: int,
+    slabs: int,
 ) -> None:
-    # A plain function rather than the body of the parallel loop, where numba's
-    # parallel lowering produced measurably slower code.
+    first, last = _slab_rows(row_offsets, slabs, s)
     for r in range(first, last):
         end = row_offsets[r + 1] - 1
         for k in range(row_offsets[r], end):
@@ -321,7 +343,6 @@ def number_components(parent: np.ndarray, run_value: np.ndarray) -> np.ndarray:
     return values[: count + 1].copy()
 
 
-@kernel(parallel=True)
 def renumber_row_major(
     shape: tuple[int, int, int],
     row_offsets: np.ndarray,
@@ -339,18 +360,11 @@ def renumber_row_major(
     """
     n0, n1, _ = shape
     first = np.full((chunks, count + 1), _NO_KEY, np.int64)
-    for c in numba.prange(chunks):
-        row_first, row_last = _slab_rows(row_offsets, chunks, c)
-        _first_keys(n0, n1, row_offsets, run_start, labels, first[c], row_first, row_last)
-    keys = first[0]
-    for c in range(1, chunks):
-        for lab in range(1, count + 1):
-            keys[lab] = min(keys[lab], first[c, lab])
-    order = np.argsort(keys[1:])
+    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, first)
+    keys = first.min(axis=0)
     new = np.empty(count + 1, np.int64)
     new[0] = 0
-    for rank in range(count):
-        new[order[rank] + 1] = rank + 1
+    new[np.argsort(keys[1:]) + 1] = np.arange(1, count + 1)
     return new
 
 
@@ -361,12 +375,14 @@ def _first_keys(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
-    first: np.ndarray,
-    row_first: int,
-    row_last: int,
+    first_of_chunks: np.ndarray,
+    c: int,
+    chunks: int,
 ) -> None:
-    """Lower ``first[label]`` to the caller's row-major index of each run of rows
-    ``row_first .. row_last - 1`` (see :func:`renumber_row_major`)."""
+    """Lower ``first[label]`` to the caller's row-major index of each run of the rows of
+    chunk ``c`` (see :func:`renumber_row_major`)."""
+    first = first_of_chunks[c]
+    row_first, row_last = _slab_rows(row_offsets, chunks, c)
     for r in range(row_first, row_last):
         p = r // n1
         y = r % n1
@@ -381,7 +397,6 @@ def _first_keys(
 _PAINT_BYTES = 64
 
 
-@kernel(parallel=True)
 def paint(
     out: np.ndarray,
     row_offsets: np.ndarray,
@@ -393,15 +408,27 @@ def paint(
     """Write ``numbers[label]`` of each run into ``out`` (3-D view; background runs get
     ``numbers[0]``, which is 0)."""
     n0, n1, n2 = out.shape
-    rows = n0 * n1
-    flat = out.reshape(rows * n2)
-    for c in numba.prange(chunks):
-        first, last = _slab_rows(row_offsets, chunks, c)
-        for r in range(first, last):
-            _paint_row(
-                flat, np.uint64(r * n2), np.uint64(n2), row_offsets[r], row_offsets[r + 1] - 1,
-                run_start, labels, numbers,
-            )  # fmt: skip
+    flat = out.reshape(n0 * n1 * n2)
+    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers)
+
+
+@kernel()
+def _paint_chunk(
+    flat: np.ndarray,
+    n2: int,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    labels: np.ndarray,
+    numbers: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    first, last = _slab_rows(row_offsets, chunks, c)
+    for r in range(first, last):
+        _paint_row(
+            flat, np.uint64(r * n2), np.uint64(n2), row_offsets[r], row_offsets[r + 1] - 1,
+            run_start, labels, numbers,
+        )  # fmt: skip
 
 
 @kernel()

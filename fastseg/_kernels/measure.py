@@ -11,10 +11,9 @@ are added up in block order, so float sums come out bit-identical with any threa
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds, run_end
 
 _BIG = np.iinfo(np.int64).max
@@ -130,7 +129,57 @@ def _measure_block(
                 _boundary_faces(row, ints, FACES0, n2)
 
 
-@kernel(parallel=True)
+@kernel()
+def _measure_chunk(
+    flat: np.ndarray,
+    flat_image: np.ndarray,
+    with_image: bool,
+    surface: bool,
+    n1: int,
+    ints: np.ndarray,
+    floats: np.ndarray,
+    b: int,
+    blocks: int,
+) -> None:
+    table = ints[b]
+    for k in range(table.shape[0]):
+        table[k, MIN0] = _BIG
+        table[k, MIN1] = _BIG
+        table[k, MIN2] = _BIG
+        table[k, STOP0] = -1
+        table[k, STOP1] = -1
+        table[k, STOP2] = -1
+        floats[b, k, LOWEST] = np.inf
+        floats[b, k, HIGHEST] = -np.inf
+    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    _measure_block(flat, flat_image, with_image, surface, n1, first, last, table, floats[b])
+
+
+@kernel()
+def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add the blocks' tables up in block order."""
+    total_ints = ints[0].copy()
+    total_floats = floats[0].copy()
+    for b in range(1, ints.shape[0]):
+        for k in range(ints.shape[1]):
+            t = total_ints[k]
+            s = ints[b, k]
+            for c in (COUNT, SUM0, SUM1, SUM2, FACES0, FACES1, FACES2):
+                t[c] += s[c]
+            for c in (MIN0, MIN1, MIN2):
+                t[c] = min(t[c], s[c])
+            for c in (STOP0, STOP1, STOP2):
+                t[c] = max(t[c], s[c])
+            f = total_floats[k]
+            g = floats[b, k]
+            f[TOTAL] += g[TOTAL]
+            if g[LOWEST] < f[LOWEST] or g[LOWEST] != g[LOWEST]:
+                f[LOWEST] = g[LOWEST]
+            if g[HIGHEST] > f[HIGHEST] or g[HIGHEST] != g[HIGHEST]:
+                f[HIGHEST] = g[HIGHEST]
+    return total_ints, total_floats
+
+
 def measure(
     view: np.ndarray,
     image: np.ndarray,
@@ -150,39 +199,9 @@ def measure(
     flat_image = image.reshape(image.shape[0] * image.shape[1], image.shape[2])
     ints = np.zeros((blocks, n_ids, N_INT), np.int64)
     floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
-    for b in numba.prange(blocks):
-        table = ints[b]
-        for k in range(n_ids):
-            table[k, MIN0] = _BIG
-            table[k, MIN1] = _BIG
-            table[k, MIN2] = _BIG
-            table[k, STOP0] = -1
-            table[k, STOP1] = -1
-            table[k, STOP2] = -1
-            floats[b, k, LOWEST] = np.inf
-            floats[b, k, HIGHEST] = -np.inf
-        first, last = chunk_bounds(rows, blocks, b)
-        _measure_block(flat, flat_image, with_image, surface, n1, first, last, table, floats[b])
-    total_ints = ints[0].copy()
-    total_floats = floats[0].copy()
-    for b in range(1, blocks):
-        for k in range(n_ids):
-            t = total_ints[k]
-            s = ints[b, k]
-            for c in (COUNT, SUM0, SUM1, SUM2, FACES0, FACES1, FACES2):
-                t[c] += s[c]
-            for c in (MIN0, MIN1, MIN2):
-                t[c] = min(t[c], s[c])
-            for c in (STOP0, STOP1, STOP2):
-                t[c] = max(t[c], s[c])
-            f = total_floats[k]
-            g = floats[b, k]
-            f[TOTAL] += g[TOTAL]
-            if g[LOWEST] < f[LOWEST] or g[LOWEST] != g[LOWEST]:
-                f[LOWEST] = g[LOWEST]
-            if g[HIGHEST] > f[HIGHEST] or g[HIGHEST] != g[HIGHEST]:
-                f[HIGHEST] = g[HIGHEST]
-    return total_ints, total_floats
+    run_chunks(_measure_chunk, blocks, flat, flat_image, with_image, surface, n1, ints, floats)
+    # Also for one block (a copy of small tables): small inputs compile what large ones use.
+    return _merge_blocks(ints, floats)
 
 
 @kernel()
@@ -208,7 +227,14 @@ def _squares_block(
             x = stop
 
 
-@kernel(parallel=True)
+@kernel()
+def _squares_chunk(
+    flat: np.ndarray, image: np.ndarray, means: np.ndarray, partial: np.ndarray, b: int, blocks: int
+) -> None:
+    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    _squares_block(flat, image, means, first, last, partial[b])
+
+
 def centered_squares(
     view: np.ndarray, image: np.ndarray, means: np.ndarray, blocks: int
 ) -> np.ndarray:
@@ -216,13 +242,12 @@ def centered_squares(
     variance, which keeps full precision where sums of squares would cancel."""
     n0, n1, n2 = view.shape
     rows = n0 * n1
-    flat = view.reshape(rows, n2)
-    flat_image = image.reshape(rows, n2)
     partial = np.zeros((blocks, means.size), np.float64)
-    for b in numba.prange(blocks):
-        first, last = chunk_bounds(rows, blocks, b)
-        _squares_block(flat, flat_image, means, first, last, partial[b])
+    run_chunks(
+        _squares_chunk, blocks, view.reshape(rows, n2), image.reshape(rows, n2), means, partial
+    )
     total = partial[0].copy()
+    # Block order, whatever the thread count.
     for b in range(1, blocks):
         total += partial[b]
     return total

@@ -8,10 +8,9 @@ a tight fill loop the compiler can vectorise.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds, run_end
 from fastseg._kernels._hashing import find_slot
 
@@ -21,25 +20,57 @@ FILL = 1
 ERROR = 2
 
 
-@kernel(parallel=True)
+@kernel()
+def _count_chunk(src: np.ndarray, low: np.uint64, partial: np.ndarray, c: int, chunks: int) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    counts = partial[c]
+    i = start
+    while i < stop:
+        j = run_end(src, i, stop)
+        counts[np.int64(np.uint64(src[i]) - low)] += j - i
+        i = j
+
+
 def count_in_table(src: np.ndarray, low: np.uint64, size: int, chunks: int) -> np.ndarray:
     """Occurrences of each value ``low .. low + size - 1`` (all values must be in range)."""
-    n = src.size
     partial = np.zeros((chunks, size), np.int64)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        i = start
-        while i < stop:
-            j = run_end(src, i, stop)
-            partial[c, np.int64(np.uint64(src[i]) - low)] += j - i
-            i = j
-    counts = partial[0].copy()
-    for c in range(1, chunks):
-        counts += partial[c]
-    return counts
+    run_chunks(_count_chunk, chunks, src, low, partial)
+    return partial[0] if chunks == 1 else partial.sum(axis=0)
 
 
-@kernel(parallel=True)
+@kernel()
+def _count_hashed_chunk(
+    src: np.ndarray,
+    bits: int,
+    keys: np.ndarray,
+    counts: np.ndarray,
+    used: np.ndarray,
+    overflow: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    limit = (1 << bits) // 2
+    chunk_keys = keys[c]
+    chunk_used = used[c]
+    chunk_counts = counts[c]
+    filled = 0
+    i = start
+    while i < stop:
+        j = run_end(src, i, stop)
+        v = np.uint64(src[i])
+        slot = find_slot(chunk_keys, chunk_used, bits, v)
+        if not chunk_used[slot]:
+            if filled >= limit:
+                overflow[c] = True
+                return
+            chunk_used[slot] = True
+            chunk_keys[slot] = v
+            filled += 1
+        chunk_counts[slot] += j - i
+        i = j
+
+
 def count_hashed(
     src: np.ndarray, bits: int, chunks: int
 ) -> tuple[np.ndarray, np.ndarray, np.bool_]:
@@ -49,43 +80,13 @@ def count_hashed(
     flag: when a chunk meets more distinct values than fit in half its table the result
     is incomplete and the caller retries with more bits.
     """
-    n = src.size
     capacity = 1 << bits
-    limit = capacity // 2
     keys = np.zeros((chunks, capacity), np.uint64)
     counts = np.zeros((chunks, capacity), np.int64)
     used = np.zeros((chunks, capacity), np.bool_)
-    filled = np.zeros(chunks, np.int64)
     overflow = np.zeros(chunks, np.bool_)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        chunk_keys = keys[c]
-        chunk_used = used[c]
-        i = start
-        while i < stop:
-            j = run_end(src, i, stop)
-            v = np.uint64(src[i])
-            slot = find_slot(chunk_keys, chunk_used, bits, v)
-            if not chunk_used[slot]:
-                if filled[c] >= limit:
-                    overflow[c] = True
-                    break
-                chunk_used[slot] = True
-                chunk_keys[slot] = v
-                filled[c] += 1
-            counts[c, slot] += j - i
-            i = j
-    total = filled.sum()
-    out_keys = np.empty(total, np.uint64)
-    out_counts = np.empty(total, np.int64)
-    k = 0
-    for c in range(chunks):
-        for s in range(capacity):
-            if used[c, s]:
-                out_keys[k] = keys[c, s]
-                out_counts[k] = counts[c, s]
-                k += 1
-    return out_keys, out_counts, overflow.any()
+    run_chunks(_count_hashed_chunk, chunks, src, bits, keys, counts, used, overflow)
+    return keys[used], counts[used], overflow.any()
 
 
 @kernel()
@@ -194,7 +195,27 @@ def _remap_chunk_hash(
     return missing, largest
 
 
-@kernel(parallel=True)
+@kernel()
+def _table_chunk(
+    src: np.ndarray,
+    low: np.uint64,
+    table: np.ndarray,
+    known: np.ndarray,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    missing: np.ndarray,
+    largest: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    if start < stop:
+        missing[c], largest[c] = _remap_chunk_table(
+            src, low, table, known, out, mode, fill, start, stop
+        )
+
+
 def remap_through_table(
     src: np.ndarray,
     low: np.uint64,
@@ -212,19 +233,34 @@ def remap_through_table(
     the number of voxels whose value had no entry and the largest such value (what
     ``KEEP`` copied, so the caller can check that it fits ``out``).
     """
-    n = src.size
     missing = np.zeros(chunks, np.int64)
     largest = np.zeros(chunks, np.uint64)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        if start < stop:
-            missing[c], largest[c] = _remap_chunk_table(
-                src, low, table, known, out, mode, fill, start, stop
-            )
-    return missing.sum(), largest.max()
+    run_chunks(_table_chunk, chunks, src, low, table, known, out, mode, fill, missing, largest)
+    return int(missing.sum()), largest.max()
 
 
-@kernel(parallel=True)
+@kernel()
+def _hash_chunk(
+    src: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    used: np.ndarray,
+    bits: int,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    missing: np.ndarray,
+    largest: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    if start < stop:
+        missing[c], largest[c] = _remap_chunk_hash(
+            src, keys, values, used, bits, out, mode, fill, start, stop
+        )
+
+
 def remap_through_hash(
     src: np.ndarray,
     keys: np.ndarray,
@@ -237,16 +273,12 @@ def remap_through_hash(
     chunks: int,
 ) -> tuple[int, np.uint64]:
     """Like :func:`remap_through_table`, with the mapping in a hash table of ``2**bits`` slots."""
-    n = src.size
     missing = np.zeros(chunks, np.int64)
     largest = np.zeros(chunks, np.uint64)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        if start < stop:
-            missing[c], largest[c] = _remap_chunk_hash(
-                src, keys, values, used, bits, out, mode, fill, start, stop
-            )
-    return missing.sum(), largest.max()
+    run_chunks(
+        _hash_chunk, chunks, src, keys, values, used, bits, out, mode, fill, missing, largest
+    )
+    return int(missing.sum()), largest.max()
 
 
 @kernel()
@@ -278,7 +310,23 @@ def _remap_chunk_dense(
     return missing, largest
 
 
-@kernel(parallel=True)
+@kernel()
+def _dense_chunk(
+    src: np.ndarray,
+    low: np.uint64,
+    table: np.ndarray,
+    out: np.ndarray,
+    mode: int,
+    fill: np.uint64,
+    missing: np.ndarray,
+    largest: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    missing[c], largest[c] = _remap_chunk_dense(src, low, table, out, mode, fill, start, stop)
+
+
 def remap_dense(
     src: np.ndarray,
     low: np.uint64,
@@ -294,13 +342,10 @@ def remap_dense(
     gather running at close to memory speed; values outside the table follow ``mode``
     as in :func:`remap_through_table`.
     """
-    n = src.size
     missing = np.zeros(chunks, np.int64)
     largest = np.zeros(chunks, np.uint64)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        missing[c], largest[c] = _remap_chunk_dense(src, low, table, out, mode, fill, start, stop)
-    return missing.sum(), largest.max()
+    run_chunks(_dense_chunk, chunks, src, low, table, out, mode, fill, missing, largest)
+    return int(missing.sum()), largest.max()
 
 
 @kernel()
@@ -336,31 +381,69 @@ def _slots_chunk(
     return filled
 
 
-@kernel(parallel=True)
+@kernel()
+def _hash_slots_chunk(
+    src: np.ndarray,
+    bits: int,
+    out: np.ndarray,
+    keys: np.ndarray,
+    used: np.ndarray,
+    overflow: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    if start < stop:
+        overflow[c] = _slots_chunk(src, keys[c], used[c], bits, out, start, stop) < 0
+
+
 def hash_slots(
     src: np.ndarray, bits: int, out: np.ndarray, chunks: int
 ) -> tuple[np.ndarray, np.ndarray, np.bool_]:
     """First pass of a one-read renumbering: ``out[i]`` = slot of ``src[i]`` in its chunk's
     hash table of ``2**bits`` slots. Returns the tables' keys and used flags (one row per
     chunk) and whether any table overflowed (the caller retries with more bits)."""
-    n = src.size
     capacity = 1 << bits
     keys = np.zeros((chunks, capacity), np.uint64)
     used = np.zeros((chunks, capacity), np.bool_)
     overflow = np.zeros(chunks, np.bool_)
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        if start < stop:
-            overflow[c] = _slots_chunk(src, keys[c], used[c], bits, out, start, stop) < 0
+    run_chunks(_hash_slots_chunk, chunks, src, bits, out, keys, used, overflow)
     return keys, used, overflow.any()
 
 
-@kernel(parallel=True)
+@kernel()
+def _translate_chunk(
+    slots: np.ndarray, tables: np.ndarray, out: np.ndarray, c: int, chunks: int
+) -> None:
+    start, stop = chunk_bounds(slots.size, chunks, c)
+    table = tables[c]
+    for i in range(start, stop):
+        out[i] = table[slots[i]]
+
+
 def translate_slots(slots: np.ndarray, tables: np.ndarray, out: np.ndarray, chunks: int) -> None:
     """Second pass: ``out[i] = tables[chunk of i, slots[i]]`` (``out`` may be ``slots``)."""
-    n = slots.size
-    for c in numba.prange(chunks):
-        start, stop = chunk_bounds(n, chunks, c)
-        table = tables[c]
-        for i in range(start, stop):
-            out[i] = table[slots[i]]
+    run_chunks(_translate_chunk, chunks, slots, tables, out)
+
+
+@kernel()
+def _present_chunk(src: np.ndarray, bits: np.ndarray, c: int, chunks: int) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    seen = bits[c]
+    i = start
+    while i < stop:
+        j = run_end(src, i, stop)
+        v = np.uint64(src[i])
+        seen[v >> np.uint64(6)] |= np.uint64(1) << (v & np.uint64(63))
+        i = j
+
+
+def count_present(src: np.ndarray, size: int, chunks: int) -> int:
+    """Number of distinct values in a flat array whose values are all below ``size``.
+
+    One bit per possible value and chunk (``size / 8`` bytes each), set once per run:
+    the caller keeps ``size`` small, so this costs a read of the array and little memory.
+    """
+    bits = np.zeros((chunks, (size + 63) // 64), np.uint64)
+    run_chunks(_present_chunk, chunks, src, bits)
+    return int(np.unpackbits(np.bitwise_or.reduce(bits, axis=0).view(np.uint8)).sum())

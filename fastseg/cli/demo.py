@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_OK, add_command
+from fastseg.cli.common import EXIT_OK, OutputExists, add_command
 from fastseg.demo import SHAPE, SPACING, DemoReport, run_demo
 
 
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_demo(args.out, overwrite=args.overwrite)
     except FileExistsError as error:
-        raise UsageError(
+        raise OutputExists(
             str(error).replace("overwrite=True (--overwrite)", "--overwrite")
         ) from None
     print(format_report(report))

@@ -233,9 +233,22 @@ def write_volume(
         image.header.set_xyzt_units("mm")
     target = os.fspath(path)
     gz = target.lower().endswith(".gz")
-    with atomic_path(target, suffix=".nii.gz" if gz else ".nii") as temporary:
+    # The temporary name ends in .tmp, never in .nii.gz: tools listing *.nii.gz (nnU-Net's
+    # subfiles) must not take a file that a killed process left half-written.
+    with atomic_path(target) as temporary:
         if not (gz and _write_sparse_gzip(image, data, temporary)):
-            nibabel.save(image, temporary)
+            _write_single_file(image, temporary, compressed=gz)
+
+
+def _write_single_file(image: Any, path: str, *, compressed: bool) -> None:
+    """nibabel's save to a name without a NIfTI ending: gzip level 1, no name and no
+    time in the gzip header (as nibabel writes them: equal images, equal files)."""
+    import nibabel
+
+    with open(path, "wb") as raw:
+        stream: Any = gzip.GzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0)
+        with stream if compressed else raw:
+            image.to_file_map({"image": nibabel.FileHolder(fileobj=stream if compressed else raw)})
 
 
 @functools.cache

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,10 @@ class ExportSeries:
 
 
 def read_export(
-    folder: str | os.PathLike[str], *, schema: Schema | None = None
+    folder: str | os.PathLike[str],
+    *,
+    schema: Schema | None = None,
+    on_error: Callable[[ValueError], None] | None = None,
 ) -> list[ExportSeries]:
     """Read the series of a RedBrick AI export folder.
 
@@ -109,6 +112,9 @@ def read_export(
         The project's taxonomy (see :func:`fastseg.formats.redbrick.read_taxonomy`);
         needed when segment maps name categories by ``classId``, and when given every
         category must be in it.
+    on_error : callable, optional
+        Called with the error of a series that cannot be read (its message names the
+        file, task and series), which is then left out; by default the error is raised.
 
     Returns
     -------
@@ -149,11 +155,17 @@ def read_export(
         task_name = str(task.get("name") or task.get("taskId") or f"task-{index}")
         task_info = {k: copy.deepcopy(v) for k, v in task.items() if k != "series"}
         for position, series in enumerate(task.get("series") or []):
-            if not isinstance(series, Mapping):
-                raise ValueError(
-                    f"{tasks_file}: task {task_name!r}: series {position} is not an object"
-                )
-            entry = _read_series(root, tasks_file, task_name, position, series, schema)
+            try:
+                if not isinstance(series, Mapping):
+                    raise ValueError(
+                        f"{tasks_file}: task {task_name!r}: series {position} is not an object"
+                    )
+                entry = _read_series(root, tasks_file, task_name, position, series, schema)
+            except ValueError as error:
+                if on_error is None:
+                    raise
+                on_error(error)
+                continue
             if entry is not None:
                 found.append(
                     ExportSeries(

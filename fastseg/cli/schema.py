@@ -7,8 +7,9 @@ import os
 import sys
 from typing import Any, cast
 
-from fastseg.cli.batch import USER_ERRORS, UsageError, describe_error
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK, add_command
+from fastseg._batch import USER_ERRORS, describe_error
+from fastseg.cli.batch import UsageError
+from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, check_json_depth
 from fastseg.formats.registry import (
     SchemaFormat,
     schema_formats,
@@ -49,17 +50,14 @@ def target_format(path: str, chosen: str | None) -> str:
         raise UsageError(f"say which format to write {path} in: --to {names}") from None
 
 
-def run_schema(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     form = target_format(args.output, args.to)
     if os.path.realpath(args.output) == os.path.realpath(args.input):
         raise UsageError(f"the output {args.output} would replace the input")
     if os.path.exists(args.output) and not args.overwrite:
-        print(
-            f"failed: {args.input}: the output {args.output} exists (--overwrite replaces it)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+        raise OutputExists(f"the output {args.output} exists (--overwrite replaces it)")
     try:
+        check_json_depth(args.input)
         schema = Schema.load(args.input, args.from_format)
         if args.renumber:
             schema = consecutive(schema)
@@ -133,4 +131,4 @@ def register(commands: Any) -> None:
         metavar="SUFFIX",
         help="file_ending (default: the input's, else .nii.gz)",
     )
-    parser.set_defaults(handler=run_schema)
+    parser.set_defaults(handler=run)
