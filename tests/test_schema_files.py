@@ -299,8 +299,9 @@ def test_schema_command_writes_a_complete_nnunet_dataset_json(
         "numTraining": 3,
         "file_ending": ".nii.gz",
     }
-    assert main(["schema", str(dataset / "dataset.json"), str(tmp_path / "mr.json"), "--to",
-                 "nnunet", "--channel", "T1", "--channel", "T2", "--num-training", "9"]) == 0  # fmt: skip
+    target = str(tmp_path / "mr.json")
+    options = ["--to", "nnunet", "--channel", "T1", "--channel", "T2", "--num-training", "9"]
+    assert main(["schema", str(dataset / "dataset.json"), target, *options]) == 0
     content = json.loads((tmp_path / "mr.json").read_text())
     assert content["channel_names"] == {"0": "T1", "1": "T2"}
     assert content["numTraining"] == 9
