@@ -457,7 +457,9 @@ def same_shape(fast: fastseg.InstanceStats, anchor: Any) -> Verdict:
 
 # Modules beside this script that contribute rows of their own, each through a
 # ``rows(v: Volumes) -> list[Row]`` function; their rows follow the core ones, in this order.
-ROW_MODULES: tuple[str, ...] = ("cleanup_rows", "dask_rows", "loader_rows", "evaluate_rows")
+ROW_MODULES: tuple[str, ...] = (
+    "cleanup_rows", "dask_rows", "loader_rows", "evaluate_rows", "sampling_rows",
+)  # fmt: skip
 # Rows on generated 2 GiB volumes, run only with --gigavoxel (minutes, and several GiB).
 GIGAVOXEL_MODULE = "gigavoxel_rows"
 

@@ -15,6 +15,8 @@ from fastseg.dtypes import as_labels, fit_dtype
 from fastseg.evaluate import Evaluation, EvaluationMetric, evaluate
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
+from fastseg.sample_index import SampleIndex, load_index, write_index
+from fastseg.sampling import Locations, locations
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 from fastseg.stats import InstanceStats, contacts, stats
@@ -26,6 +28,8 @@ __all__ = [
     "EvaluationMetric",
     "InstanceStats",
     "LabelImage",
+    "Locations",
+    "SampleIndex",
     "Schema",
     "Segment",
     "SegmentMap",
@@ -46,6 +50,8 @@ __all__ = [
     "label",
     "largest_k",
     "load",
+    "load_index",
+    "locations",
     "mask",
     "remap",
     "renumber",
@@ -57,5 +63,6 @@ __all__ = [
     "unique",
     "warmup",
     "warmup_operations",
+    "write_index",
 ]
 __version__ = "0.1.0"

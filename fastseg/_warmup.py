@@ -132,6 +132,14 @@ def _conversions(dtype: np.dtype[Any]) -> None:
     fastseg.to_instances(labels, schema, split=False)
 
 
+def _sampling(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    labels = _sample(dtype)
+    fastseg.locations(labels, per_class=3, per_instance=2, seed=0)
+    fastseg.locations(labels.T, per_class=3, seed=0)
+
+
 def _files(dtype: np.dtype[Any]) -> None:
     import tempfile
 
@@ -178,6 +186,7 @@ OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "conversions": _conversions,
     "files": _files,
     "evaluate": _evaluate,
+    "sampling": _sampling,
 }
 # fastseg.dask's own kernels (joining blocks), where the optional dask extra is installed.
 if importlib.util.find_spec("dask") is not None:
@@ -251,8 +260,8 @@ def warmup(
         renumber, mask), ``"label"``, ``"stats"`` (and contacts), ``"cleanup"`` (dust,
         largest_k, fill_holes), ``"components"`` (each, component_values, binary_masks),
         ``"conversions"`` (to_semantic, to_instances), ``"files"`` (save, load),
-        ``"evaluate"`` and, where
-        dask is installed, ``"dask"`` (fastseg.dask's label and stats). Default: all.
+        ``"evaluate"``, ``"sampling"`` (locations) and, where dask is installed, ``"dask"``
+        (fastseg.dask's label and stats). Default: all.
     dtypes : iterable of dtype, optional
         Label dtypes to compile for (default uint8, uint16 and uint32).
 

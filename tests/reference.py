@@ -615,3 +615,51 @@ __all__ += [
     "overlap_reference",
     "surface_reference",
 ]
+
+# -- sampling -----------------------------------------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix_finaliser(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def seed_state(seed: int) -> int:
+    """The 64-bit state of ``numpy.random.SeedSequence(seed)`` that keys are built from."""
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+
+def voxel_key(index: int, state: int) -> int:
+    """The documented key of the voxel at row-major ``index``: splitmix64's finaliser of
+    ``index * golden + state`` (``state`` from :func:`seed_state`)."""
+    return _splitmix_finaliser((index * 0x9E3779B97F4A7C15 + state) & _MASK64)
+
+
+def locations_reference(
+    labels: np.ndarray, sizes: Mapping[int, int], seed: int
+) -> dict[int, list[tuple[int, ...]]]:
+    """Per id in ``sizes``: the coordinates of its ``sizes[id]`` voxels with the smallest
+    keys, in ascending key order (bottom-k sampling, written out voxel by voxel)."""
+    shape = labels.shape
+    state = seed_state(seed)
+    keyed: dict[int, list[tuple[int, tuple[int, ...]]]] = {i: [] for i in sizes}
+    for index, value in enumerate(_values(labels)):
+        if value in keyed:
+            coordinates = tuple(int(c) for c in np.unravel_index(index, shape))
+            keyed[value].append((voxel_key(index, state), coordinates))
+    return {i: [c for _, c in sorted(keyed[i])[: sizes[i]]] for i in sizes}
+
+
+def nnunet_sample_size(total: int) -> int:
+    """nnU-Net v2 (2.8, DefaultPreprocessor._sample_foreground_locations): locations kept
+    of a class with ``total`` voxels, with its defaults (10000, 0.01), copied verbatim."""
+    min_num_samples, min_percent_coverage = 10000, 0.01
+    target_num_samples = min(min_num_samples, total)
+    target_num_samples = max(target_num_samples, int(np.ceil(total * min_percent_coverage)))
+    return target_num_samples
+
+
+__all__ += ["locations_reference", "nnunet_sample_size", "seed_state", "voxel_key"]

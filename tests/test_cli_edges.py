@@ -680,3 +680,29 @@ def test_pairing_rules() -> None:
         check_template("{case}.nii.gz")
     with pytest.raises(ValueError, match=r"neither a\.nii nor b\.nii exists"):
         find_image(("a.nii", "b.nii"))
+
+
+def test_warmup_command_fills_the_cache_folder_it_is_given(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "fastseg", "warmup", "files", "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"cache {cache}" in result.stdout
+    assert list(cache.rglob("*.nbi"))
+    wrong = subprocess.run(
+        [sys.executable, "-m", "fastseg", "warmup", "sorting"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().startswith("fastseg warmup: error: unknown groups sorting")

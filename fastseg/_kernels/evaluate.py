@@ -13,10 +13,9 @@ from the integer offsets to the winning feature, ``sqrt((d0 s0)^2 + (d1 s1)^2 +
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from fastseg._jit import kernel
+from fastseg._jit import kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds
 
 _G1 = np.uint64(0x9E3779B97F4A7C15)
@@ -39,7 +38,73 @@ def _pair_slot(
     return slot
 
 
-@kernel(parallel=True)
+@kernel()
+def _pair_chunk(
+    flat_r: np.ndarray,
+    flat_p: np.ndarray,
+    n1: int,
+    bits: int,
+    keys_r: np.ndarray,
+    keys_p: np.ndarray,
+    counts: np.ndarray,
+    boxes: np.ndarray,
+    used: np.ndarray,
+    filled: np.ndarray,
+    overflow: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    rows, n2 = flat_r.shape
+    limit = (1 << bits) // 2
+    first, last = chunk_bounds(rows, chunks, c)
+    chunk_r = keys_r[c]
+    chunk_p = keys_p[c]
+    chunk_used = used[c]
+    chunk_counts = counts[c]
+    chunk_boxes = boxes[c]
+    for row in range(first, last):
+        if overflow[c]:
+            break
+        z = row // n1
+        y = row % n1
+        row_r = flat_r[row]
+        row_p = flat_p[row]
+        x = 0
+        while x < n2:
+            a = row_r[x]
+            b = row_p[x]
+            stop = x + 1
+            while stop < n2 and row_r[stop] == a and row_p[stop] == b:
+                stop += 1
+            r = np.uint64(a)
+            p = np.uint64(b)
+            slot = _pair_slot(chunk_r, chunk_p, chunk_used, bits, r, p)
+            box = chunk_boxes[slot]
+            if not chunk_used[slot]:
+                if filled[c] >= limit:
+                    overflow[c] = True
+                    break
+                chunk_used[slot] = True
+                chunk_r[slot] = r
+                chunk_p[slot] = p
+                filled[c] += 1
+                box[0] = z
+                box[1] = y
+                box[2] = x
+                box[3] = z + 1
+                box[4] = y + 1
+                box[5] = stop
+            else:
+                # Rows come in order, so z only grows within a chunk.
+                box[1] = min(box[1], y)
+                box[2] = min(box[2], x)
+                box[3] = z + 1
+                box[4] = max(box[4], y + 1)
+                box[5] = max(box[5], stop)
+            chunk_counts[slot] += stop - x
+            x = stop
+
+
 def pair_table(
     ref: np.ndarray, pred: np.ndarray, bits: int, chunks: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.bool_]:
@@ -52,10 +117,7 @@ def pair_table(
     """
     n0, n1, n2 = ref.shape
     rows = n0 * n1
-    flat_r = ref.reshape(rows, n2)
-    flat_p = pred.reshape(rows, n2)
     capacity = 1 << bits
-    limit = capacity // 2
     keys_r = np.zeros((chunks, capacity), np.uint64)
     keys_p = np.zeros((chunks, capacity), np.uint64)
     counts = np.zeros((chunks, capacity), np.int64)
@@ -63,69 +125,12 @@ def pair_table(
     used = np.zeros((chunks, capacity), np.bool_)
     filled = np.zeros(chunks, np.int64)
     overflow = np.zeros(chunks, np.bool_)
-    for c in numba.prange(chunks):
-        first, last = chunk_bounds(rows, chunks, c)
-        chunk_r = keys_r[c]
-        chunk_p = keys_p[c]
-        chunk_used = used[c]
-        chunk_counts = counts[c]
-        chunk_boxes = boxes[c]
-        for row in range(first, last):
-            if overflow[c]:
-                break
-            z = row // n1
-            y = row % n1
-            row_r = flat_r[row]
-            row_p = flat_p[row]
-            x = 0
-            while x < n2:
-                a = row_r[x]
-                b = row_p[x]
-                stop = x + 1
-                while stop < n2 and row_r[stop] == a and row_p[stop] == b:
-                    stop += 1
-                r = np.uint64(a)
-                p = np.uint64(b)
-                slot = _pair_slot(chunk_r, chunk_p, chunk_used, bits, r, p)
-                box = chunk_boxes[slot]
-                if not chunk_used[slot]:
-                    if filled[c] >= limit:
-                        overflow[c] = True
-                        break
-                    chunk_used[slot] = True
-                    chunk_r[slot] = r
-                    chunk_p[slot] = p
-                    filled[c] += 1
-                    box[0] = z
-                    box[1] = y
-                    box[2] = x
-                    box[3] = z + 1
-                    box[4] = y + 1
-                    box[5] = stop
-                else:
-                    # Rows come in order, so z only grows within a chunk.
-                    box[1] = min(box[1], y)
-                    box[2] = min(box[2], x)
-                    box[3] = z + 1
-                    box[4] = max(box[4], y + 1)
-                    box[5] = max(box[5], stop)
-                chunk_counts[slot] += stop - x
-                x = stop
-    total = filled.sum()
-    out_r = np.empty(total, np.uint64)
-    out_p = np.empty(total, np.uint64)
-    out_counts = np.empty(total, np.int64)
-    out_boxes = np.empty((total, N_BOX), np.int64)
-    k = 0
-    for c in range(chunks):
-        for s in range(capacity):
-            if used[c, s]:
-                out_r[k] = keys_r[c, s]
-                out_p[k] = keys_p[c, s]
-                out_counts[k] = counts[c, s]
-                out_boxes[k] = boxes[c, s]
-                k += 1
-    return out_r, out_p, out_counts, out_boxes, overflow.any()
+    run_chunks(
+        _pair_chunk, chunks, ref.reshape(rows, n2), pred.reshape(rows, n2), n1, bits,
+        keys_r, keys_p, counts, boxes, used, filled, overflow,
+    )  # fmt: skip
+    # Chunk by chunk, slot by slot, as the tables were filled.
+    return keys_r[used], keys_p[used], counts[used], boxes[used], overflow.any()
 
 
 @kernel()

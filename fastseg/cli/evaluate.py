@@ -66,8 +66,8 @@ def _score(
 
     name, pred_path, ref_path = case
     try:
-        prediction = nibabel.load(pred_path)
-        reference = nibabel.load(ref_path)
+        prediction: Any = nibabel.load(pred_path)
+        reference: Any = nibabel.load(ref_path)
         if prediction.shape != reference.shape:
             raise ValueError(
                 f"shape {prediction.shape} differs from the reference's {reference.shape}"
@@ -185,9 +185,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     results: list[tuple[str, Evaluation]] = []
     failures = list(problems)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for name, result, error in pool.map(lambda case: _score(case, options), pairs):
-            if error is not None:
-                failures.append(error)
+        for name, result, failure in pool.map(lambda case: _score(case, options), pairs):
+            if failure is not None:
+                failures.append(failure)
             elif result is not None:
                 results.append((name, result))
     for failure in failures:
