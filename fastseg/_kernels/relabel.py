@@ -446,28 +446,9 @@ def count_present(src: np.ndarray, size: int, chunks: int) -> int:
     """
     bits = np.zeros((chunks, (size + 63) // 64), np.uint64)
     run_chunks(_present_chunk, chunks, src, bits)
-    return int(_count_bits(bits))
+    seen = np.bitwise_or.reduce(bits, axis=0) if chunks > 1 else bits[0]
+    # Set bits per byte through a 256-entry table: no array of one entry per bit.
+    return int(_BITS_IN_BYTE[seen.view(np.uint8)].sum(dtype=np.int64))
 
 
-@kernel()
-def _popcount(word: np.uint64) -> int:
-    """Number of set bits of a 64-bit word (SWAR: adds bits in ever wider fields)."""
-    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    word = (word & np.uint64(0x3333333333333333)) + (
-        (word >> np.uint64(2)) & np.uint64(0x3333333333333333)
-    )
-    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return int((word * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
-@kernel()
-def _count_bits(bits: np.ndarray) -> int:
-    """Bits set in any row of ``bits``, word by word: no temporary the size of a row
-    (unpacking them took a byte per possible id)."""
-    total = 0
-    for w in range(bits.shape[1]):
-        word = bits[0, w]
-        for c in range(1, bits.shape[0]):
-            word |= bits[c, w]
-        total += _popcount(word)
-    return total
+_BITS_IN_BYTE = np.array([bin(b).count("1") for b in range(256)], np.uint8)
