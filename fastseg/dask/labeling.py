@@ -35,8 +35,8 @@ class DaskComponents(NamedTuple):
     ``labels`` is a dask array; ``count`` and ``values`` are ``dask.delayed`` objects that
     share their work with it. Compute them together, ``dask.compute(*result)``, or get a
     :class:`fastseg.Components` with :meth:`compute`; to store a large map and count in
-    one pass, ``dask.compute(labels.to_zarr(path, compute=False), count)`` (computing
-    them one after the other labels the volume twice).
+    one go, ``dask.compute(labels.to_zarr(path, compute=False), count)`` (computing
+    them one after the other runs the first pass over the volume twice).
 
     Examples
     --------
