@@ -18,7 +18,7 @@ from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._jit import current_threads, thread_limit
 from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
-from fastseg.relabel import dense_ids
+from fastseg.relabel import dense_ids, id_table_size
 
 __all__ = ["Components", "component_values", "each", "label"]
 
@@ -276,8 +276,10 @@ def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> 
     Raises
     ------
     ValueError
-        If the shapes differ, or a component covers more than one value of ``labels``
-        (it cannot have come from them).
+        If the shapes differ, a component covers more than one value of ``labels``
+        (it cannot have come from them), or the ids are so sparse that the result would
+        be many times longer than the number of components (the largest id at least four
+        times the number of distinct ids, and at least 16384): renumber them first.
 
     Examples
     --------
@@ -297,16 +299,18 @@ def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> 
     if values.order != ids.order:
         aligned = np.asarray(values.original, order=ids.order)
         values = as_label_array(aligned, name="labels")
-    _, high = ids.value_range()
-    if high >= max(1 << 24, 4 * ids.size):
+    n_ids = id_table_size(ids, count_any=True)
+    if n_ids is None:
+        _, high = ids.value_range()
         raise ValueError(
-            f"component ids reach {high}; renumber them first (fastseg.renumber) so that "
-            f"a table of one entry per id stays small"
+            f"component ids reach {high}, far more than there are distinct ids; renumber "
+            f"them first (fastseg.renumber) so that the result, one entry per id up to the "
+            f"largest, stays small"
         )
 
     from fastseg._kernels.measure import values_per_id
 
-    result, _, conflict, first, second = values_per_id(ids.flat, values.flat, high + 1)
+    result, _, conflict, first, second = values_per_id(ids.flat, values.flat, n_ids)
     if conflict >= 0:
         raise ValueError(
             f"component {conflict} covers more than one value of labels ({int(first)} and "

@@ -97,7 +97,9 @@ def test_walk_takes_every_volume_ending_and_leaves_out_hidden_items_and_outputs(
         "sub/f.nii.gz",
     ]
     assert all(_batch.is_volume(p) for p in found)
-    assert _batch.volume_suffixes() == (".nii.gz", ".nii", ".mgz", ".mgh")
+    # Every volume format of the registry, longest ending first (.seg.nrrd before .nrrd).
+    assert set(_batch.volume_suffixes()) >= {".nii.gz", ".nii", ".mgz", ".mgh", ".seg.nrrd"}
+    assert _batch.volume_suffixes().index(".seg.nrrd") < _batch.volume_suffixes().index(".nrrd")
 
 
 def test_expand_reports_a_second_name_of_one_file(tmp_path: Path) -> None:
@@ -678,3 +680,29 @@ def test_pairing_rules() -> None:
         check_template("{case}.nii.gz")
     with pytest.raises(ValueError, match=r"neither a\.nii nor b\.nii exists"):
         find_image(("a.nii", "b.nii"))
+
+
+def test_warmup_command_fills_the_cache_folder_it_is_given(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "fastseg", "warmup", "files", "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"cache {cache}" in result.stdout
+    assert list(cache.rglob("*.nbi"))
+    wrong = subprocess.run(
+        [sys.executable, "-m", "fastseg", "warmup", "sorting"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().startswith("fastseg warmup: error: unknown groups sorting")

@@ -18,6 +18,8 @@ from fastseg._batch import describe_error
 from fastseg.cli import (
     clean,
     demo,
+    evaluate,
+    index,
     info,
     label,
     redbrick,
@@ -26,6 +28,7 @@ from fastseg.cli import (
     stats,
     to_instances,
     to_semantic,
+    warmup,
 )
 from fastseg.cli.batch import UsageError
 from fastseg.cli.common import (
@@ -51,6 +54,9 @@ COMMANDS: tuple[ModuleType, ...] = (
     clean,
     schema,
     redbrick,
+    evaluate,
+    index,
+    warmup,
 )
 """The command modules, in the order ``fastseg --help`` lists them."""
 
@@ -92,6 +98,22 @@ def _quiet_stdout() -> None:
         os.close(with_devnull)
 
 
+def _announce_compiling(prefix: str) -> None:
+    """Say, just before the first kernel compiles (never when all come from the cache),
+    that this run compiles, instead of waiting silently."""
+    from fastseg._jit import on_first_compile
+
+    def notice() -> None:
+        print(
+            f"{prefix}: compiling fastseg kernels for this machine (first run only, about "
+            "10-30 s; `fastseg warmup` does it ahead of time)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    on_first_compile(notice)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit
     status (see ``fastseg --help``): 0 done, 1 failed, 2 usage error, 130 interrupted.
@@ -112,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, or an argparse error (status 2)
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     prefix = f"fastseg {args.command}"
+    if not getattr(args, "quiet", False) and (
+        sys.stderr.isatty() or getattr(args, "verbose", False)
+    ):
+        _announce_compiling(prefix)
     try:
         with stopping_on_signals():
             status: int = args.handler(args)
