@@ -35,8 +35,8 @@ class DaskComponents(NamedTuple):
     ``labels`` is a dask array; ``count`` and ``values`` are ``dask.delayed`` objects that
     share their work with it. Compute them together, ``dask.compute(*result)``, or get a
     :class:`fastseg.Components` with :meth:`compute`; to store a large map and count in
-    one pass, ``dask.compute(labels.to_zarr(path, compute=False), count)`` (computing
-    them one after the other labels the volume twice).
+    one go, ``dask.compute(labels.to_zarr(path, compute=False), count)`` (computing
+    them one after the other runs the first pass over the volume twice).
 
     Examples
     --------
@@ -249,8 +249,8 @@ def label(
     (C) order of the whole array, whatever the chunking.
 
     How: every block is labelled on its own with :func:`fastseg.label` (one task per
-    block, no dependency between blocks: each block's ids are offset by its index
-    times the largest block's voxel count). Pairs of pieces that touch across a
+    block; each block's ids are offset by its index times the largest block's voxel
+    count, so no block waits for another's count). Pairs of pieces that touch across a
     boundary between blocks (across faces, and for 18/26 and 8 connectivity also
     across edges and corners) are found from the layers of voxels on either side, one
     task per pair of neighbouring blocks; one task joins them with a union-find and
@@ -264,6 +264,9 @@ def label(
     once the join is done (the same pieces, labelling is deterministic) and numbered
     straight away; the input is read twice, and its reads for the second pass wait for
     the join (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
+    In the first pass, the blocks of each slab along the first axis are read once the
+    pairs of the slab two before are found, so that the layers waiting for their
+    neighbours are those of about three slabs.
     To store a volume larger than memory, write ``labels`` block by block, e.g.
     ``dask.compute(labels.to_zarr(path, compute=False), count)``.
 
