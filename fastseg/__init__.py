@@ -12,6 +12,7 @@ from fastseg.cleanup import dust, fill_holes, largest_k
 from fastseg.components import Components, component_values, each, label
 from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
+from fastseg.evaluate import Evaluation, EvaluationMetric, evaluate
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
 from fastseg.sample_index import SampleIndex, load_index, write_index
@@ -23,6 +24,8 @@ from fastseg.stats import InstanceStats, contacts, stats
 __all__ = [
     "Category",
     "Components",
+    "Evaluation",
+    "EvaluationMetric",
     "InstanceStats",
     "LabelImage",
     "Locations",
@@ -40,6 +43,7 @@ __all__ = [
     "convert",
     "dust",
     "each",
+    "evaluate",
     "fill_holes",
     "fit_dtype",
     "get_threads",

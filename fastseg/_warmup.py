@@ -168,6 +168,14 @@ def _dask(dtype: np.dtype[Any]) -> None:
         fastseg.dask.stats(volume, surface=True)
 
 
+def _evaluate(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    reference = _sample(dtype)
+    prediction = np.roll(reference, 1, axis=2)
+    fastseg.evaluate(prediction, reference, metrics=["overlap", "distance", "instances"])
+
+
 # Operation groups share kernels; each runs every public function of its group.
 OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "relabel": _relabel,
@@ -177,6 +185,7 @@ OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "components": _components,
     "conversions": _conversions,
     "files": _files,
+    "evaluate": _evaluate,
     "sampling": _sampling,
 }
 # fastseg.dask's own kernels (joining blocks), where the optional dask extra is installed.
@@ -251,8 +260,8 @@ def warmup(
         renumber, mask), ``"label"``, ``"stats"`` (and contacts), ``"cleanup"`` (dust,
         largest_k, fill_holes), ``"components"`` (each, component_values, binary_masks),
         ``"conversions"`` (to_semantic, to_instances), ``"files"`` (save, load),
-        ``"sampling"`` (locations) and, where dask is installed, ``"dask"`` (fastseg.dask's
-        label and stats). Default: all.
+        ``"evaluate"``, ``"sampling"`` (locations) and, where dask is installed, ``"dask"``
+        (fastseg.dask's label and stats). Default: all.
     dtypes : iterable of dtype, optional
         Label dtypes to compile for (default uint8, uint16 and uint32).
 
@@ -312,6 +321,6 @@ def warmup_operations() -> tuple[str, ...]:
     --------
     >>> import fastseg
     >>> fastseg.warmup_operations()[:8]
-    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions', 'files', 'sampling')
+    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions', 'files', 'evaluate')
     """
     return tuple(OPERATIONS)

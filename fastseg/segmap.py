@@ -49,6 +49,11 @@ class Segment:
         object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only views do not pickle; their dicts do (segment maps travel to
+        # worker processes).
+        return (Segment, (self.category, dict(self.attributes), dict(self.extra)))
+
     def resolve(self, schema: Schema) -> Category:
         """The schema's category for this segment (by name, or by hierarchy path)."""
         if isinstance(self.category, str):
@@ -124,21 +129,39 @@ class SegmentMap:
             dict(other.metadata),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt, (self._segments, self._groups, dict(self.metadata)))
+
     def __repr__(self) -> str:
         return f"SegmentMap({len(self._segments)} instances, {len(self._groups)} overlap groups)"
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], schema: Schema | None = None) -> SegmentMap:
-        """Read a RedBrick ``segmentMap`` JSON file (``schema`` resolves classId values)."""
-        from fastseg.formats.detect import load_segment_map
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        schema: Schema | None = None,
+        *,
+        series: str | None = None,
+    ) -> SegmentMap:
+        """Read a segment map from any file that holds one.
 
-        return load_segment_map(path, schema)
+        RedBrick ``segmentMap`` JSON, a RedBrick export's ``tasks.json`` (``series``
+        names the series, or ``task/series``; a single series is used without it), the
+        SDK's ``labels.json``, dcmqi metadata, or a one-layer Slicer ``.seg.nrrd``.
+        ``schema`` resolves RedBrick classId values.
+        """
+        from fastseg.formats.registry import load_segment_map
+
+        return load_segment_map(path, schema, series=series)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as RedBrick ``segmentMap`` JSON, atomically."""
-        from fastseg.formats.detect import save_segment_map
+        import json
 
-        save_segment_map(self, path)
+        from fastseg._files import write_text_atomically
+        from fastseg.formats.redbrick import segment_map_dict
+
+        write_text_atomically(path, json.dumps(segment_map_dict(self), indent=2) + "\n")
 
     @property
     def groups(self) -> Mapping[int, tuple[int, ...]]:
@@ -153,6 +176,12 @@ class SegmentMap:
     def values(self) -> list[int]:
         """Every voxel value the map explains: instance ids and group values, ascending."""
         return sorted([*self._segments, *self._groups])
+
+
+def _rebuilt(
+    segments: Mapping[int, Segment], groups: Mapping[int, Iterable[int]], metadata: dict[str, Any]
+) -> SegmentMap:
+    return SegmentMap(segments, groups, metadata=metadata)
 
 
 def _instance_id(key: object) -> int:

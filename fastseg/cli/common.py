@@ -1,44 +1,89 @@
-"""What the batch commands share: their options, the files they read once per process,
-and running their jobs with progress, a summary and an exit status."""
+"""What the commands share: the exit-status table, help layout, the options of batch
+commands, the files read once per process, and running jobs with progress and a
+summary."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
-from collections.abc import Callable, Sequence
+import re
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from fastseg.cli.batch import (
-    USER_ERRORS,
-    Job,
-    Outcome,
-    OutputPolicy,
-    UsageError,
-    describe_error,
-    open_executor,
-    run_jobs,
-)
+from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
+from fastseg.cli.batch import Job, OutputPolicy, UsageError, open_executor, run_jobs
 from fastseg.cli.progress import PROGRESS_MODES, Progress, Timer, summary
 from fastseg.schema import Schema
 from fastseg.segmap import SegmentMap
 
+# ---------------------------------------------------------------------- exit statuses
+
 EXIT_OK = 0
-"""Every input was done (or skipped with ``--skip-existing``)."""
+"""Every input was done (or skipped: --skip-existing, a second name of one file)."""
 EXIT_FAILED = 1
-"""At least one input failed; the others were done."""
+"""Something failed: some inputs (the others were done), or an output that exists."""
 EXIT_USAGE = 2
 """Nothing ran: bad arguments, or a file every input needs (schema, mapping) is unusable."""
 EXIT_INTERRUPTED = 130
-"""Interrupted (Ctrl-C); files written so far are complete, none is half-written."""
+"""Interrupted by Ctrl-C; other signals give 128 + their number (TERM 143, HUP 129)."""
+EXIT_BROKEN_PIPE = 141
+"""Whoever read the output stopped reading (``| head``): 128 + SIGPIPE, as for other tools."""
 
 EXIT_CODES = f"""\
 exit status:
-  {EXIT_OK}    every input done (or skipped with --skip-existing)
-  {EXIT_FAILED}    some inputs failed (one line each on stderr); the others were done
-  {EXIT_USAGE}    usage error: nothing ran
-  {EXIT_INTERRUPTED}  interrupted"""
+  {EXIT_OK}    done: every input done or skipped (--skip-existing, or a second name
+       of a file already named)
+  {EXIT_FAILED}    failed: some inputs failed (one line each on stderr, the others were
+       done), or an output exists (--overwrite replaces it)
+  {EXIT_USAGE}    usage error: bad arguments, or a file every input needs is unusable;
+       nothing ran
+  {EXIT_INTERRUPTED}  interrupted by Ctrl-C (another signal: 128 + its number, TERM 143,
+       HUP 129); files written so far are complete, none is half-written
+  {EXIT_BROKEN_PIPE}  the reader of stdout stopped reading (e.g. | head)"""
 
+
+class OutputExists(Exception):
+    """The command's own output (a table, a folder) exists and --overwrite was not given;
+    exit status 1 like an input whose output exists."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (TERM, HUP) stops the command as Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """TERM and HUP interrupt the command as Ctrl-C does (the batch stops its workers and
+    sums up); the previous handlers come back afterwards."""
+    wanted = [signal.SIGTERM, getattr(signal, "SIGHUP", None)]
+    previous: dict[int, Any] = {}
+    try:
+        for signum in wanted:
+            if signum is not None:
+                previous[signum] = signal.signal(signum, _raise_interrupted)
+    except ValueError:  # not the main thread: leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# ------------------------------------------------------------------------------- help
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -57,7 +102,8 @@ def add_command(
     examples: str,
     parents: Sequence[argparse.ArgumentParser] = (),
 ) -> argparse.ArgumentParser:
-    """Add a command to the ``commands`` subparsers, its help ending in examples."""
+    """Add a command to the ``commands`` subparsers, its help ending in examples and
+    the exit statuses; flags are never abbreviated."""
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         parents=list(parents),
@@ -65,6 +111,7 @@ def add_command(
         help=summary,
         description=description,
         epilog=epilog(examples),
+        allow_abbrev=False,
     )
     return parser
 
@@ -85,14 +132,36 @@ def non_negative(kind: type[int] | type[float]) -> Callable[[str], Any]:
     return parse
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
 def _job_count(value: str) -> int:
     count: int = non_negative(int)(value)
     return count or os.cpu_count() or 1
 
 
+def add_inputs(parser: argparse.ArgumentParser) -> None:
+    """The INPUT arguments of a batch command."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=f"label files ({', '.join(sorted(volume_suffixes()))}), folders (every such "
+        "file below them, hidden ones left out) or glob patterns",
+    )
+
+
 def batch_parent() -> argparse.ArgumentParser:
     """The options of every command that runs over files."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     group = parent.add_argument_group("running")
     group.add_argument(
         "-j",
@@ -116,22 +185,26 @@ def batch_parent() -> argparse.ArgumentParser:
         "a line per finished input; none",
     )
     group.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress and no summary; failures only"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress, no summary and no line saying where the jobs run; failures only",
     )
     return parent
 
 
 def output_parent(default_suffix: str) -> argparse.ArgumentParser:
     """``-o``, ``--suffix``, ``--overwrite`` and ``--skip-existing``."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     group = parent.add_argument_group("output")
     group.add_argument(
         "-o",
         "--out",
         metavar="PATH",
         help="output folder (inputs keep their names and their paths below a folder "
-        "argument), or a .nii/.nii.gz file for a single input; default: beside each "
-        "input with --suffix added",
+        "argument; a folder inside an input folder is not read as input), or a "
+        "label file name (out.nii.gz) for a single input; default: beside each input "
+        "with --suffix added",
     )
     group.add_argument(
         "--suffix",
@@ -150,11 +223,30 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
     return parent
 
 
+def add_names(parser: argparse.ArgumentParser, *, segment_map: bool = True) -> None:
+    """``--schema`` and ``--segment-map``: what the ids mean."""
+    parser.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, ITK-SNAP "
+        "labels or BIDS dseg.tsv (detected from the file)",
+    )
+    if segment_map:
+        parser.add_argument(
+            "--segment-map",
+            metavar="FILE",
+            help="RedBrick segmentMap JSON naming the instance ids (classIds need --schema)",
+        )
+
+
 def policy(args: argparse.Namespace) -> OutputPolicy:
     return OutputPolicy(
         overwrite=getattr(args, "overwrite", False),
         skip_existing=getattr(args, "skip_existing", False),
     )
+
+
+# ---------------------------------------------------------------------------- running
 
 
 def execute(
@@ -170,7 +262,9 @@ def execute(
 
     ``problems`` are inputs that failed or were skipped before running (reported first);
     ``on_done`` sees every done outcome (e.g. to print its result). Returns the exit
-    status and every outcome, ``problems`` first.
+    status and every outcome, ``problems`` first. Interrupted (Ctrl-C, TERM, HUP), the
+    workers are stopped, the summary counts what was done and :class:`KeyboardInterrupt`
+    is raised again.
     """
     timer = Timer()
     progress = Progress(len(jobs) + len(problems), mode=args.progress, quiet=args.quiet)
@@ -186,9 +280,17 @@ def execute(
         for problem in problems:
             record(problem)
         with open_executor(args.jobs, args.scheduler) as executor:
-            if executor is not None and jobs:
-                progress.message(_workers(args))
+            if executor is not None and jobs and not args.quiet:
+                progress.message(f"fastseg {args.command}: running on {_workers(args)}")
             ordered = run_jobs(work, jobs, executor, record)
+    except KeyboardInterrupt:
+        progress.close()
+        if not args.quiet:
+            total = len(jobs) + len(problems)
+            progress.message(
+                summary(args.command, outcomes, timer.seconds, _workers(args), noun, total=total)
+            )
+        raise
     finally:
         progress.close()
     results = [*problems, *ordered]
@@ -201,10 +303,65 @@ def execute(
 def _workers(args: argparse.Namespace) -> str:
     if args.scheduler:
         return f"dask.distributed at {args.scheduler}"
-    return "this process" if args.jobs <= 1 else f"{args.jobs} processes"
+    return "this process" if args.jobs <= 1 else f"{args.jobs} worker processes"
 
 
 # --------------------------------------------------------- files every input needs
+
+MAX_JSON_DEPTH = 64
+"""JSON nested deeper than this is refused (schemas, segment maps and mappings are flat)."""
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file, refused in one line when it is not JSON or nested too deeply.
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong (without the file's name).
+    OSError
+        If the file cannot be read.
+    """
+    text = Path(path).read_text(encoding="utf-8-sig")
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except ValueError as error:
+        raise ValueError(f"not JSON: {error}") from None
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of brackets outside strings (cheap: one pass, no parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_json_depth(path: str) -> None:
+    """Refuse a JSON file nested too deeply before a library parser recurses into it."""
+    if not path.lower().endswith(".json") or not os.path.isfile(path):
+        return
+    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
 
 
 def _stamp(path: str) -> tuple[str, int, int]:
@@ -214,6 +371,7 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=16)
 def _cached_schema(stamp: tuple[str, int, int]) -> Schema:
+    check_json_depth(stamp[0])
     return Schema.load(stamp[0])
 
 
@@ -221,29 +379,83 @@ def _cached_schema(stamp: tuple[str, int, int]) -> Schema:
 def _cached_segment_map(
     stamp: tuple[str, int, int], schema: tuple[str, int, int] | None
 ) -> SegmentMap:
+    check_json_depth(stamp[0])
     return SegmentMap.load(stamp[0], schema=None if schema is None else _cached_schema(schema))
 
 
-def load_schema(path: str) -> Schema:
-    """A schema file, read once per process (and again if it changes)."""
+def shared_schema(path: str) -> Schema:
+    """A schema file (``--schema``), read once per process (and again if it changes)."""
     return _cached_schema(_stamp(path))
 
 
-def load_segment_map(path: str, schema: str | None) -> SegmentMap:
+def shared_segment_map(path: str, schema: str | None) -> SegmentMap:
     """A segment map file (``schema`` resolves classIds), read once per process."""
     return _cached_segment_map(_stamp(path), None if schema is None else _stamp(schema))
 
 
 def check_shared(schema: str | None, segment_map: str | None = None) -> None:
     """Read the files every input needs once, up front: an unusable one stops the
-    command before any job runs (:class:`UsageError`, naming the file)."""
+    command before any job runs (:class:`UsageError`, naming the file once)."""
     if schema is not None:
         try:
-            load_schema(schema)
+            shared_schema(schema)
         except USER_ERRORS as error:
             raise UsageError(f"{schema}: {describe_error(error, schema)}") from None
     if segment_map is not None:
         try:
-            load_segment_map(segment_map, schema)
+            shared_segment_map(segment_map, schema)
         except USER_ERRORS as error:
             raise UsageError(f"{segment_map}: {describe_error(error, segment_map)}") from None
+
+
+def id_names(schema: str | None, segment_map: str | None) -> Callable[[int], str]:
+    """Label id -> its name: the segment map's category for an instance id, else the
+    schema's category for a semantic value; "" when neither knows the id."""
+    loaded_schema = shared_schema(schema) if schema is not None else None
+    segments = shared_segment_map(segment_map, schema) if segment_map is not None else None
+
+    def name(ident: int) -> str:
+        if ident == 0:
+            return "background"
+        if segments is not None:
+            if ident in segments:
+                return category_name(segments[ident].category)
+            if ident in segments.groups:
+                return "overlap of " + ", ".join(map(str, segments.groups[ident]))
+            return ""
+        if loaded_schema is not None and ident in loaded_schema.values:
+            return loaded_schema.by_value(ident).name
+        return ""
+
+    return name
+
+
+def category_name(category: Any) -> str:
+    """A segment's category: its name, or its path joined by ``/``."""
+    return category if isinstance(category, str) else "/".join(category)
+
+
+def round_volume(value: float) -> float:
+    """A volume in mm³ without float noise: 7 significant digits (the precision of the
+    float32 spacing NIfTI stores), no finer than 1e-6 mm³; ``23724.800707054143`` (14828
+    voxels of 1.6 mm³ stored as float32) -> ``23724.8``."""
+    if value != value or value == 0:  # NaN or zero
+        return value
+    return round(float(f"{value:.7g}"), 6)
+
+
+def fold(text: object) -> str:
+    """One line of text."""
+    return one_line(str(text))
+
+
+_UNMAPPED = re.compile(
+    r"(\d+) voxels hold ids that the mapping does not map \(missing='error'\): ([^;]*);"
+)
+
+
+def unmapped(error: ValueError) -> tuple[str, str] | None:
+    """The voxel count and the ids of :func:`fastseg.remap`'s error for unmapped ids (its
+    message names Python parameters; the commands name their flags), or None."""
+    found = _UNMAPPED.search(str(error))
+    return None if found is None else (found.group(1), found.group(2))

@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_OK, add_command
+from fastseg.cli.common import EXIT_OK, OutputExists, add_command
 from fastseg.demo import SHAPE, SPACING, DemoReport, run_demo
 
 
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_demo(args.out, overwrite=args.overwrite)
     except FileExistsError as error:
-        raise UsageError(
+        raise OutputExists(
             str(error).replace("overwrite=True (--overwrite)", "--overwrite")
         ) from None
     print(format_report(report))
@@ -72,13 +71,17 @@ def register(commands: Any) -> None:
             """\
   fastseg demo                        # writes ./fastseg-demo
   fastseg demo --out /tmp/phantom
-  fastseg demo --overwrite            # run again into the same folder"""
+  fastseg demo                        # again: replaces its own earlier files
+  fastseg demo --overwrite            # also replace files of these names it did not write"""
         ),
     )
     parser.add_argument(
         "--out", default="fastseg-demo", metavar="DIR", help="folder (default ./fastseg-demo)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the files of an earlier run"
+        "--overwrite",
+        action="store_true",
+        help="replace existing files of the demo's names even if an earlier demo run did not "
+        "write them (its own earlier files are replaced anyway)",
     )
     parser.set_defaults(handler=run)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastseg
-from fastseg.cli.batch import Job, UsageError, expand_inputs, prepare_folder, split_suffix
+from fastseg._batch import expand, split_suffix
+from fastseg.cli.batch import Job, UsageError, prepare_folder
 from fastseg.cli.common import add_command, batch_parent, execute, non_negative, policy
 from fastseg.sampling import NNUNET_PER_CLASS
 
@@ -56,7 +57,9 @@ def _index_path(path: str, base: str | None, out: str | None) -> str:
 def run_index(args: argparse.Namespace) -> int:
     if args.nnunet and (args.fraction is not None or args.per_class != NNUNET_PER_CLASS):
         raise UsageError("--nnunet sets nnU-Net's sizes; leave out --per-class and --fraction")
-    inputs, problems = expand_inputs(args.inputs)
+    exclude = [args.out] if args.out is not None else []
+    inputs, problems = expand(args.inputs, exclude=exclude)
+    problems = list(problems)
     rules = policy(args)
     rules.inputs.update(os.path.realpath(item.path) for item in inputs)
     jobs: list[Job] = []

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal, TextIO
 
-from fastseg.cli.batch import Outcome
+from fastseg._batch import Outcome
 
 ProgressMode = Literal["auto", "bar", "lines", "none"]
 PROGRESS_MODES: tuple[ProgressMode, ...] = ("auto", "bar", "lines", "none")
@@ -96,17 +96,28 @@ class Progress:
 
 
 def summary(
-    command: str, outcomes: Sequence[Outcome], seconds: float, workers: str, noun: str = "file"
+    command: str,
+    outcomes: Sequence[Outcome],
+    seconds: float,
+    workers: str,
+    noun: str = "file",
+    *,
+    total: int | None = None,
 ) -> str:
-    """``fastseg clean: 12 files: 11 done, 1 failed, 0 skipped in 3.1 s (2 processes)``."""
+    """``fastseg clean: 12 files: 11 done, 1 failed, 0 skipped in 3.1 s (2 worker
+    processes)``; interrupted (``total`` given), also how many were not run."""
     done = sum(o.status == "done" for o in outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
     skipped = sum(o.status == "skipped" for o in outcomes)
-    plural = noun if len(outcomes) == 1 or noun.endswith("s") else f"{noun}s"
-    return (
-        f"fastseg {command}: {len(outcomes)} {plural}: {done} done, {failed} failed, "
-        f"{skipped} skipped in {seconds:.1f} s ({workers})"
-    )
+    count = len(outcomes) if total is None else total
+    plural = noun if count == 1 or noun.endswith("s") else f"{noun}s"
+    counts = f"{count} {plural}: {done} done, {failed} failed, {skipped} skipped"
+    if total is not None:
+        return (
+            f"fastseg {command}: interrupted: {counts}, {total - len(outcomes)} not run, "
+            f"after {seconds:.1f} s ({workers})"
+        )
+    return f"fastseg {command}: {counts} in {seconds:.1f} s ({workers})"
 
 
 class Timer:

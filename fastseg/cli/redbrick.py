@@ -1,6 +1,9 @@
-"""The ``redbrick`` command: a RedBrick AI export folder -> semantic, binary or nnU-Net
+"""``fastseg redbrick``: a RedBrick AI export folder -> semantic, binary or nnU-Net
 layout, plus a table of every instance.
 
+The export is read with :func:`fastseg.formats.redbrick_export.read_export`; a series it
+cannot read fails alone. Its paths are untrusted: one that is absolute or leads out of
+the export folder (``..``, a link) stops the command unless ``--allow-outside-paths``.
 Every series is one job, written with :mod:`fastseg.formats.redbrick_export` into a
 staging folder inside the output folder and moved into place when complete, so that a
 series that fails leaves nothing behind and the others carry on. The main process
@@ -11,7 +14,6 @@ listing the series that were done.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import os
@@ -20,20 +22,87 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 import fastseg
+from fastseg._batch import USER_ERRORS, Outcome, describe_error
 from fastseg._files import write_text_atomically
 from fastseg.cli.batch import Job, UsageError
-from fastseg.cli.common import add_command, batch_parent, check_shared, execute, load_schema
-from fastseg.cli.schemas import consecutive
-from fastseg.cli.volumes import stats_text
+from fastseg.cli.common import (
+    OutputExists,
+    add_command,
+    batch_parent,
+    category_name,
+    check_json_depth,
+    check_shared,
+    execute,
+    round_volume,
+    shared_schema,
+)
+from fastseg.cli.schema import consecutive
+from fastseg.cli.stats import table_text
 
 LAYOUTS = ("semantic", "binary", "binary-semantic", "nnunet")
+TAXONOMY_NAME = "taxonomy.json"
 _UNSAFE_CASE = re.compile(r"[^\w.-]+")
+
+
+def register(commands: Any) -> None:
+    parser = add_command(
+        commands,
+        "redbrick",
+        parents=[batch_parent()],
+        summary="a RedBrick AI export folder -> semantic, binary or nnU-Net layout, and stats",
+        description="Convert a RedBrick AI export folder (tasks.json and the instance "
+        "segmentations it lists) into another layout, one job per series:\n\n"
+        "  semantic         segmentations/<task>/<series>.nii.gz, values classId + 1\n"
+        "  binary           segmentations/<task>/<series>/instance-<id>.nii.gz\n"
+        "  binary-semantic  segmentations/<task>/<series>/category-<value>.nii.gz\n"
+        "  nnunet           labelsTr/<case>.nii.gz with consecutive labels, dataset.json,\n"
+        "                   and imagesTr/<case>_0000.nii.gz where the export holds the\n"
+        "                   series' image as a NIfTI file\n\n"
+        "with a tasks.json listing the new files (not for nnunet), and stats.csv: every "
+        "instance with its category, attributes, voxel count and volume in mm³. The taxonomy is "
+        "--taxonomy, else the export's own taxonomy.json. Paths in tasks.json that are "
+        "absolute or lead out of the export folder are refused unless "
+        "--allow-outside-paths.",
+        examples="""\
+  fastseg redbrick export/ -o semantic/ --taxonomy taxonomy.json
+  fastseg redbrick export/tasks.json -o masks/ --layout binary -j 2
+  fastseg redbrick export/ -o Dataset042_Spine/ --layout nnunet --taxonomy taxonomy.json \\
+      --channel-name CT""",
+    )
+    parser.add_argument(
+        "export", metavar="EXPORT", help="the export folder (holding tasks.json), or its tasks.json"
+    )
+    parser.add_argument(
+        "-o", "--out", metavar="DIR", required=True, help="output folder (new, or empty)"
+    )
+    parser.add_argument(
+        "--taxonomy",
+        metavar="FILE",
+        help=f"the project's RedBrick taxonomy (default: the export's {TAXONOMY_NAME}, if any)",
+    )
+    parser.add_argument("--layout", choices=LAYOUTS, default="semantic", help="default semantic")
+    parser.add_argument(
+        "--channel-name",
+        dest="channel",
+        metavar="NAME",
+        default="CT",
+        help="nnunet: the image channel's name in dataset.json (default CT)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty folder, replacing files"
+    )
+    parser.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="read files that tasks.json lists by absolute paths or outside the export folder",
+    )
+    parser.set_defaults(handler=run)
 
 
 @dataclass(frozen=True)
@@ -62,13 +131,14 @@ def _move(source: Path, target: Path, overwrite: bool) -> None:
 def _instance_rows(
     item: Any, schema: fastseg.Schema | None, task: str, series: str
 ) -> list[dict[str, Any]]:
-    """Voxel count and volume of every instance of a series (overlap groups included)."""
+    """Voxel count and volume of every instance of a series (overlap groups included),
+    with its category and attributes."""
     from fastseg.formats.redbrick_export import instance_volumes
 
     counts: dict[int, int] = {}
     voxel = 1.0
     for labels, image, _ in instance_volumes(item):
-        voxel = float(np.prod(image.spacing))
+        voxel = float(np.prod(image.spacing[:3]))
         ids, found = fastseg.unique(labels, return_counts=True)
         for ident, count in zip(ids.tolist(), found.tolist(), strict=True):
             counts[ident] = counts.get(ident, 0) + count
@@ -79,14 +149,14 @@ def _instance_rows(
             for group, members in item.segment_map.groups.items()
             if ident in members
         )
-        category = (
-            segment.category if isinstance(segment.category, str) else "/".join(segment.category)
-        )
         row: dict[str, Any] = {"task": task, "series": series, "instance": ident}
-        row["category"] = category if schema is None else segment.resolve(schema).name
-        if schema is not None:
+        if schema is None:
+            row["category"] = category_name(segment.category)
+        else:
+            row["category"] = segment.resolve(schema).name
             row["value"] = segment.resolve(schema).value
-        row.update({"voxel_count": voxels, "volume_mm3": voxels * voxel})
+        row.update({"voxel_count": voxels, "volume_mm3": round_volume(voxels * voxel)})
+        row.update(dict(segment.attributes))
         rows.append(row)
     return rows
 
@@ -104,17 +174,10 @@ def export_job(options: ExportOptions, job: Job) -> dict[str, Any]:
 def _export_series(options: ExportOptions, unit: dict[str, Any], stage: Path) -> dict[str, Any]:
     from fastseg.formats import redbrick_export as export
 
-    source, written = stage / "export", stage / "written"
-    source.mkdir(parents=True)
-    (source / "tasks.json").write_text(json.dumps(unit["tasks"]), encoding="utf-8")
-    schema = load_schema(options.taxonomy) if options.taxonomy is not None else None
-    try:
-        (item,) = export.read_export(source, schema=schema)
-    except ValueError as error:
-        # Name the export's own tasks.json, not the one-series copy read here.
-        raise ValueError(
-            str(error).replace(str(source / "tasks.json"), unit["tasks_file"])
-        ) from None
+    written = stage / "written"
+    stage.mkdir(parents=True)
+    schema = shared_schema(options.taxonomy) if options.taxonomy is not None else None
+    item = unit["item"]
     rows = _instance_rows(item, schema, unit["task"], unit["series"])
     out = Path(options.out)
     if options.layout == "nnunet":
@@ -186,63 +249,68 @@ def _stage_image(image: Path, labels: Path, staged: Path) -> None:
 # ---------------------------------------------------------------------------- planning
 
 
-def _read_tasks(folder: Path) -> list[dict[str, Any]]:
-    tasks_file = folder / "tasks.json"
-    try:
-        tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"{tasks_file}: no such file (a RedBrick export holds tasks.json)"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{tasks_file}: not readable JSON ({error})") from None
-    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-        raise UsageError(f"{tasks_file}: expected a list of task objects")
-    return tasks
+def export_folder(argument: str) -> Path:
+    """The export folder an argument names: the folder, or its ``tasks.json``."""
+    path = Path(argument)
+    if path.is_file() and path.name == "tasks.json":
+        return path.parent
+    if path.is_dir():
+        if not (path / "tasks.json").is_file():
+            raise UsageError(
+                f"{path}: not a RedBrick export (no tasks.json: no such file in this folder)"
+            )
+        return path
+    if path.exists():
+        raise UsageError(f"{path}: not a RedBrick export (a folder holding tasks.json)")
+    raise UsageError(f"{path}: no such folder")
 
 
-def _listed(series: Any, key: str = "segmentations") -> list[str]:
+def _listed(series: Any, key: str) -> list[str]:
     """The paths a series lists under ``key`` (one string or a list of them)."""
-    raw = series.get(key) if isinstance(series, dict) else None
+    raw = series.get(key)
     if isinstance(raw, str) and raw:
         return [raw]
     return [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
 
 
-def _units(folder: Path, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One unit per series with segmentations: a one-series copy of its task (other
-    series' segmentations dropped so that default series names keep their position),
-    with absolute paths."""
+def _check_contained(folder: Path, tasks_file: str, items: list[Any]) -> None:
+    """Refuse paths that are absolute or lead out of the export folder."""
+    root = folder.resolve()
+    for item in items:
+        for key in ("segmentations", "items"):
+            for listed in _listed(item.series, key):
+                resolved = (root / listed).resolve()
+                if PurePath(listed).is_absolute() or ".." in PurePath(listed).parts:
+                    why = "is absolute" if PurePath(listed).is_absolute() else "leads out (..)"
+                elif not resolved.is_relative_to(root):
+                    why = "leads out of the export folder (a link)"
+                else:
+                    continue
+                raise UsageError(
+                    f"{tasks_file}: task {item.task!r}, series {item.name!r}: the path "
+                    f"{listed} {why}; --allow-outside-paths reads it"
+                )
+
+
+def _units(folder: Path, series_list: list[Any]) -> list[dict[str, Any]]:
+    """One unit of plain data per series: the series, its task's position, and its
+    image files."""
     units: list[dict[str, Any]] = []
-    for t, task in enumerate(tasks):
-        task_name = str(task.get("name") or task.get("taskId") or f"task-{t}")
-        all_series = task.get("series") or []
-        for position, series in enumerate(all_series):
-            listed = _listed(series)
-            if not listed:
-                continue
-            mini = []
-            for other_position, other in enumerate(all_series):
-                other = copy.deepcopy(other) if isinstance(other, dict) else other
-                if isinstance(other, dict):
-                    if other_position == position:
-                        other["segmentations"] = [str((folder / p).resolve()) for p in listed]
-                    else:
-                        other.pop("segmentations", None)
-                mini.append(other)
-            name = str(series.get("name") or chr(position + ord("A")))
-            units.append(
-                {
-                    "index": len(units),
-                    "task_index": t,
-                    "task": task_name,
-                    "series": name,
-                    "source": os.path.join(str(folder), listed[0]),
-                    "items": [str((folder / p).resolve()) for p in _listed(series, "items")],
-                    "tasks_file": str(folder / "tasks.json"),
-                    "tasks": [{**copy.deepcopy(task), "series": mini}],
-                }
-            )
+    task_index, last_task = -1, None
+    for item in series_list:
+        if item.task_info is not last_task:  # read_export shares one dict per task
+            task_index, last_task = task_index + 1, item.task_info
+        units.append(
+            {
+                "index": len(units),
+                "task_index": task_index,
+                "task": item.task,
+                "series": item.name,
+                "item": item,
+                "source": str(item.segmentations[0]),
+                "items": [str((folder / p).resolve()) for p in _listed(item.series, "items")],
+            }
+        )
     _name_cases(units)
     return units
 
@@ -273,45 +341,75 @@ def _check_out(folder: Path, out: Path, units: list[dict[str, Any]], overwrite: 
     if inside == folder.resolve():
         raise UsageError(f"the output folder {out} is the export folder")
     for unit in units:
-        for path in _listed_paths(unit):
+        for path in unit["item"].segmentations:
             if Path(path).is_relative_to(inside):
                 raise UsageError(f"the output folder {out} holds the export's file {path}")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out} is not empty (--overwrite writes into it, replacing files)")
+        raise OutputExists(f"{out} is not empty (--overwrite writes into it, replacing files)")
 
 
-def _listed_paths(unit: dict[str, Any]) -> list[str]:
-    for series in unit["tasks"][0]["series"]:
-        if isinstance(series, dict) and "segmentations" in series:
-            return _listed(series)
-    return []
+def _taxonomy(args: argparse.Namespace, folder: Path) -> str | None:
+    if args.taxonomy is not None:
+        return str(args.taxonomy)
+    own = folder / TAXONOMY_NAME
+    if own.is_file():
+        return str(own)
+    if args.layout != "binary":
+        raise UsageError(
+            f"the {args.layout} layout needs --taxonomy (the categories' values); "
+            f"{folder} holds no {TAXONOMY_NAME}"
+        )
+    return None
 
 
-def run_redbrick(args: argparse.Namespace) -> int:
-    folder, out = Path(args.export), Path(args.out)
-    if args.taxonomy is None and args.layout != "binary":
-        raise UsageError(f"the {args.layout} layout needs --taxonomy (the categories' values)")
-    check_shared(args.taxonomy)
-    tasks = _read_tasks(folder)
-    units = _units(folder, tasks)
-    if not units:
+def read_series(folder: Path, taxonomy: str | None) -> tuple[list[Any], list[Outcome]]:
+    """The export's series, and a failed outcome for every series it cannot read."""
+    from fastseg.formats.redbrick_export import read_export
+
+    tasks_file = str(folder / "tasks.json")
+    problems: list[Outcome] = []
+
+    def failed(error: ValueError) -> None:
+        problems.append(Outcome(tasks_file, "failed", describe_error(error, tasks_file)))
+
+    schema = shared_schema(taxonomy) if taxonomy is not None else None
+    try:
+        check_json_depth(tasks_file)
+        series = read_export(folder, schema=schema, on_error=failed)
+    except USER_ERRORS as error:
+        raise UsageError(f"{tasks_file}: {describe_error(error, tasks_file)}") from None
+    return series, problems
+
+
+def run(args: argparse.Namespace) -> int:
+    folder, out = export_folder(args.export), Path(args.out)
+    taxonomy = _taxonomy(args, folder)
+    check_shared(taxonomy)
+    series_list, problems = read_series(folder, taxonomy)
+    if not series_list and not problems:
         raise UsageError(f"{folder / 'tasks.json'}: no series with segmentations")
+    if not args.allow_outside_paths:
+        _check_contained(folder, str(folder / "tasks.json"), series_list)
+    units = _units(folder, series_list)
     _check_out(folder, out, units, args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".fastseg-staging-", dir=out)
     try:
-        options = ExportOptions(args.taxonomy, args.layout, str(out), staging, args.overwrite)
+        options = ExportOptions(taxonomy, args.layout, str(out), staging, args.overwrite)
         jobs = [Job(unit["source"], data=unit) for unit in units]
         status, outcomes = execute(
-            args, functools.partial(export_job, options), jobs, noun="series"
+            args, functools.partial(export_job, options), jobs, problems, noun="series"
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    done = [(unit, o.result) for unit, o in zip(units, outcomes, strict=True) if o.status == "done"]
+    ran = outcomes[len(problems) :]
+    done = [(unit, o.result) for unit, o in zip(units, ran, strict=True) if o.status == "done"]
+    if not done:
+        return status  # nothing was done: no listing of nothing, no table of headers only
     written = []
     if args.layout == "nnunet":
-        assert args.taxonomy is not None
-        schema = consecutive(load_schema(args.taxonomy))
+        assert taxonomy is not None
+        schema = consecutive(shared_schema(taxonomy))
         from fastseg.formats.nnunet import write_dataset_json
 
         base = {
@@ -324,16 +422,13 @@ def run_redbrick(args: argparse.Namespace) -> int:
     else:
         merged: dict[int, dict[str, Any]] = {}
         for unit, result in done:
-            task = merged.setdefault(
-                unit["task_index"],
-                {k: v for k, v in tasks[unit["task_index"]].items() if k != "series"},
-            )
+            task = merged.setdefault(unit["task_index"], dict(unit["item"].task_info))
             task.setdefault("series", []).append(result["series"])
         text = json.dumps([merged[k] for k in sorted(merged)], indent=2, ensure_ascii=False)
         write_text_atomically(out / "tasks.json", text + "\n")
         written.append(out / "tasks.json")
     rows = [row for _, result in done for row in result["rows"]]
-    write_text_atomically(out / "stats.csv", stats_text(rows, "csv"))
+    write_text_atomically(out / "stats.csv", table_text(rows, "csv"))
     written.append(out / "stats.csv")
     if not args.quiet:
         listed = ", ".join(str(p) for p in written)
@@ -354,43 +449,3 @@ def run_redbrick(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return status
-
-
-def register(commands: Any) -> None:
-    parser = add_command(
-        commands,
-        "redbrick",
-        parents=[batch_parent()],
-        summary="a RedBrick AI export folder -> semantic, binary or nnU-Net layout, and stats",
-        description="Convert a RedBrick AI export folder (tasks.json and the instance "
-        "segmentations it lists) into another layout, one job per series:\n\n"
-        "  semantic         segmentations/<task>/<series>.nii.gz, values classId + 1\n"
-        "  binary           segmentations/<task>/<series>/instance-<id>.nii.gz\n"
-        "  binary-semantic  segmentations/<task>/<series>/category-<value>.nii.gz\n"
-        "  nnunet           labelsTr/<case>.nii.gz with consecutive labels, dataset.json,\n"
-        "                   and imagesTr/<case>_0000.nii.gz where the export holds the\n"
-        "                   series' image as a NIfTI file\n\n"
-        "with a tasks.json listing the new files (not for nnunet), and stats.csv: every "
-        "instance with its category, voxel count and volume in mm³.",
-        examples=(
-            """\
-  fastseg redbrick export/ -o semantic/ --taxonomy taxonomy.json
-  fastseg redbrick export/ -o masks/ --layout binary -j 2
-  fastseg redbrick export/ -o Dataset042_Spine/ --layout nnunet --taxonomy taxonomy.json \\
-      --channel-name CT"""
-        ),
-    )
-    parser.add_argument("export", help="the export folder (holding tasks.json)")
-    parser.add_argument("-o", "--out", required=True, help="output folder (new, or empty)")
-    parser.add_argument("--taxonomy", metavar="FILE", help="the project's RedBrick taxonomy")
-    parser.add_argument("--layout", choices=LAYOUTS, default="semantic", help="default semantic")
-    parser.add_argument(
-        "--channel-name",
-        dest="channel",
-        default="CT",
-        help="nnunet: the image channel's name in dataset.json (default CT)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="write into a non-empty folder, replacing files"
-    )
-    parser.set_defaults(handler=run_redbrick)
