@@ -144,7 +144,7 @@ def rows(v: Volumes) -> list[Row]:
             check=lambda fast, anchor: _same_sample_sizes(fast, anchor, "nnU-Net"),
         ),
         Row(
-            "load_index, CT-sized synthetic (nnU-Net sizes, 400,000 locations)",
+            "load_index, CT-sized synthetic (nnU-Net sizes, 468,560 locations)",
             lambda: fastseg.load_index(index_path()),
             "nibabel: read the label file (.nii.gz)",
             read_labels,

@@ -10,6 +10,7 @@ the shape and affine of the label map it was made from are checked on read.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -251,31 +252,41 @@ def _instance_fields(
 # -- the file ------------------------------------------------------------------------------
 
 
-_ESCAPE = 255
-
-
 def _deltas(
     offsets: npt.NDArray[np.int64], indices: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+) -> tuple[npt.NDArray[np.int64], np.ndarray, np.ndarray]:
     """Per id its first index; the steps between its next ones (0 at each id's first
-    location) as bytes, 255 standing for a step kept in the third array: nearly every
-    step of a dense sample fits in a byte, and runs of small steps compress well."""
+    location) in one or two bytes, the largest value of that width standing for a step
+    kept in the third array. Dense samples (steps of a few voxels) take one byte a step
+    and compress well; sparse ones (the 1 % of nnU-Net's large classes, steps near 100)
+    take two bytes, whose high byte compresses away."""
     starts = offsets[:-1][offsets[:-1] < offsets[1:]]
     firsts = indices[starts]
     deltas = np.diff(indices, prepend=0)
     deltas[starts] = 0
-    large = deltas >= _ESCAPE
-    return firsts, np.where(large, _ESCAPE, deltas).astype(np.uint8), deltas[large]
+    wide = np.uint32 if int(deltas.max(initial=0)) < 2**32 else np.uint64
+    best: tuple[int, np.ndarray, np.ndarray] | None = None
+    for dtype in (np.uint8, np.uint16):
+        escape = int(np.iinfo(dtype).max)
+        large = deltas >= escape
+        steps = np.where(large, escape, deltas).astype(dtype)
+        kept = deltas[large].astype(wide)
+        # The width whose file is smaller (written compressed, as here).
+        size = len(zlib.compress(steps.tobytes(), 1)) + len(zlib.compress(kept.tobytes(), 1))
+        if best is None or size < best[0]:
+            best = (size, steps, kept)
+    assert best is not None
+    return firsts, best[1], best[2]
 
 
 def _undelta(
     offsets: npt.NDArray[np.int64],
     firsts: npt.NDArray[np.int64],
-    steps: npt.NDArray[np.uint8],
-    large: npt.NDArray[np.int64],
+    steps: np.ndarray,
+    large: np.ndarray,
 ) -> npt.NDArray[np.int64]:
     deltas = steps.astype(np.int64)
-    deltas[steps == _ESCAPE] = large
+    deltas[steps == np.iinfo(steps.dtype).max] = large
     running = np.cumsum(deltas, out=deltas)
     nonempty = offsets[:-1] < offsets[1:]
     starts, lengths = offsets[:-1][nonempty], np.diff(offsets)[nonempty]

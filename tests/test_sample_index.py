@@ -125,3 +125,22 @@ def test_nnunet_sized_index_is_compact(tmp_path: Path) -> None:
     path = tmp_path / "case.npz"
     index = fastseg.write_index(path, labels, mode="nnunet", seed=0)
     assert os.path.getsize(path) <= index.indices.size * 1.2 + 4096
+
+
+@pytest.mark.parametrize("spacing", [3, 100, 5000])
+def test_step_encoding_round_trips(spacing: int) -> None:
+    from fastseg.sample_index import _deltas, _undelta
+
+    rng = np.random.default_rng(spacing)
+    sizes = [0, 1, 500, 0, 2000, 3]
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    parts = [
+        np.sort(rng.choice(spacing * max(n, 1) + 2**33 * (j == 4), n, replace=False))
+        for j, n in enumerate(sizes)
+    ]
+    indices = np.concatenate(parts).astype(np.int64)
+    firsts, steps, large = _deltas(offsets, indices)
+    assert large.size > 0
+    np.testing.assert_array_equal(_undelta(offsets, firsts, steps, large), indices)
+    if spacing == 3:  # steps of a few voxels take a byte
+        assert steps.dtype == np.uint8
