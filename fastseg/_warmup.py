@@ -70,6 +70,11 @@ def _relabel(dtype: np.dtype[Any]) -> None:
         fastseg.remap(labels, {int(present[0]): 5, int(present[-1]): 300})  # a table with gaps
         fastseg.renumber(labels)
         fastseg.mask(labels, present[:2])
+    if dtype.itemsize >= 2:
+        # An id too large for a table without counting the distinct ids first.
+        stray = _sample(dtype)
+        stray[0, 0, 0] = 20_000
+        fastseg.stats(stray)
     if dtype.itemsize >= 4:
         # Many sparse ids: renumbering through wide hash-table slots.
         fastseg.renumber(np.arange(70_000, dtype=dtype) * 3)
