@@ -26,6 +26,7 @@ from fastseg.cli import (
     stats,
     to_instances,
     to_semantic,
+    warmup,
 )
 from fastseg.cli.batch import UsageError
 from fastseg.cli.common import (
@@ -51,6 +52,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     clean,
     schema,
     redbrick,
+    warmup,
 )
 """The command modules, in the order ``fastseg --help`` lists them."""
 
