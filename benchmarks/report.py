@@ -40,6 +40,10 @@ import numpy as np
 
 import fastseg
 
+if __name__ == "__main__":
+    # Row modules import this file as "report": one module, so that their Skip is ours.
+    sys.modules.setdefault("report", sys.modules[__name__])
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real volumes live beside the project (../shared/data), never inside it.
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -75,6 +79,10 @@ class Volumes:
             self._volumes[name] = np.asanyarray(nibabel.load(path).dataobj)
             progress(f"loaded {path.name} in {time.perf_counter() - started:.1f} s")
         return self._volumes[name]
+
+    def forget(self, name: str) -> None:
+        """Drop the derived input ``name`` (if built), to free its memory."""
+        self._derived.pop(name, None)
 
     def derived(self, name: str, build: Callable[[], T]) -> T:
         """The input called ``name``, built by ``build()`` the first time it is asked for."""
@@ -196,6 +204,13 @@ class Row:
     The callables take no arguments and fetch their inputs from :class:`Volumes` (a dict
     lookup, nothing next to the work timed). ``check(fastseg result, anchor result)`` runs
     once, after the warm-up calls; ``None`` when the two results are not comparable.
+    ``max_repeat`` caps the timed runs of rows too slow for ``--repeat``. ``setup``, when
+    given, runs first, untimed: it builds the inputs and warms both libraries up on
+    something small, so that no full call is spent on warming up: the first calls are
+    timed, and checked. ``memory``, when
+    given, measures the peak memory of one call elsewhere (in a process of its own)
+    instead of in this process: ``memory("fastseg")`` and ``memory("anchor")`` return
+    bytes, or None where that cannot be measured.
     """
 
     name: str
@@ -204,6 +219,9 @@ class Row:
     anchor: Callable[[], object]
     target: float
     check: Check | None = None
+    max_repeat: int | None = None
+    setup: Callable[[], object] | None = None
+    memory: Callable[[str], int | None] | None = None
 
 
 def _id_mapping(volumes: Volumes) -> dict[int, int]:
@@ -439,13 +457,18 @@ def same_shape(fast: fastseg.InstanceStats, anchor: Any) -> Verdict:
 
 # Modules beside this script that contribute rows of their own, each through a
 # ``rows(v: Volumes) -> list[Row]`` function; their rows follow the core ones, in this order.
-ROW_MODULES: tuple[str, ...] = ("cleanup_rows", "dask_rows", "loader_rows")
+ROW_MODULES: tuple[str, ...] = (
+    "cleanup_rows", "dask_rows", "loader_rows", "evaluate_rows", "sampling_rows",
+)  # fmt: skip
+# Rows on generated 2 GiB volumes, run only with --gigavoxel (minutes, and several GiB).
+GIGAVOXEL_MODULE = "gigavoxel_rows"
 
 
-def build_rows(v: Volumes) -> list[Row]:
-    """The rows of the table, in order: the core rows, then those of :data:`ROW_MODULES`."""
+def build_rows(v: Volumes, *, gigavoxel: bool = False) -> list[Row]:
+    """The rows of the table, in order: the core rows, then those of :data:`ROW_MODULES`,
+    then with ``gigavoxel`` those of :data:`GIGAVOXEL_MODULE`."""
     rows = core_rows(v)
-    for name in ROW_MODULES:
+    for name in ROW_MODULES + ((GIGAVOXEL_MODULE,) if gigavoxel else ()):
         rows.extend(importlib.import_module(name).rows(v))
     return rows
 
@@ -658,10 +681,22 @@ def peak_memory(func: Callable[[], object]) -> int | None:
     return peak - before
 
 
+def _timed(func: Callable[[], T]) -> tuple[T, float]:
+    gc.collect()
+    started = time.perf_counter()
+    result = func()
+    return result, time.perf_counter() - started
+
+
 def run_row(row: Row, repeat: int) -> Result:
-    progress(f"{row.name}: warm-up and check")
+    progress(f"{row.name}: {'set-up, first calls' if row.setup else 'warm-up'} and check")
+    fastseg_times: list[float] = []
+    anchor_times: list[float] = []
     try:
-        fast = row.fastseg()
+        if row.setup is not None:
+            row.setup()
+        fast, seconds = _timed(row.fastseg)
+        fastseg_times.append(seconds)
     except Skip as reason:
         return Result(row, skipped=str(reason))
     except Exception as error:
@@ -669,18 +704,30 @@ def run_row(row: Row, repeat: int) -> Result:
         traceback.print_exc()
         return Result(row, failed=f"fastseg raised {type(error).__name__}: {error}")
     try:
-        anchor = row.anchor()
+        anchor, seconds = _timed(row.anchor)
+        anchor_times.append(seconds)
     except Skip as reason:
         return Result(row, skipped=str(reason))
     verdict = row.check(fast, anchor) if row.check is not None else None
     del fast, anchor
     result = Result(row, verdict=verdict)
+    if row.setup is not None:
+        # The first calls ran warm: they count.
+        result.fastseg_times, result.anchor_times = fastseg_times, anchor_times
+        repeat -= 1
+    if row.max_repeat is not None:
+        repeat = min(repeat, row.max_repeat - len(result.fastseg_times))
     for run in range(repeat):
         pairs = [(row.fastseg, result.fastseg_times), (row.anchor, result.anchor_times)]
         for func, times in pairs if run % 2 == 0 else reversed(pairs):
             times.append(time_once(func))
-    result.fastseg_memory = peak_memory(row.fastseg)
-    result.anchor_memory = peak_memory(row.anchor)
+    if row.memory is not None:
+        progress(f"{row.name}: peak memory, one process per library")
+        result.fastseg_memory = row.memory("fastseg")
+        result.anchor_memory = row.memory("anchor")
+    else:
+        result.fastseg_memory = peak_memory(row.fastseg)
+        result.anchor_memory = peak_memory(row.anchor)
     progress(
         f"{row.name}: fastseg {format_seconds(result.fastseg_median)}, "
         f"{row.anchor_name} {format_seconds(result.anchor_median)}"
@@ -743,6 +790,22 @@ def version(distribution: str) -> str:
         return "not installed"
 
 
+# The anchors' distributions, as the header names them.
+ANCHORS: tuple[tuple[str, str], ...] = (
+    ("cc3d", "connected-components-3d"),
+    ("fastremap", "fastremap"),
+    ("SimpleITK", "SimpleITK"),
+    ("scipy", "scipy"),
+    ("scikit-image", "scikit-image"),
+    ("MONAI", "monai"),
+    ("TorchIO", "torchio"),
+    ("dask", "dask"),
+    ("dask-image", "dask-image"),
+    ("redbrick-sdk", "redbrick-sdk"),
+    ("nibabel", "nibabel"),
+)
+
+
 def header(numba: Any, repeat: int) -> list[str]:
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     cores = f"{os.cpu_count()} cores"
@@ -757,8 +820,9 @@ def header(numba: Any, repeat: int) -> list[str]:
         f"- numba threads: {numba.get_num_threads()} (pool size {numba.config.NUMBA_NUM_THREADS})"
         "; the anchors run single-threaded",
         f"- versions: Python {platform.python_version()}, numpy {np.__version__}, "
-        f"numba {numba.__version__}, fastseg {fastseg.__version__} (git {git_revision()}), "
-        f"fastremap {version('fastremap')}, nibabel {version('nibabel')}",
+        f"numba {numba.__version__}, fastseg {fastseg.__version__} (git {git_revision()})",
+        "- anchor versions: "
+        + ", ".join(f"{name} {version(distribution)}" for name, distribution in ANCHORS),
         f"- timing: median of {repeat} runs after a warm-up call, fastseg and anchor "
         "interleaved, time.perf_counter",
         "- peak memory: how far one call raises the process's peak resident memory above "
@@ -854,6 +918,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="numba threads for fastseg (default: numba's default, NUMBA_NUM_THREADS)",
     )
     parser.add_argument(
+        "--gigavoxel",
+        action="store_true",
+        help="add the rows on two generated 1024x1024x512 uint32 volumes (2 GiB each; "
+        "about half an hour, up to about 8 GiB of memory)",
+    )
+    parser.add_argument(
         "--data",
         type=Path,
         default=SHARED_DATA,
@@ -879,7 +949,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         numba.set_num_threads(args.threads)
 
     volumes = Volumes(args.data)
-    rows = select(build_rows(volumes), args.only)
+    rows = select(build_rows(volumes, gigavoxel=args.gigavoxel), args.only)
     results = [run_row(row, args.repeat) for row in rows]
     data = volumes.describe()
     lines = header(numba, args.repeat)

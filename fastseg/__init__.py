@@ -12,8 +12,11 @@ from fastseg.cleanup import dust, fill_holes, largest_k
 from fastseg.components import Components, component_values, each, label
 from fastseg.convert import binary_masks, convert, to_instances, to_semantic
 from fastseg.dtypes import as_labels, fit_dtype
+from fastseg.evaluate import Evaluation, EvaluationMetric, evaluate
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import mask, remap, renumber, unique
+from fastseg.sample_index import SampleIndex, load_index, write_index
+from fastseg.sampling import Locations, locations
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 from fastseg.stats import InstanceStats, contacts, stats
@@ -21,8 +24,12 @@ from fastseg.stats import InstanceStats, contacts, stats
 __all__ = [
     "Category",
     "Components",
+    "Evaluation",
+    "EvaluationMetric",
     "InstanceStats",
     "LabelImage",
+    "Locations",
+    "SampleIndex",
     "Schema",
     "Segment",
     "SegmentMap",
@@ -36,12 +43,15 @@ __all__ = [
     "convert",
     "dust",
     "each",
+    "evaluate",
     "fill_holes",
     "fit_dtype",
     "get_threads",
     "label",
     "largest_k",
     "load",
+    "load_index",
+    "locations",
     "mask",
     "remap",
     "renumber",
@@ -53,5 +63,6 @@ __all__ = [
     "unique",
     "warmup",
     "warmup_operations",
+    "write_index",
 ]
 __version__ = "0.1.0"

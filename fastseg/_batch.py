@@ -64,15 +64,17 @@ EXPORT_ITEMS = "items"
 
 def volume_suffixes() -> tuple[str, ...]:
     """The endings (lower case, longest first) of the label volume files a folder walk
-    picks up.
+    picks up: every volume format of the format registry.
 
     Examples
     --------
     >>> from fastseg._batch import volume_suffixes
-    >>> volume_suffixes()
-    ('.nii.gz', '.nii', '.mgz', '.mgh')
+    >>> volume_suffixes()[:2]
+    ('.seg.nrrd', '.nii.gz')
     """
-    return (".nii.gz", ".nii", ".mgz", ".mgh")
+    from fastseg.formats import volume_suffixes as registered
+
+    return registered()
 
 
 def is_volume(path: str | os.PathLike[str]) -> bool:

@@ -132,6 +132,14 @@ def _conversions(dtype: np.dtype[Any]) -> None:
     fastseg.to_instances(labels, schema, split=False)
 
 
+def _sampling(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    labels = _sample(dtype)
+    fastseg.locations(labels, per_class=3, per_instance=2, seed=0)
+    fastseg.locations(labels.T, per_class=3, seed=0)
+
+
 def _files(dtype: np.dtype[Any]) -> None:
     import tempfile
 
@@ -160,6 +168,14 @@ def _dask(dtype: np.dtype[Any]) -> None:
         fastseg.dask.stats(volume, surface=True)
 
 
+def _evaluate(dtype: np.dtype[Any]) -> None:
+    import fastseg
+
+    reference = _sample(dtype)
+    prediction = np.roll(reference, 1, axis=2)
+    fastseg.evaluate(prediction, reference, metrics=["overlap", "distance", "instances"])
+
+
 # Operation groups share kernels; each runs every public function of its group.
 OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "relabel": _relabel,
@@ -169,6 +185,8 @@ OPERATIONS: dict[str, Callable[[np.dtype[Any]], None]] = {
     "components": _components,
     "conversions": _conversions,
     "files": _files,
+    "evaluate": _evaluate,
+    "sampling": _sampling,
 }
 # fastseg.dask's own kernels (joining blocks), where the optional dask extra is installed.
 if importlib.util.find_spec("dask") is not None:
@@ -241,8 +259,9 @@ def warmup(
         Groups from ``fastseg.warmup_operations()``: ``"relabel"`` (unique, remap,
         renumber, mask), ``"label"``, ``"stats"`` (and contacts), ``"cleanup"`` (dust,
         largest_k, fill_holes), ``"components"`` (each, component_values, binary_masks),
-        ``"conversions"`` (to_semantic, to_instances), ``"files"`` (save, load) and, where
-        dask is installed, ``"dask"`` (fastseg.dask's label and stats). Default: all.
+        ``"conversions"`` (to_semantic, to_instances), ``"files"`` (save, load),
+        ``"evaluate"``, ``"sampling"`` (locations) and, where dask is installed, ``"dask"``
+        (fastseg.dask's label and stats). Default: all.
     dtypes : iterable of dtype, optional
         Label dtypes to compile for (default uint8, uint16 and uint32).
 
@@ -301,7 +320,7 @@ def warmup_operations() -> tuple[str, ...]:
     Examples
     --------
     >>> import fastseg
-    >>> fastseg.warmup_operations()[:7]
-    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions', 'files')
+    >>> fastseg.warmup_operations()[:8]
+    ('relabel', 'label', 'stats', 'cleanup', 'components', 'conversions', 'files', 'evaluate')
     """
     return tuple(OPERATIONS)

@@ -14,14 +14,9 @@ import numpy.typing as npt
 
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
+from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._tensors import accepts_tensors
-from fastseg.components import (
-    _AS_3D,
-    Components,
-    Connectivity,
-    _resolve_connectivity,
-    label,
-)
+from fastseg.components import Components, Connectivity, label
 from fastseg.relabel import dense_ids, remap, unique
 from fastseg.stats import contact_table
 
@@ -215,7 +210,7 @@ def fill_holes(
     """
     source = as_label_array(labels, ndims=(1, 2, 3))
     ndim = source.original.ndim
-    hole_connectivity = _resolve_connectivity(1 if connectivity is None else connectivity, ndim)
+    hole_connectivity = resolve_connectivity(1 if connectivity is None else connectivity, ndim)
     filled = _filled(source, hole_connectivity, per_label) if source.size else None
     if filled is None:
         if in_place:
@@ -259,7 +254,7 @@ def _filled(source: LabelArray, hole_connectivity: int, per_label: bool) -> npt.
         return None
     ones = (1.0,) * plain.ndim
     low_ids, high_ids, areas = contact_table(
-        as_label_array(regions.labels), _AS_3D[hole_connectivity], ones
+        as_label_array(regions.labels), AS_3D[hole_connectivity], ones
     )
     low_ids, high_ids = low_ids.astype(np.int64), high_ids.astype(np.int64)
     table = region_value.copy()

@@ -14,25 +14,15 @@ import numpy as np
 import numpy.typing as npt
 
 from fastseg._arrays import as_label_array
+from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._jit import current_threads, thread_limit
 from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
-from fastseg.relabel import dense_ids
+from fastseg.relabel import dense_ids, id_table_size
 
 __all__ = ["Components", "component_values", "each", "label"]
 
 Connectivity = Literal[1, 2, 3, 4, 6, 8, 18, 26]
-
-# Valid connectivities per ndim: neighbour counts, and scipy/skimage "hops" 1..ndim.
-_CONNECTIVITY: dict[int, dict[int, int]] = {
-    1: {2: 2, 1: 2},
-    2: {4: 4, 8: 8, 1: 4, 2: 8},
-    3: {6: 6, 18: 18, 26: 26, 1: 6, 2: 18, 3: 26},
-}
-_FULL = {1: 2, 2: 8, 3: 26}
-# The kernel always sees 3-D; a 1-D or 2-D neighbourhood is the 3-D one restricted to
-# a single plane, where 6 gives 4 neighbours and 26 gives 8.
-_AS_3D = {2: 6, 4: 6, 8: 26, 6: 6, 18: 18, 26: 26}
 
 # Below this many rows per thread, labeling in one slab is faster than waking threads.
 _MIN_ROWS_PER_SLAB = 64
@@ -56,20 +46,6 @@ class Components(NamedTuple):
     """Number of components."""
     values: npt.NDArray[Any]
     """``values[k]``: the input value component ``k`` came from; ``values[0]`` is the background."""
-
-
-def _resolve_connectivity(connectivity: int | None, ndim: int) -> int:
-    if connectivity is None:
-        return _FULL[ndim]
-    choices = _CONNECTIVITY[ndim]
-    valid_type = isinstance(connectivity, int | np.integer) and not isinstance(connectivity, bool)
-    if not valid_type or connectivity not in choices:
-        names = sorted(set(choices.values()))
-        raise ValueError(
-            f"connectivity {connectivity!r} is not valid for a {ndim}-D array; choose one of "
-            f"{', '.join(map(str, names))} (or 1..{ndim} as the number of hops)"
-        )
-    return choices[connectivity]
 
 
 @accepts_tensors
@@ -138,7 +114,7 @@ def label(
     (3, array([0, 1, 2, 1], dtype=uint8))
     """
     source = as_label_array(labels, ndims=(1, 2, 3))
-    kind = _AS_3D[_resolve_connectivity(connectivity, source.original.ndim)]
+    kind = AS_3D[resolve_connectivity(connectivity, source.original.ndim)]
     if isinstance(background, bool) or not isinstance(background, int | np.integer):
         raise TypeError(f"background must be an integer, got {background!r}")
     lowest, highest = (0, 1) if source.dtype.kind == "b" else (0, np.iinfo(source.dtype).max)
@@ -300,8 +276,10 @@ def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> 
     Raises
     ------
     ValueError
-        If the shapes differ, or a component covers more than one value of ``labels``
-        (it cannot have come from them).
+        If the shapes differ, a component covers more than one value of ``labels``
+        (it cannot have come from them), or the ids are so sparse that the result would
+        be many times longer than the number of components (the largest id at least four
+        times the number of distinct ids, and at least 16384): renumber them first.
 
     Examples
     --------
@@ -321,16 +299,18 @@ def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> 
     if values.order != ids.order:
         aligned = np.asarray(values.original, order=ids.order)
         values = as_label_array(aligned, name="labels")
-    _, high = ids.value_range()
-    if high >= max(1 << 24, 4 * ids.size):
+    n_ids = id_table_size(ids, count_any=True)
+    if n_ids is None:
+        _, high = ids.value_range()
         raise ValueError(
-            f"component ids reach {high}; renumber them first (fastseg.renumber) so that "
-            f"a table of one entry per id stays small"
+            f"component ids reach {high}, far more than there are distinct ids; renumber "
+            f"them first (fastseg.renumber) so that the result, one entry per id up to the "
+            f"largest, stays small"
         )
 
     from fastseg._kernels.measure import values_per_id
 
-    result, _, conflict, first, second = values_per_id(ids.flat, values.flat, high + 1)
+    result, _, conflict, first, second = values_per_id(ids.flat, values.flat, n_ids)
     if conflict >= 0:
         raise ValueError(
             f"component {conflict} covers more than one value of labels ({int(first)} and "

@@ -1,26 +1,28 @@
-"""Reading and writing label maps as NIfTI through nibabel.
+"""Reading and writing label volumes in every format of :mod:`fastseg.formats.registry`.
 
-Label maps are read as stored (``dataobj``, never ``get_fdata``): integers stay
-integers and NIfTI's Fortran order is kept without a copy. Files are written atomically:
-to a temporary file in the target folder, renamed into place only when complete.
+Label maps are read as stored: integers stay integers and the file's memory order is
+kept without a copy. Files are written atomically: to a temporary file in the target
+folder, renamed into place only when complete. The format follows the file name
+(``.nii``, ``.nii.gz``, ``.mgz``, ``.mgh``, ``.nrrd``, ``.seg.nrrd``, ``.mha``, ``.mhd``)
+unless ``format=`` says.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from fastseg import _geometry
-from fastseg._arrays import as_label_array, unsigned_of
-from fastseg._files import atomic_path
+from fastseg._arrays import as_label_array
 from fastseg.dtypes import as_labels, fit_dtype
+from fastseg.formats import registry
+
+if TYPE_CHECKING:
+    from fastseg.schema import Schema
 
 __all__ = ["LabelImage", "load", "save"]
 
@@ -28,6 +30,22 @@ __all__ = ["LabelImage", "load", "save"]
 @dataclass(frozen=True)
 class LabelImage:
     """A label map with its voxel-to-world affine and the header it came with.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        The ids, as stored. A Slicer ``.seg.nrrd`` file with overlapping segments gives
+        one 3D map per layer, stacked on a last axis: ``(x, y, z, layers)``.
+    affine : numpy.ndarray
+        4 x 4 voxel-to-world matrix in RAS+ millimetres (nibabel's convention), whatever
+        the file stores (NRRD and MetaImage store LPS; NIfTI may store micrometres).
+    header : object
+        The format's own header: nibabel's for NIfTI and MGH, a dict of fields for NRRD
+        and MetaImage; None for an image built in memory.
+    format : str or None
+        The registry name of the format it was read from (``"nifti"``, ``"mgh"``, ...).
+    segments : mapping of int to Schema, or None
+        For Slicer ``.seg.nrrd`` files: layer -> the segments on that layer.
 
     Examples
     --------
@@ -40,19 +58,30 @@ class LabelImage:
     labels: npt.NDArray[Any]
     affine: npt.NDArray[np.float64]
     header: Any = None
-    """The nibabel header of the file, or None for an image built in memory."""
+    format: str | None = None
+    segments: Mapping[int, Schema] | None = None
 
     @property
     def spacing(self) -> tuple[float, ...]:
-        """Voxel size per axis, from the header's zooms (or the affine's column lengths)."""
-        if self.header is not None:
-            return tuple(float(z) for z in self.header.get_zooms()[: self.labels.ndim])
-        sizes = np.linalg.norm(self.affine[:3, : self.labels.ndim], axis=0)
+        """Voxel size per spatial axis, from the header's zooms (or the affine)."""
+        ndim = min(self.labels.ndim, 3)
+        if self.header is not None and hasattr(self.header, "get_zooms"):
+            return tuple(float(z) for z in self.header.get_zooms()[:ndim])
+        sizes = np.linalg.norm(self.affine[:3, :ndim], axis=0)
         return tuple(float(s) for s in sizes)
 
+    @property
+    def schema(self) -> Schema | None:
+        """The segments of a file with one layer (or no overlaps), else None."""
+        if not self.segments:
+            return None
+        if len(self.segments) == 1:
+            return next(iter(self.segments.values()))
+        return None
 
-def load(path: str | os.PathLike[str]) -> LabelImage:
-    """Read a NIfTI label map.
+
+def load(path: str | os.PathLike[str], *, format: str | None = None) -> LabelImage:
+    """Read a label map in any volume format fastseg knows.
 
     Integer maps come back as stored. Maps stored as floats, or scaled by
     ``scl_slope``/``scl_inter`` (some exporters do this), are converted to the smallest
@@ -61,19 +90,28 @@ def load(path: str | os.PathLike[str]) -> LabelImage:
     Parameters
     ----------
     path : str or path-like
-        A ``.nii`` or ``.nii.gz`` file.
+        A ``.nii``/``.nii.gz`` (NIfTI), ``.mgz``/``.mgh`` (FreeSurfer), ``.nrrd``,
+        ``.seg.nrrd`` (3D Slicer; needs ``fastseg[slicer]``) or ``.mha``/``.mhd``
+        (MetaImage; needs ``fastseg[metaimage]``) file.
+    format : str, optional
+        The format's name (``"nifti"``, ``"mgh"``, ``"nrrd"``, ``"seg.nrrd"``,
+        ``"metaimage"``) when the file name does not say.
 
     Returns
     -------
     LabelImage
+        The affine in RAS+ millimetres, whatever the file's convention and unit.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
+    ImportError
+        If the format needs an optional dependency that is missing (naming the extra).
     ValueError
-        If the file is not a readable NIfTI image, or holds values that are not whole,
-        non-negative numbers (the message names the file).
+        If the file is not readable in its format (a damaged gzip stream included), its
+        spatial unit is unknown, or it holds values that are not whole, non-negative
+        numbers (the message names the file).
 
     Examples
     --------
@@ -85,33 +123,11 @@ def load(path: str | os.PathLike[str]) -> LabelImage:
     >>> image.labels.dtype, image.labels.shape
     (dtype('uint8'), (3, 3))
     """
-    import nibabel
-
     name = os.fspath(path)
+    entry = registry.volume_format(name, format)
     if not os.path.exists(name):
         raise FileNotFoundError(f"{name}: no such file")
-    try:
-        image: Any = nibabel.load(name)
-        proxy = image.dataobj
-        stored = image.get_data_dtype()
-        scaled = _geometry.scaled(proxy)
-        array = np.asarray(image.get_fdata(dtype=np.float64)) if scaled else np.asanyarray(proxy)
-    except Exception as error:  # nibabel raises many kinds for damaged files
-        raise ValueError(f"{name}: not a readable NIfTI image ({error})") from error
-    if array.dtype.kind not in "biu":
-        try:
-            array = as_labels(array)
-        except ValueError as error:
-            kind = "scaled " if scaled else ""
-            raise ValueError(
-                f"{name}: the {kind}{stored} values are not label ids: {error}"
-            ) from None
-    else:
-        try:
-            as_label_array(array)
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
-    return LabelImage(array, np.asarray(image.affine, dtype=np.float64), image.header)
+    return registry.load_volume(name, entry.name)
 
 
 def save(
@@ -120,28 +136,42 @@ def save(
     *,
     affine: npt.ArrayLike | None = None,
     like: LabelImage | Any | None = None,
+    schema: Schema | None = None,
+    format: str | None = None,
 ) -> None:
-    """Write a label map as NIfTI, atomically, in the smallest unsigned type.
+    """Write a label map, atomically, in the smallest type its format holds the ids in.
 
-    The stored type is uint8 when every label is below 256, else uint16, else the
-    smallest unsigned type that holds the largest label; values are never scaled.
+    NIfTI, NRRD and MetaImage store the smallest unsigned type (uint8, uint16, uint32,
+    uint64); MGH the smallest of its integer types (uint8, int16, int32). Values are
+    never scaled.
 
     Parameters
     ----------
     path : str or path-like
-        Target ``.nii`` or ``.nii.gz`` file; its folder must exist. An existing file is
-        replaced only once the new one is completely written.
+        Target file; its name chooses the format (see :func:`load`) unless ``format``
+        does. Its folder must exist. An existing file is replaced only once the new one
+        is completely written.
     labels : numpy.ndarray
-        Integer or bool label map (non-negative).
+        Integer or bool label map (non-negative). For ``.seg.nrrd``, ``(x, y, z)`` or
+        ``(x, y, z, layers)``.
     affine : array_like, optional
-        4 x 4 voxel-to-world matrix; by default ``like``'s, else the identity.
+        4 x 4 voxel-to-world matrix in RAS+ millimetres; by default ``like``'s, else
+        the identity.
     like : LabelImage or nibabel image, optional
-        The image whose header (orientation codes, zooms, units) the file takes.
+        The image whose header the file takes where the formats agree (NIfTI's
+        orientation codes and units, a Slicer file's segments and fields).
+    schema : Schema, optional
+        For ``.seg.nrrd``: the segments (names, colours, layers) of the label values.
+    format : str, optional
+        The format's name, when the file name does not say.
 
     Raises
     ------
     TypeError, ValueError
-        For labels that are not non-negative integers, or a malformed affine.
+        For labels that are not non-negative integers, ids the format cannot hold, or
+        a malformed affine.
+    ImportError
+        If the format needs an optional dependency that is missing (naming the extra).
 
     Examples
     --------
@@ -152,99 +182,66 @@ def save(
     >>> fastseg.load(path).labels
     array([[1, 0]], dtype=uint8)
     """
-    import nibabel as _nibabel
-
-    nibabel: Any = _nibabel  # partly annotated; treated as untyped here
+    entry = registry.volume_format(path, format)
     source = as_label_array(labels, ndims=(1, 2, 3, 4, 5, 6, 7))
     # A bool mask is stored as uint8 without a pass to find its largest value.
     high = 1 if source.dtype.kind == "b" else source.value_range()[1]
-    dtype = fit_dtype(high)
-    header = None
-    if like is not None:
-        header = like.header.copy() if like.header is not None else None
-        if affine is None:
-            affine = like.affine
+    template = _as_label_image(like) if like is not None else None
+    if affine is None and template is not None:
+        affine = template.affine
     matrix = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     if matrix.shape != (4, 4):
         raise ValueError(f"affine must be a 4 x 4 matrix, got shape {matrix.shape}")
-    if source.dtype == dtype:
-        data = source.original
-    elif source.dtype.kind == "b" and not source.copied:
-        data = source.original.view(np.uint8)
-    else:
-        data = source.original.astype(dtype, order="K")
-    image = nibabel.Nifti1Image(data, matrix, header=header)
-    image.set_data_dtype(dtype)
-    image.header.set_slope_inter(1.0, 0.0)
-    target = Path(path)
-    compressed = target.name.lower().endswith(".gz")
-    # The temporary name ends in .tmp, never in .nii.gz: tools listing *.nii.gz (nnU-Net's
-    # subfiles) must not take a file that a killed process left half-written.
-    if not target.name.lower().endswith((".nii", ".nii.gz")):
-        # Another format by its ending (nibabel converts, e.g. to MGH for .mgz).
-        with atomic_path(target, suffix="".join(target.suffixes[-2:])) as temporary:
-            nibabel.save(image, temporary)
-        return
-    with atomic_path(target) as temporary:
-        if not (compressed and _write_sparse_gzip(image, data, temporary)):
-            _write_single_file(image, temporary, compressed=compressed)
+    if not np.isfinite(matrix).all():
+        raise ValueError("affine contains NaN or infinite values")
+    entry.function("write_volume")(path, source.original, high, matrix, template, schema)
 
 
-def _write_single_file(image: Any, path: str, *, compressed: bool) -> None:
-    """nibabel's save to a name without a NIfTI ending: gzip level 1, no name and no
-    time in the gzip header (as nibabel writes them: equal images, equal files)."""
-    import nibabel
-
-    with open(path, "wb") as raw:
-        stream: Any = gzip.GzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0)
-        with stream if compressed else raw:
-            image.to_file_map({"image": nibabel.FileHolder(fileobj=stream if compressed else raw)})
-
-
-_ZERO_BLOCK = 1 << 20
-
-
-@functools.cache
-def _compressed_zeros(size: int) -> bytes:
-    return gzip.compress(bytes(size), compresslevel=1, mtime=0)
+def _as_label_image(like: Any) -> LabelImage:
+    """A LabelImage for ``like=``: itself, or a nibabel image's affine and header."""
+    if isinstance(like, LabelImage):
+        return like
+    if hasattr(like, "affine") and hasattr(like, "header"):
+        kind = type(like).__name__.lower()
+        form = "nifti" if "nifti" in kind else "mgh" if "mgh" in kind else None
+        shape = tuple(like.shape) if hasattr(like, "shape") else (0,)
+        return LabelImage(
+            np.zeros((0,) * len(shape)), np.asarray(like.affine, np.float64), like.header, form
+        )
+    raise TypeError(f"like must be a LabelImage or a nibabel image, got {type(like).__name__}")
 
 
-def _write_sparse_gzip(image: Any, data: np.ndarray, path: str) -> bool:
-    """Write a mostly-zero image as ``.nii.gz`` compressing only its non-zero span.
-
-    A gzip file may hold several members one after another (RFC 1952), and every gzip
-    reader (Python's gzip and so nibabel, zlib's gzread and so ITK) reads them as one
-    stream: the zeros before and after the span are written as copies of one
-    pre-compressed block of zeros. Per-instance masks, mostly background, are written
-    several times faster than by compressing every byte. Returns False, writing
-    nothing, when the image is not mostly zeros or not in Fortran order (NIfTI's).
-    """
-    if data.ndim > 1 and not data.flags.f_contiguous:
-        return False
-    from fastseg._kernels.masks import nonzero_span
-
-    flat = data.reshape(-1, order="F")
-    first, last = (int(i) for i in nonzero_span(flat.view(unsigned_of(flat.dtype))))
-    if last - first + 1 > flat.size // 2:
-        return False
-    header = image.header.copy()
-    header.set_data_offset(352)  # single file: 348-byte header and 4-byte extension flag
-    itemsize = flat.dtype.itemsize
-    with open(path, "wb") as stream:
-        stream.write(gzip.compress(header.binaryblock + bytes(4), compresslevel=1, mtime=0))
-        _write_zeros(stream, first * itemsize)
-        if last >= first:
-            span = flat[first : last + 1].tobytes()
-            stream.write(gzip.compress(span, compresslevel=1, mtime=0))
-        _write_zeros(stream, (flat.size - 1 - last) * itemsize)
-    return True
+def stored_array(labels: npt.NDArray[Any], high: int, dtype: Any = None) -> npt.NDArray[Any]:
+    """``labels`` in ``dtype`` (default: the smallest unsigned type for ``high``), in
+    its memory order; bool masks are viewed as uint8 without a copy."""
+    target = fit_dtype(high) if dtype is None else np.dtype(dtype)
+    if labels.dtype == target:
+        return labels
+    contiguous = labels.flags.c_contiguous or labels.flags.f_contiguous
+    if labels.dtype.kind == "b" and target == np.uint8 and contiguous:
+        return labels.view(np.uint8)
+    return labels.astype(target, order="K")
 
 
-def _write_zeros(stream: Any, count: int) -> None:
-    blocks, rest = divmod(count, _ZERO_BLOCK)
-    if blocks:
-        block = _compressed_zeros(_ZERO_BLOCK)
-        for _ in range(blocks):
-            stream.write(block)
-    if rest:
-        stream.write(_compressed_zeros(rest))
+def labels_from_stored(
+    array: npt.NDArray[Any], slope: Any, inter: Any, stored: Any, name: str
+) -> npt.NDArray[Any]:
+    """Stored voxels as label ids: scaled by ``slope``/``inter`` when the file says,
+    whole non-negative floats converted; ValueError naming the file otherwise."""
+    scaled = not (slope in (None, 1.0) and inter in (None, 0.0))
+    if scaled:
+        array = array.astype(np.float64) * float(1.0 if slope is None else slope)
+        array += float(0.0 if inter is None else inter)
+    if array.dtype.kind not in "biu":
+        try:
+            return as_labels(array)
+        except ValueError as error:
+            kind = "scaled " if scaled else ""
+            raise ValueError(
+                f"{name}: the {kind}{stored} values are not label ids: {error}"
+            ) from None
+    try:
+        as_label_array(array)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    return array

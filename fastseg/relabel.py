@@ -440,6 +440,20 @@ def renumber(
         )
     source = as_label_array(labels)
     _integer_out_dtype(out_dtype)
+    relabeled, keys, values = _renumber_arrays(source, start, preserve_zero, out_dtype, in_place)
+    mapping = dict(zip(keys.tolist(), values.tolist(), strict=True))
+    return relabeled, mapping
+
+
+def _renumber_arrays(
+    source: LabelArray,
+    start: int,
+    preserve_zero: bool,
+    out_dtype: npt.DTypeLike | None,
+    in_place: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`renumber` of a validated array: the relabeled array, the sorted old ids
+    (uint64) and the new id of each."""
     if source.flat.itemsize >= 4 and source.size and not in_place:
         return _renumber_hashed(source, start, preserve_zero, out_dtype)
     if source.size == 0:
@@ -450,8 +464,7 @@ def renumber(
     relabeled = _remap_arrays(
         source, keys, values, missing="keep", out_dtype=out_dtype, in_place=in_place, complete=True
     )
-    mapping = dict(zip(keys.tolist(), values.tolist(), strict=True))
-    return relabeled, mapping
+    return relabeled, keys, values
 
 
 def _new_ids(keys: np.ndarray, start: int, preserve_zero: bool) -> np.ndarray:
@@ -465,7 +478,7 @@ def _new_ids(keys: np.ndarray, start: int, preserve_zero: bool) -> np.ndarray:
 
 def _renumber_hashed(
     source: LabelArray, start: int, preserve_zero: bool, out_dtype: npt.DTypeLike | None
-) -> tuple[np.ndarray, dict[int, int]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renumber wide ids reading the input once.
 
     The first pass writes each voxel's slot in its chunk's hash table (a small id) into
@@ -498,7 +511,7 @@ def _renumber_hashed(
     else:
         out, out_flat = source.empty(dtype)
     kernels.translate_slots(slots_flat, tables, out_flat, chunks)
-    return out, dict(zip(sorted_keys.tolist(), new_ids.tolist(), strict=True))
+    return out, sorted_keys, new_ids
 
 
 @accepts_tensors
@@ -578,19 +591,53 @@ def _id_array(ids: object, what: str) -> np.ndarray:
     return array
 
 
+# Tables indexed by id (statistics, boxes, runs and contacts per id) are used as they are
+# while that costs little: when the largest id is below _DENSE_ALWAYS, or below
+# _DENSE_FACTOR times the number of distinct ids. Counting the distinct ids takes one bit
+# per possible id and chunk, so it is done only below _COUNTED_MAX (2 MB of bits); sparser
+# ids are renumbered first. Memory then follows the number of ids, never their values.
+_DENSE_ALWAYS = 1 << 14
+_DENSE_FACTOR = 4
+_COUNTED_MAX = 1 << 24
+_COUNT_CHUNKS = 8
+
+
+def id_table_size(source: LabelArray, *, count_any: bool = False) -> int | None:
+    """Length of a table indexed by the ids of ``source`` (its largest id + 1) when that
+    is at most a small multiple of the number of distinct ids; ``None`` when the ids are
+    too sparse for such a table.
+
+    Ids from :data:`_COUNTED_MAX` up are only counted (in a hash table, one more pass)
+    with ``count_any``; otherwise they are taken as too sparse.
+    """
+    if source.size == 0:
+        return 1
+    _, high = source.value_range()
+    if high < _DENSE_ALWAYS:
+        return high + 1
+    if high < _COUNTED_MAX:
+        chunks = min(chunks_for(source.size), _COUNT_CHUNKS)
+        distinct = int(_kernels().count_present(source.flat, high + 1, chunks))
+    elif count_any:
+        distinct = int(_count_values(source)[0].size)
+    else:
+        return None
+    return high + 1 if high < _DENSE_FACTOR * distinct else None
+
+
 def dense_ids(source: LabelArray) -> tuple[LabelArray, np.ndarray | None]:
     """``source`` with ids small enough to index per-id tables, and each new id's old id.
 
-    Component maps are dense already and pass through; sparse instance ids (up to 10^8
-    and beyond) are renumbered first, so that no table is the size of the largest id.
+    Component maps are dense already and pass through; sparse instance ids (one stray
+    voxel of id 4,194,303, connectomics ids up to 10^8 and beyond) are renumbered first,
+    so that no table follows the largest id (see :func:`id_table_size`).
     """
-    if source.size == 0:
+    if id_table_size(source) is not None:
         return source, None
-    _, high = source.value_range()
-    if high < max(1 << 16, source.size // 4):
-        return source, None
-    dense, mapping = renumber(source.original)
-    old_ids = np.zeros(max(mapping.values()) + 1, np.uint64)
-    for old, new in mapping.items():
-        old_ids[new] = old
-    return as_label_array(dense), old_ids
+    dense, keys, values = _renumber_arrays(source, 1, True, None, False)
+    old_ids = np.zeros(int(values[-1]) + 1, np.uint64)
+    old_ids[values] = keys
+    result = as_label_array(dense)
+    # The range is known: no pass over the renumbered array to find it again.
+    result._range.append((int(values[0]), int(values[-1])))
+    return result, old_ids

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fastseg.formats.detect import SchemaFormat
+    from fastseg.formats.registry import SchemaFormat
 
 __all__ = ["Category", "Schema"]
 
@@ -188,17 +188,21 @@ class Schema:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], format: SchemaFormat | None = None) -> Schema:
-        """Read a schema file: nnU-Net ``dataset.json``, RedBrick taxonomy JSON, ITK-SNAP
-        label description or BIDS ``dseg.tsv``, detected from the name and content
-        unless ``format`` ("nnunet", "redbrick", "itksnap", "bids") says."""
-        from fastseg.formats.detect import load_schema
+        """Read a schema file in any format of :mod:`fastseg.formats.registry`.
+
+        The format follows the name (``.tsv``: BIDS, ``.txt``/``.label``: ITK-SNAP,
+        ``.seg.nrrd``: 3D Slicer) and, for JSON, the content (nnU-Net ``dataset.json``,
+        RedBrick taxonomy, dcmqi metadata, label list) unless ``format`` says.
+        """
+        from fastseg.formats.registry import load_schema
 
         return load_schema(path, format)
 
     def save(self, path: str | os.PathLike[str], format: SchemaFormat | None = None) -> None:
-        """Write the schema in ``format`` (see :meth:`load`), atomically; ``.tsv`` and
-        ``.txt`` names choose BIDS and ITK-SNAP, JSON needs ``format``."""
-        from fastseg.formats.detect import save_schema
+        """Write the schema in ``format`` (see :meth:`load`), atomically; without it the
+        name decides (``dataset.json``: nnU-Net, ``.tsv``: BIDS, ``.txt``/``.label``:
+        ITK-SNAP) and other JSON names need ``format``."""
+        from fastseg.formats.registry import save_schema
 
         save_schema(self, path, format)
 

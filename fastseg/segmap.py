@@ -136,17 +136,32 @@ class SegmentMap:
         return f"SegmentMap({len(self._segments)} instances, {len(self._groups)} overlap groups)"
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], schema: Schema | None = None) -> SegmentMap:
-        """Read a RedBrick ``segmentMap`` JSON file (``schema`` resolves classId values)."""
-        from fastseg.formats.detect import load_segment_map
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        schema: Schema | None = None,
+        *,
+        series: str | None = None,
+    ) -> SegmentMap:
+        """Read a segment map from any file that holds one.
 
-        return load_segment_map(path, schema)
+        RedBrick ``segmentMap`` JSON, a RedBrick export's ``tasks.json`` (``series``
+        names the series, or ``task/series``; a single series is used without it), the
+        SDK's ``labels.json``, dcmqi metadata, or a one-layer Slicer ``.seg.nrrd``.
+        ``schema`` resolves RedBrick classId values.
+        """
+        from fastseg.formats.registry import load_segment_map
+
+        return load_segment_map(path, schema, series=series)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as RedBrick ``segmentMap`` JSON, atomically."""
-        from fastseg.formats.detect import save_segment_map
+        import json
 
-        save_segment_map(self, path)
+        from fastseg._files import write_text_atomically
+        from fastseg.formats.redbrick import segment_map_dict
+
+        write_text_atomically(path, json.dumps(segment_map_dict(self), indent=2) + "\n")
 
     @property
     def groups(self) -> Mapping[int, tuple[int, ...]]:

@@ -21,6 +21,7 @@ from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._files import atomic_path
 from fastseg._jit import thread_limit
+from fastseg._tables import IdSums, image_array, instance_columns, requested_ids
 from fastseg._tensors import accepts_tensors
 from fastseg.relabel import dense_ids
 
@@ -179,45 +180,6 @@ def block_count(view: np.ndarray, n_ids: int) -> int:
     return max(1, min(_MAX_BLOCKS, rows // _ROWS_PER_BLOCK, _TABLE_BUDGET // per_block))
 
 
-def _image_array(image: object, labels: LabelArray, labels_affine: np.ndarray | None) -> np.ndarray:
-    """The intensity image as a native array laid out like the labels' 3-D view."""
-    array, affine = _geometry.unpack_image(image, "image")
-    if not isinstance(array, np.ndarray):
-        raise TypeError(
-            f"image must be a numpy array or a nibabel image, got {type(array).__name__}"
-        )
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"image must hold numbers, got dtype {array.dtype}")
-    if array.shape != labels.shape:
-        raise ValueError(
-            f"image and labels must have the same shape, got image {array.shape} and "
-            f"labels {labels.shape}"
-        )
-    if affine is not None and labels_affine is not None and not np.allclose(affine, labels_affine):
-        raise ValueError(
-            "image and labels are in different spaces: their affines differ\n"
-            f"labels:\n{labels_affine}\nimage:\n{affine}"
-        )
-    native = array.astype(array.dtype.newbyteorder("="), copy=False)
-    if native.dtype.kind == "b":
-        native = native.view(np.uint8)
-    laid_out = np.asarray(native, order=labels.order)
-    if not (laid_out.flags.f_contiguous if labels.order == "F" else laid_out.flags.c_contiguous):
-        laid_out = laid_out.copy(order=labels.order)
-    view = laid_out.T if labels.order == "F" else laid_out
-    return view.reshape((1,) * (3 - view.ndim) + view.shape)
-
-
-def _requested_ids(ids: Iterable[int]) -> npt.NDArray[np.uint64]:
-    values = list(np.asarray(ids).ravel()) if isinstance(ids, np.ndarray) else list(ids)
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"ids must be integers, got {value!r}")
-        if value < 0:
-            raise ValueError(f"ids must be non-negative, got {value}")
-    return np.unique(np.array([int(v) for v in values], dtype=np.uint64))
-
-
 @accepts_tensors
 def stats(
     labels: npt.NDArray[Any] | Any,
@@ -281,7 +243,7 @@ def stats(
         source.original.ndim, spacing, affine if affine is not None else labels_affine
     )
     ndim = source.original.ndim
-    image_view = None if image is None else _image_array(image, source, labels_affine)
+    image_view = None if image is None else image_array(image, source, labels_affine)
     dense, old_ids = dense_ids(source)
     _, high = dense.value_range()
     n_ids = high + 1
@@ -306,56 +268,30 @@ def stats(
                 means = floats[:, kernels.TOTAL] / counts
             squares = kernels.centered_squares(view, image_view, np.nan_to_num(means), blocks)
     present_dense = np.flatnonzero(counts[1:]) + 1
-    present = present_dense.astype(np.uint64) if old_ids is None else old_ids[present_dense]
-    if ids is None:
-        wanted, rows_of = present, present_dense
-    else:
-        wanted = _requested_ids(ids)
-        # Absent ids read row 0, the background's, whose count is always 0.
-        row_of = dict(zip(present.tolist(), present_dense.tolist(), strict=True))
-        rows_of = np.array([row_of.get(i, 0) for i in wanted.tolist()], dtype=np.int64)
-
+    measured = ints[present_dense]
     view_axes = list(range(3 - ndim, 3))
     caller = [dense.caller_axis(a, transposed) for a in view_axes]
-    order = np.argsort(caller)
-    axes = [view_axes[i] for i in order]  # view axis of caller axis 0, 1, ...
-    count = counts[rows_of].astype(np.int64)
-    absent = count == 0
-    sum_columns = [kernels.SUM0 + a for a in axes]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centroid = ints[rows_of][:, sum_columns] / count[:, None]
-    centroid[absent] = np.nan
-    bbox = np.zeros((wanted.size, ndim, 2), np.int64)
-    for d, a in enumerate(axes):
-        bbox[:, d, 0] = np.where(absent, 0, ints[rows_of, kernels.MIN0 + a])
-        bbox[:, d, 1] = np.where(absent, 0, ints[rows_of, kernels.STOP0 + a])
-    columns: dict[str, Any] = {}
-    if geometry.affine is not None:
-        columns["centroid_world"] = geometry.to_world(centroid)
-    if image_view is not None:
-        columns.update(
-            intensity_columns(
-                count,
-                floats[rows_of, kernels.TOTAL],
-                squares[rows_of],
-                floats[rows_of, kernels.LOWEST],
-                floats[rows_of, kernels.HIGHEST],
-            )
-        )
-    if surface:
-        areas = geometry.face_areas()
-        columns["surface"] = sum(
-            ints[rows_of, kernels.FACES0 + axes[d]] * areas[d] for d in range(ndim)
-        ) * np.where(absent, 0.0, 1.0)
-    return InstanceStats(
-        ids=wanted,
-        voxel_count=count,
-        volume=count.astype(np.float64) * geometry.voxel_volume,
-        bbox=bbox,
-        centroid=centroid,
-        spacing=geometry.spacing,
-        **columns,
+    axes = [view_axes[i] for i in np.argsort(caller)]  # view axis of caller axis 0, 1, ...
+    sums = IdSums(
+        ids=present_dense.astype(np.uint64) if old_ids is None else old_ids[present_dense],
+        count=measured[:, kernels.COUNT],
+        index_sums=measured[:, [kernels.SUM0 + a for a in axes]],
+        starts=measured[:, [kernels.MIN0 + a for a in axes]],
+        stops=measured[:, [kernels.STOP0 + a for a in axes]],
+        intensity=None
+        if image_view is None
+        else np.column_stack(
+            [
+                floats[present_dense, kernels.TOTAL],
+                squares[present_dense],
+                floats[present_dense, kernels.LOWEST],
+                floats[present_dense, kernels.HIGHEST],
+            ]
+        ),
+        faces=measured[:, [kernels.FACES0 + a for a in axes]] if surface else None,
     )
+    wanted = None if ids is None else requested_ids(ids)
+    return InstanceStats(**instance_columns(sums, geometry, wanted))
 
 
 @accepts_tensors
@@ -458,28 +394,3 @@ def contact_table(
     if old_ids is not None:
         low, high_ids = old_ids[low], old_ids[high_ids]
     return low, high_ids, totals
-
-
-def intensity_columns(
-    count: npt.NDArray[np.int64],
-    total: npt.NDArray[np.float64],
-    squares: npt.NDArray[np.float64],
-    lowest: npt.NDArray[np.float64],
-    highest: npt.NDArray[np.float64],
-) -> dict[str, npt.NDArray[np.float64]]:
-    """The intensity columns of :class:`InstanceStats` from per-id voxel counts, sums,
-    squared deviations from the mean, minima and maxima. Absent ids (count 0) get NaN
-    statistics and a sum of 0."""
-    n = count.astype(np.float64)
-    absent = count == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / n
-        std = np.where(n > 1, np.sqrt(squares / (n - 1)), 0.0)
-    std[absent] = np.nan
-    return {
-        "mean": mean,
-        "std": std,
-        "min": np.where(absent, np.nan, lowest),
-        "max": np.where(absent, np.nan, highest),
-        "sum": np.where(absent, 0.0, total),
-    }

@@ -9,6 +9,7 @@ Python ints in the input's shape, so that they can be compared exactly with
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -460,3 +461,205 @@ def fill_holes_reference(
 
 
 __all__ += ["fill_holes_reference"]
+
+
+# -- evaluation ---------------------------------------------------------------------------
+# Section owned by tests/test_evaluate.py: fastseg.evaluate one class at a time with plain
+# Python loops (overlap counts, MONAI's surface edges, brute-force nearest distances,
+# greedy instance matching), and nnU-Net v2's compute_tp_fp_fn_tn mirrored.
+
+
+def overlap_reference(
+    prediction: np.ndarray, reference: np.ndarray, values: Iterable[int], ignore: int | None = None
+) -> dict[str, int]:
+    """tp, fp, fn, tn of the class covering ``values`` (voxels where the reference holds
+    ``ignore`` left out), counted voxel by voxel."""
+    wanted = set(values)
+    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for p, r in zip(_values(prediction), _values(reference), strict=True):
+        if ignore is not None and r == ignore:
+            continue
+        in_p, in_r = p in wanted, r in wanted
+        key = "tp" if in_p and in_r else "fp" if in_p else "fn" if in_r else "tn"
+        counts[key] += 1
+    return counts
+
+
+def nnunet_tp_fp_fn_tn(
+    mask_ref: np.ndarray, mask_pred: np.ndarray, ignore_mask: np.ndarray | None = None
+) -> tuple[int, int, int, int]:
+    """nnU-Net v2's ``compute_tp_fp_fn_tn`` (evaluation/evaluate_predictions.py)."""
+    use_mask = np.ones_like(mask_ref, dtype=bool) if ignore_mask is None else ~ignore_mask
+    tp = int(np.sum((mask_ref & mask_pred) & use_mask))
+    fp = int(np.sum(((~mask_ref) & mask_pred) & use_mask))
+    fn = int(np.sum((mask_ref & (~mask_pred)) & use_mask))
+    tn = int(np.sum(((~mask_ref) & (~mask_pred)) & use_mask))
+    return tp, fp, fn, tn
+
+
+def nnunet_region_or_label_to_mask(
+    segmentation: np.ndarray, region: int | tuple[int, ...]
+) -> np.ndarray:
+    """nnU-Net v2's ``region_or_label_to_mask``."""
+    if np.isscalar(region):
+        return np.asarray(segmentation == region)
+    mask = np.zeros_like(segmentation, dtype=bool)
+    for r in region:  # type: ignore[union-attr]
+        mask[segmentation == r] = True
+    return mask
+
+
+def monai_edges_reference(mask: np.ndarray) -> list[tuple[int, ...]]:
+    """Voxels of ``mask`` with a face neighbour outside it or outside the array (scipy's
+    binary erosion XOR the mask, as MONAI's get_mask_edges), in C order."""
+    edges = []
+    shape = mask.shape
+    for index in np.ndindex(*shape):
+        if not mask[index]:
+            continue
+        for axis in range(len(shape)):
+            for step in (-1, 1):
+                other = list(index)
+                other[axis] += step
+                if not 0 <= other[axis] < shape[axis] or not mask[tuple(other)]:
+                    edges.append(index)
+                    break
+            else:
+                continue
+            break
+    return edges
+
+
+def directed_distances_reference(
+    queries: list[tuple[int, ...]], features: list[tuple[int, ...]], spacing: Iterable[float]
+) -> list[float]:
+    """Distance from every query voxel to its nearest feature voxel, by brute force."""
+    sizes = list(spacing)
+    out = []
+    for q in queries:
+        best = math.inf
+        for f in features:
+            d = math.sqrt(sum(((a - b) * s) ** 2 for a, b, s in zip(q, f, sizes, strict=True)))
+            best = min(best, d)
+        out.append(best)
+    return out
+
+
+def surface_reference(
+    prediction: np.ndarray, reference: np.ndarray, value: int, spacing: Iterable[float],
+    percentile: float = 95.0, tolerance: float = 1.0,
+) -> dict[str, float]:  # fmt: skip
+    """hd, hd95, assd and nsd of one class with MONAI's definitions (both masks non-empty),
+    without float32 rounding."""
+    sizes = list(spacing)
+    pred_edges = monai_edges_reference(prediction == value)
+    ref_edges = monai_edges_reference(reference == value)
+    a = directed_distances_reference(pred_edges, ref_edges, sizes)
+    b = directed_distances_reference(ref_edges, pred_edges, sizes)
+    both = a + b
+    return {
+        "hd": max(both),
+        "hd95": max(
+            float(np.quantile(a, percentile / 100)), float(np.quantile(b, percentile / 100))
+        ),
+        "assd": sum(both) / len(both),
+        "nsd": sum(1 for d in both if d <= tolerance) / len(both),
+    }
+
+
+def instance_reference(
+    prediction: np.ndarray, reference: np.ndarray, value: int, threshold: float = 0.5
+) -> dict[str, float]:
+    """Panoptic quality of one class as panoptica defines it: components (full
+    connectivity) of the class in each map, IoU of every pair, greedy one-to-one matching
+    by decreasing IoU of pairs with IoU >= threshold; sq = mean IoU of matches,
+    rq = tp / (tp + fp/2 + fn/2), pq = sq * rq."""
+    ref_cc, n_ref, _ = label_reference(np.where(reference == value, 1, 0))
+    pred_cc, n_pred, _ = label_reference(np.where(prediction == value, 1, 0))
+    ref_ids, pred_ids = _values(ref_cc), _values(pred_cc)
+    inter: Counter[tuple[int, int]] = Counter()
+    for r, p in zip(ref_ids, pred_ids, strict=True):
+        if r and p:
+            inter[(r, p)] += 1
+    size_r, size_p = Counter(ref_ids), Counter(pred_ids)
+    scored = []
+    for (r, p), n in inter.items():
+        iou = n / (size_r[r] + size_p[p] - n)
+        if iou >= threshold:
+            scored.append((-iou, r, p, iou))
+    scored.sort()
+    taken_r: set[int] = set()
+    taken_p: set[int] = set()
+    ious = []
+    for _, r, p, iou in scored:
+        if r in taken_r or p in taken_p:
+            continue
+        taken_r.add(r)
+        taken_p.add(p)
+        ious.append(iou)
+    tp = len(ious)
+    fp, fn = n_pred - tp, n_ref - tp
+    denominator = tp + 0.5 * fp + 0.5 * fn
+    rq = tp / denominator if denominator else math.nan
+    sq = sum(ious) / tp if tp else 0.0
+    return {"ref": n_ref, "pred": n_pred, "tp": tp, "fp": fp, "fn": fn, "rq": rq, "sq": sq,
+            "pq": sq * rq}  # fmt: skip
+
+
+__all__ += [
+    "directed_distances_reference",
+    "instance_reference",
+    "monai_edges_reference",
+    "nnunet_region_or_label_to_mask",
+    "nnunet_tp_fp_fn_tn",
+    "overlap_reference",
+    "surface_reference",
+]
+
+# -- sampling -----------------------------------------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix_finaliser(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def seed_state(seed: int) -> int:
+    """The 64-bit state of ``numpy.random.SeedSequence(seed)`` that keys are built from."""
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+
+def voxel_key(index: int, state: int) -> int:
+    """The documented key of the voxel at row-major ``index``: splitmix64's finaliser of
+    ``index * golden + state`` (``state`` from :func:`seed_state`)."""
+    return _splitmix_finaliser((index * 0x9E3779B97F4A7C15 + state) & _MASK64)
+
+
+def locations_reference(
+    labels: np.ndarray, sizes: Mapping[int, int], seed: int
+) -> dict[int, list[tuple[int, ...]]]:
+    """Per id in ``sizes``: the coordinates of its ``sizes[id]`` voxels with the smallest
+    keys, in ascending key order (bottom-k sampling, written out voxel by voxel)."""
+    shape = labels.shape
+    state = seed_state(seed)
+    keyed: dict[int, list[tuple[int, tuple[int, ...]]]] = {i: [] for i in sizes}
+    for index, value in enumerate(_values(labels)):
+        if value in keyed:
+            coordinates = tuple(int(c) for c in np.unravel_index(index, shape))
+            keyed[value].append((voxel_key(index, state), coordinates))
+    return {i: [c for _, c in sorted(keyed[i])[: sizes[i]]] for i in sizes}
+
+
+def nnunet_sample_size(total: int) -> int:
+    """nnU-Net v2 (2.8, DefaultPreprocessor._sample_foreground_locations): locations kept
+    of a class with ``total`` voxels, with its defaults (10000, 0.01), copied verbatim."""
+    min_num_samples, min_percent_coverage = 10000, 0.01
+    target_num_samples = min(min_num_samples, total)
+    target_num_samples = max(target_num_samples, int(np.ceil(total * min_percent_coverage)))
+    return target_num_samples
+
+
+__all__ += ["locations_reference", "nnunet_sample_size", "seed_state", "voxel_key"]

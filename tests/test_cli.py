@@ -703,7 +703,8 @@ def test_patterns_and_folders_that_name_nothing_fail(
     status, _, err = run(capsys, "info", tmp_path / "empty", f"{tmp_path}/*.nope", case.inputs[0])
     assert status == 1
     assert len(failures(err)) == 2
-    assert "no label files (.mgh, .mgz, .nii, .nii.gz) in this folder" in err
+    endings = ".mgh, .mgz, .mha, .mhd, .nhdr, .nii, .nii.gz, .nrrd, .seg.nrrd"
+    assert f"no label files ({endings}) in this folder" in err
     assert "no files match" in err
 
 
@@ -969,7 +970,7 @@ def test_redbrick_semantic_layout_with_stats(
     assert "'lost'" in line
     assert "4 series: 3 done, 1 failed" in err
     tasks = json.loads((out / "tasks.json").read_text())
-    written = {s["segmentations"]: s for t in tasks for s in t["series"]}
+    written = {s["segmentations"][0]: s for t in tasks for s in t["series"]}
     assert sorted(written) == [
         "segmentations/case one/B.nii.gz",
         "segmentations/case one/CT.nii.gz",

@@ -97,7 +97,9 @@ def test_walk_takes_every_volume_ending_and_leaves_out_hidden_items_and_outputs(
         "sub/f.nii.gz",
     ]
     assert all(_batch.is_volume(p) for p in found)
-    assert _batch.volume_suffixes() == (".nii.gz", ".nii", ".mgz", ".mgh")
+    # Every volume format of the registry, longest ending first (.seg.nrrd before .nrrd).
+    assert set(_batch.volume_suffixes()) >= {".nii.gz", ".nii", ".mgz", ".mgh", ".seg.nrrd"}
+    assert _batch.volume_suffixes().index(".seg.nrrd") < _batch.volume_suffixes().index(".nrrd")
 
 
 def test_expand_reports_a_second_name_of_one_file(tmp_path: Path) -> None:

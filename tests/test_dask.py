@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import shared_data_path
+from dask.callbacks import Callback
 from dask.core import get_dependencies
 from distributed import Client, LocalCluster
 from hypothesis import given, settings
@@ -36,6 +37,7 @@ from scipy import ndimage
 
 import fastseg
 import fastseg.dask as fdask
+import fastseg.dask.nifti as fnifti
 
 # Worker processes cannot import this test module; its functions travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -48,7 +50,7 @@ def client() -> Iterator[Client]:
     """Two worker processes with one thread each: every task runs in another process."""
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as connected,
     ):
@@ -226,12 +228,17 @@ def test_label_is_lazy() -> None:
 
 
 def test_no_task_holds_more_than_one_block() -> None:
-    """Every task sees at most one block of the input or of the per-block component maps;
-    only boundary layers (2-D), summaries and lookup tables travel further."""
+    """Every task sees at most one block of the input (read once per pass); only boundary
+    layers (2-D), summaries and lookup tables travel further, and no block's component map
+    is kept: the second pass reads and labels every block again, after the join."""
     darr = chunked(np.zeros((12, 12, 12), np.uint8), 4)
     result = fdask.label(darr)
     graph = dict(result.labels.__dask_graph__())
-    block_sized = {darr.name, *(k[0] for k in graph if isinstance(k, tuple) and "-pieces" in k[0])}
+    labels_keys = [k for k in graph if isinstance(k, tuple) and k[0].endswith("-labels")]
+    reads = {d[0] for k in labels_keys for d in get_dependencies(graph, k) if isinstance(d, tuple)}
+    assert len(labels_keys) == 27
+    assert len(reads) == 1  # one dependency per block besides the join: its second read
+    block_sized = {darr.name, *reads}
     kinds = set()
     for key in graph:
         name = key[0] if isinstance(key, tuple) else key
@@ -240,7 +247,77 @@ def test_no_task_holds_more_than_one_block() -> None:
             d for d in get_dependencies(graph, key) if isinstance(d, tuple) and d[0] in block_sized
         ]
         assert len(blocks) <= 1, (key, blocks)
-    assert {"block", "layer", "face", "resolve", "labels"} <= kinds  # the test sees them all
+    assert {"block", "sides", "face", "pairs", "resolve", "labels"} <= kinds  # all seen
+
+    def upstream(key: Any) -> set[Any]:
+        seen, todo = set(), [key]
+        while todo:
+            for d in get_dependencies(graph, todo.pop()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    # The second reads wait for the join; the first pass never depends on it.
+    second = next(k for k in graph if isinstance(k, tuple) and k[0] in reads)
+    assert any(isinstance(k, str) and k.endswith("-resolve") for k in upstream(second))
+    first = next(k for k in graph if isinstance(k, tuple) and k[0].endswith("-block"))
+    assert not any(isinstance(k, str) and k.endswith("-resolve") for k in upstream(first))
+
+
+def arrays_in(value: Any) -> Iterator[np.ndarray]:
+    """The numpy arrays in a task's result (through tuples, lists and dataclasses)."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from arrays_in(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from arrays_in(getattr(value, name))
+
+
+class HeldBlocks(Callback):  # type: ignore[misc]
+    """The most 3-D block-sized arrays and 2-D block layers the synchronous scheduler held
+    at once between tasks."""
+
+    def __init__(self, block_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.block_shape = block_shape
+        self.blocks = self.layers = 0
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        held = [a for value in state["cache"].values() for a in arrays_in(value)]
+        self.blocks = max(self.blocks, sum(a.shape == self.block_shape for a in held))
+        self.layers = max(self.layers, sum(a.shape == self.block_shape[1:] for a in held))
+
+
+def test_memory_follows_the_blocks_in_flight(tmp_path: Path) -> None:
+    """Labelling keeps no block's component map until the join and compares the layers of
+    the blocks slab by slab: with the synchronous scheduler at most one block and its
+    labels are held at a time, and the layers of a few slabs of blocks, whatever the
+    number of slabs (the whole volume of maps used to be held until the join)."""
+    rng = np.random.default_rng(9)
+    blobs = ndimage.gaussian_filter(rng.standard_normal((72, 12, 12)), 1.5)
+    labels = np.digitize(blobs, [-0.05, 0.05]).astype(np.uint8)
+    store = zarr.open_array(tmp_path / "labels.zarr", mode="w", shape=labels.shape,
+                            chunks=(6, 6, 6), dtype=labels.dtype)  # fmt: skip
+    store[...] = labels
+    result = fdask.label(da.from_zarr(tmp_path / "labels.zarr"))
+    # Each output block is reduced to one voxel, as storing it (to_zarr) would free it.
+    tiny = result.labels.map_blocks(lambda b: b[:1, :1, :1], chunks=(1, 1, 1))
+    with HeldBlocks((6, 6, 6)) as held:
+        _, count = dask.compute(tiny, result.count, scheduler="sync")
+    assert count == fastseg.label(labels).count
+    assert held.blocks <= 2  # a block of input and its labels (there are 48 blocks)
+    assert held.layers <= 6 * 3 * 4  # six layers per block, three slabs of four blocks
+    # Statistics hold per-block tables (and layers, for surfaces) until their merge task,
+    # which takes sixteen blocks at a time.
+    with HeldBlocks((6, 6, 6)) as held, dask.config.set(scheduler="sync"):
+        table = fdask.stats(da.from_zarr(tmp_path / "labels.zarr"), surface=True)
+    assert_same_stats(table, fastseg.stats(labels, surface=True))
+    assert held.blocks <= 1
+    assert held.layers <= 6 * 2 * 16
 
 
 def test_out_dtype() -> None:
@@ -476,9 +553,9 @@ def test_from_nifti_gz_blocks_on_threads(
     """Many blocks of a .nii.gz read by four threads: through one file kept open (with
     indexed_gzip) or each block opening the file; a mostly-empty map, which fastseg.save
     writes as several gzip members, and a dense one."""
-    monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
+    monkeypatch.setattr(fnifti, "_OPEN_IMAGES", type(fnifti._OPEN_IMAGES)())
     if not seekable:
-        monkeypatch.setattr(fdask, "_indexed_gzip", lambda: False)
+        monkeypatch.setattr(fnifti, "_indexed_gzip", lambda: False)
     rng = np.random.default_rng(5)
     sparse = np.zeros((40, 30, 60), np.uint8)
     sparse[10:20, 5:25, 25:35] = rng.integers(1, 4, (10, 20, 10))
@@ -489,7 +566,7 @@ def test_from_nifti_gz_blocks_on_threads(
         darr = fdask.from_nifti(path, chunks=(7, 9, 5))
         computed = darr.compute(scheduler="threads", num_workers=4)
         np.testing.assert_array_equal(computed, labels)
-    assert len(fdask._OPEN_IMAGES) == (2 if seekable else 0)
+    assert len(fnifti._OPEN_IMAGES) == (2 if seekable else 0)
 
 
 def test_from_nifti_gz_slabs_and_strided_slices(tmp_path: Path) -> None:
@@ -509,7 +586,7 @@ def test_from_nifti_gz_slabs_and_strided_slices(tmp_path: Path) -> None:
 
 def _read_in_child(path: str, queue: Any) -> None:
     queue.put(
-        (len(fdask._OPEN_IMAGES), fdask.from_nifti(path, chunks=5).sum().compute(scheduler="sync"))
+        (len(fnifti._OPEN_IMAGES), fdask.from_nifti(path, chunks=5).sum().compute(scheduler="sync"))
     )
 
 
@@ -522,7 +599,7 @@ def test_from_nifti_forked_child_opens_its_own_files(tmp_path: Path) -> None:
     fastseg.save(path, labels)
     darr = fdask.from_nifti(path, chunks=5)
     assert int(darr.sum().compute(scheduler="sync")) == int(labels.sum())
-    assert any(key[0] == str(path) for key in fdask._OPEN_IMAGES)
+    assert any(key[0] == str(path) for key in fnifti._OPEN_IMAGES)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_read_in_child, args=(str(path), queue))
@@ -534,14 +611,14 @@ def test_from_nifti_forked_child_opens_its_own_files(tmp_path: Path) -> None:
 
 
 def test_from_nifti_keeps_few_files_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fdask, "_OPEN_IMAGES", type(fdask._OPEN_IMAGES)())
-    monkeypatch.setattr(fdask, "_MAX_OPEN_IMAGES", 2)
+    monkeypatch.setattr(fnifti, "_OPEN_IMAGES", type(fnifti._OPEN_IMAGES)())
+    monkeypatch.setattr(fnifti, "_MAX_OPEN_IMAGES", 2)
     paths = []
     for k in range(3):
         paths.append(tmp_path / f"{k}.nii.gz")
         fastseg.save(paths[-1], np.full((4, 4, 4), k, np.uint8))
         assert int(fdask.from_nifti(paths[-1], chunks=2).max().compute(scheduler="sync")) == k
-    assert [key[0] for key in fdask._OPEN_IMAGES] == [str(p) for p in paths[1:]]
+    assert [key[0] for key in fnifti._OPEN_IMAGES] == [str(p) for p in paths[1:]]
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
@@ -575,6 +652,23 @@ def test_real_volume_on_cluster(client: Client) -> None:
     whole = np.asanyarray(nibabel.load(path).dataobj)
     assert_same_components(fdask.label(darr).compute(), whole)
     assert_same_stats(fdask.stats(darr, spacing=(1, 1, 2)), fastseg.stats(whole, spacing=(1, 1, 2)))
+
+
+@pytest.mark.parametrize("offset", [True, False], ids=["ids-per-tile", "same-ids"])
+def test_tiled_real_volume(offset: bool) -> None:
+    """A corner of the Platynereis nuclei tiled 2 x 2 x 1, in blocks that do not align
+    with the tiles: with the ids of each tile offset (components end at the tiles'
+    seams) and with the same ids in every tile (components run across the seams)."""
+    path = shared_data_path("platynereis_nuclei.nii.gz") / "platynereis_nuclei.nii.gz"
+    corner = np.asanyarray(nibabel.load(path).dataobj)[:128, :128].astype(np.uint32)
+    step = np.uint32(corner.max() + 1) if offset else np.uint32(0)
+    tiles = [np.where(corner != 0, corner + k * step, 0) for k in range(4)]
+    tiled = np.asfortranarray(np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]]))
+    result = fdask.label(chunked(tiled, (96, 80, 40)))
+    computed = result.compute(scheduler="threads", num_workers=2)
+    assert_same_components(computed, tiled)
+    if offset:  # every tile holds its own copy of the corner's components
+        assert computed.count == 4 * fastseg.label(corner).count
 
 
 # -- batches of files ---------------------------------------------------------------------

@@ -60,8 +60,8 @@ def test_convert_torso_labels_to_a_redbrick_taxonomy(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("x.json", "{}", "this one has keys"),
-        ("x.json", "[1, 2]", "expected a JSON object"),
+        ("x.json", "{}", "not a schema fastseg knows: a JSON object"),
+        ("x.json", "[1, 2]", "not a schema fastseg knows: a JSON list"),
         ("x.json", "{nope", "not a readable JSON file"),
     ],
 )
@@ -75,7 +75,7 @@ def test_unrecognised_files(tmp_path: Path, name: str, content: str, message: st
 def test_save_needs_a_format_when_the_name_does_not_tell(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="say which format"):
         SCHEMA.save(tmp_path / "schema.json")
-    with pytest.raises(ValueError, match="format must be one of"):
+    with pytest.raises(ValueError, match="a schema format is one of"):
         SCHEMA.save(tmp_path / "schema.json", format="csv")  # type: ignore[arg-type]
 
 
@@ -118,5 +118,5 @@ def test_slicer_files_are_detected(tmp_path: Path) -> None:
     assert [(c.name, c.value, c.color) for c in loaded] == [
         (c.name, c.value, c.color) for c in SCHEMA
     ]
-    with pytest.raises(ValueError, match="write_seg_nrrd"):
+    with pytest.raises(ValueError, match=r"fastseg.save\(path, labels, schema=schema\)"):
         SCHEMA.save(tmp_path / "x.seg.nrrd", format="slicer")

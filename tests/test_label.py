@@ -839,3 +839,49 @@ def test_platynereis(shared_data: Path, connectivity: int) -> None:
     assert result.count == int(expected.max())
     assert np.array_equal(result.labels, row_major_ids(expected))
     check_components(result, volume, 0)
+
+
+# -- component_values -----------------------------------------------------------------------
+
+
+def _values_reference(components: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    result = np.zeros(int(components.max()) + 1, labels.dtype)
+    for k, v in zip(components.ravel().tolist(), labels.ravel().tolist(), strict=True):
+        if k:
+            result[k] = v
+    return result
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, np.bool_])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_component_values_against_reference(dtype: Any, order: str) -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2 if dtype is np.bool_ else 4, (6, 7, 8)).astype(dtype)
+    labels = np.asarray(labels, order=order)
+    components = fastseg.label(labels, connectivity=6).labels
+    other_order = np.asarray(labels, order="F" if order == "C" else "C")
+    for values in (labels, other_order):
+        result = fastseg.component_values(components, values)
+        assert result.dtype == labels.dtype
+        np.testing.assert_array_equal(result, _values_reference(components, labels))
+
+
+def test_component_values_of_sparse_ids() -> None:
+    """Ids with gaps (components removed by dust) are fine while the result stays within
+    a few times the number of components; a stray huge id is refused, not allocated for."""
+    components = np.repeat(np.arange(0, 60_000, 3, dtype=np.uint32), 2)
+    labels = (components % 7).astype(np.uint8)
+    np.testing.assert_array_equal(
+        fastseg.component_values(components, labels), _values_reference(components, labels)
+    )
+    components[5] = 4_194_303
+    with pytest.raises(ValueError, match=r"reach 4194303.*renumber them first"):
+        fastseg.component_values(components, labels)
+
+
+def test_component_values_errors() -> None:
+    components = np.array([1, 1, 2], np.uint8)
+    with pytest.raises(ValueError, match="same shape"):
+        fastseg.component_values(components, np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match=r"component 1 covers more than one value .*\(3 and 4\)"):
+        fastseg.component_values(components, np.array([3, 4, 5], np.uint8))

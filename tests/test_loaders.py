@@ -299,6 +299,7 @@ with fastseg.set_threads(2):
             pass
         for _ in fastseg.binary_masks(volume):
             pass
+        fastseg.locations(volume, per_class=50, per_instance=5, seed=0)
     fastseg.stats(labels, image, surface=True)
 print("compiled", _jit.compile_counts()[1] - before)
 """

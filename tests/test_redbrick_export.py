@@ -136,6 +136,40 @@ def binary_reference(instances: np.ndarray, ident: int, groups: dict[int, tuple[
     return expected
 
 
+def sdk_segment_map(
+    segment_map: dict[str, Any],
+    class_of: dict[int, int],
+    name_of_class: dict[int, str],
+    *,
+    semantic: bool,
+    masks: dict[str, str],
+) -> dict[str, Any]:
+    """The segmentMap the RedBrick SDK's export writes for these instances, following
+    redbrick/utils/rb_label_utils.py (dicom_rb_series): one entry per label with id,
+    category, attributes, group and readOnly in that order; keyed by instance id, or in
+    the semantic layouts by classId + 1 (a later label of the class replaces an earlier
+    one: the SDK compares the int key with the str keys it wrote); "mask" where the
+    layout has a file named after the key; never overlappingGroups when masks are
+    exported."""
+    written: dict[str, Any] = {}
+    for key, raw in segment_map.items():
+        entry = raw if isinstance(raw, dict) else {"category": raw}
+        category = entry["category"]
+        if isinstance(category, int):
+            category = name_of_class[category]
+        label: dict[str, Any] = {}
+        if entry.get("id"):
+            label["id"] = entry["id"]
+        label["category"] = category
+        if entry.get("attributes"):
+            label["attributes"] = entry["attributes"]
+        instance = str(class_of[int(key)] + 1) if semantic else key
+        if instance in masks:
+            label["mask"] = masks[instance]
+        written[instance] = label
+    return written
+
+
 def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
     instances, tax, segment_map, group, members, class_of = build_case(organs, names)
     schema = read_taxonomy(tax)
@@ -163,15 +197,16 @@ def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
     assert tasks[0]["taskId"] == "b7e2c1"
     assert tasks[0]["status"] == "COMPLETED"
     (written,) = tasks[0]["series"]
-    assert written["segmentations"] == "segmentations/patient-001/CT.nii.gz"
+    assert written["segmentations"] == ["segmentations/patient-001/CT.nii.gz"]
     assert written["semanticMask"] is True
     assert written["binaryMask"] is False
+    assert written["pngMask"] is False
     assert written["items"] == series.series["items"]
     name_of_class = {o["classId"]: o["category"] for o in tax["objectTypes"]}
-    assert written["segmentMap"] == {
-        str(c + 1): name_of_class[c] for c in sorted(set(class_of.values()))
-    }
-    image = fastseg.load(out / written["segmentations"])
+    expected_map = sdk_segment_map(segment_map, class_of, name_of_class, semantic=True, masks={})
+    assert written["segmentMap"] == expected_map
+    assert list(written["segmentMap"]) == sorted(expected_map, key=int)
+    image = fastseg.load(out / written["segmentations"][0])
     np.testing.assert_array_equal(image.labels, semantic_reference(instances, class_of, groups))
     np.testing.assert_allclose(image.affine, AFFINE)
 
@@ -181,11 +216,15 @@ def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
     (written,) = tasks[0]["series"]
     assert written["binaryMask"] is True
     assert written["semanticMask"] is False
-    assert written["segmentMap"] == segment_map
-    assert written["segmentations"] == [
-        f"segmentations/patient-001/CT/instance-{k}.nii.gz" for k in sorted(class_of)
-    ]
-    for ident in sorted(class_of):
+    present = sorted(k for k in class_of if binary_reference(instances, k, groups).any())
+    masks = {str(k): f"segmentations/patient-001/CT/instance-{k}.nii.gz" for k in present}
+    assert written["segmentMap"] == sdk_segment_map(
+        segment_map, class_of, name_of_class, semantic=False, masks=masks
+    )
+    for entry in written["segmentMap"].values():
+        assert list(entry) == [k for k in ("id", "category", "attributes", "mask") if k in entry]
+    assert written["segmentations"] == list(masks.values())
+    for ident in present:
         mask = fastseg.load(out / f"segmentations/patient-001/CT/instance-{ident}.nii.gz")
         assert mask.labels.dtype == np.uint8
         np.testing.assert_array_equal(mask.labels, binary_reference(instances, ident, groups))
@@ -202,7 +241,10 @@ def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
     assert written["segmentations"] == [
         f"segmentations/patient-001/CT/category-{v}.nii.gz" for v in values
     ]
-    assert written["segmentMap"] == {str(v): name_of_class[v - 1] for v in values}
+    masks = {str(v): f"segmentations/patient-001/CT/category-{v}.nii.gz" for v in values}
+    assert written["segmentMap"] == sdk_segment_map(
+        segment_map, class_of, name_of_class, semantic=True, masks=masks
+    )
     for value in values:
         mask = fastseg.load(by_category / f"segmentations/patient-001/CT/category-{value}.nii.gz")
         np.testing.assert_array_equal(mask.labels, expected == value)
@@ -210,9 +252,9 @@ def check_export(tmp_path: Path, organs: np.ndarray, names: list[str]) -> None:
     # The binary export reads back and gives the same semantic map.
     (again,) = read_export(out, schema=schema)
     assert again.binary_mask
-    assert len(again.segmentations) == len(class_of)
+    assert len(again.segmentations) == len(present)
     tasks = json.loads(write_semantic_export([again], schema, tmp_path / "round").read_text())
-    image = fastseg.load(tmp_path / "round" / tasks[0]["series"][0]["segmentations"])
+    image = fastseg.load(tmp_path / "round" / tasks[0]["series"][0]["segmentations"][0])
     np.testing.assert_array_equal(image.labels, semantic_reference(instances, class_of, groups))
 
 
@@ -267,7 +309,7 @@ def test_several_files_make_one_semantic_map(tmp_path: Path) -> None:
             here = volume == k
             expected[here] = np.where(expected[here] == 0, v, np.minimum(expected[here], v))
     tasks = json.loads(write_semantic_export([series], schema, tmp_path / "out").read_text())
-    assert tasks[0]["series"][0]["segmentations"] == "segmentations/t/CT.nii.gz"
+    assert tasks[0]["series"][0]["segmentations"] == ["segmentations/t/CT.nii.gz"]
     np.testing.assert_array_equal(
         fastseg.load(tmp_path / "out/segmentations/t/CT.nii.gz").labels, expected
     )
@@ -351,3 +393,47 @@ def test_export_series_is_frozen(tmp_path: Path) -> None:
     assert isinstance(series, ExportSeries)
     with pytest.raises(AttributeError):
         series.name = "other"  # type: ignore[misc]
+
+
+def test_semantic_export_converts_to_consecutive_labels(tmp_path: Path) -> None:
+    """A semantic export (values classId + 1, with gaps) renumbers to 1..n through its
+    segment map, as the nnU-Net layout needs; binary-semantic files read back too."""
+    from fastseg.cli.schema import consecutive
+
+    tax = {
+        "objectTypes": [
+            {"category": "Liver", "classId": 2, "labelType": "SEGMENTATION"},
+            {"category": "Spleen", "classId": 7, "labelType": "SEGMENTATION"},
+        ]
+    }
+    schema = read_taxonomy(tax)
+    instances = np.zeros((6, 5, 4), np.uint8)
+    instances[1:3, 1:3, 1:3] = 1
+    instances[4, 0:2, 0] = 2
+    instances[0, 4, 3] = 3
+    segment_map = {"1": "Liver", "2": {"category": "Spleen", "id": "s"}, "3": "Liver"}
+    source = write_export(
+        tmp_path / "export", {"seg/t/CT.nii.gz": instances}, segment_map, task="t"
+    )
+    (series,) = read_export(source, schema=schema)
+    semantic_folder = tmp_path / "semantic"
+    write_semantic_export([series], schema, semantic_folder)
+    write_binary_semantic_export([series], schema, tmp_path / "binary-semantic")
+    lut = np.array([0, 3, 8, 3])
+    for folder in (semantic_folder, tmp_path / "binary-semantic"):
+        (semantic,) = read_export(folder, schema=schema)
+        assert semantic.semantic_mask
+        out = tmp_path / f"consecutive-{folder.name}"
+        tasks = json.loads(write_semantic_export([semantic], consecutive(schema), out).read_text())
+        written = tasks[0]["series"][0]
+        labels = fastseg.load(out / written["segmentations"][0]).labels
+        np.testing.assert_array_equal(labels, np.array([0, 1, 2, 1])[instances])
+        assert {k: v["category"] for k, v in written["segmentMap"].items()} == {
+            "1": "Liver",
+            "2": "Spleen",
+        }
+    np.testing.assert_array_equal(
+        fastseg.load(semantic_folder / "segmentations/t/CT.nii.gz").labels, lut[instances]
+    )
+    with pytest.raises(ValueError, match="semantic mask"):
+        write_binary_export(read_export(semantic_folder, schema=schema), tmp_path / "nope")

@@ -1402,3 +1402,56 @@ def test_platynereis_volume(shared_data: Any) -> None:
     assert relabeled.dtype == np.uint8
     present = np.unique(volume)
     assert mapping == dict(zip(present.tolist(), forward[present].tolist(), strict=True))
+
+
+# -- tables indexed by id -----------------------------------------------------------------
+
+
+@given(
+    hnp.arrays(
+        np.uint32,
+        st.integers(1, 3000),
+        elements=st.one_of(st.integers(0, 40), st.integers(16_000, 70_000)),
+    ),
+    st.integers(1, 9),
+)
+def test_count_present_counts_distinct_values(values: np.ndarray, chunks: int) -> None:
+    from fastseg._kernels.relabel import count_present
+
+    high = int(values.max())
+    assert count_present(values, high + 1, chunks) == np.unique(values).size
+
+
+@pytest.mark.parametrize(
+    ("ids", "dense"),
+    [
+        (np.arange(16_384), True),  # below the constant: used as they are
+        (np.array([0, 16_383]), True),
+        (np.array([0, 16_384]), False),  # beyond it and sparse: renumbered
+        (np.arange(20_000, 30_000), True),  # a component map with gaps
+        (np.arange(0, 40_000, 5), False),  # every fifth id: more than four times too long
+        (np.arange(0, 40_000, 4), True),
+        (np.array([1, 4_194_303]), False),  # one stray voxel
+        (np.arange((1 << 24) - 10, (1 << 24) + 10), False),  # not counted: renumbered
+    ],
+)
+def test_id_tables_stay_small(ids: np.ndarray, dense: bool) -> None:
+    from fastseg._arrays import as_label_array
+    from fastseg.relabel import dense_ids, id_table_size
+
+    labels = np.random.default_rng(0).permutation(np.repeat(ids, 3)).astype(np.uint32)
+    source = as_label_array(labels)
+    size = id_table_size(source)
+    assert size == (int(ids.max()) + 1 if dense else None)
+    result, old_ids = dense_ids(source)
+    if dense:
+        assert result is source
+        assert old_ids is None
+    else:
+        assert old_ids is not None
+        renumbered = result.flat.reshape(labels.shape)
+        np.testing.assert_array_equal(old_ids[renumbered], labels)
+        assert old_ids.size == ids.size + (0 not in ids)
+        assert result.value_range() == (int(renumbered.min()), int(renumbered.max()))
+    # Counting every id, however large, tells dense maps beyond 2**24 from sparse ones.
+    assert id_table_size(source, count_any=True) == size or int(ids.max()) >= 1 << 24

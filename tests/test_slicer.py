@@ -315,7 +315,7 @@ def test_write_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="non-negative"):
         write_seg_nrrd(path, -labels.astype(np.int8), schema)
     layered = Schema([Category("a", 1, attributes={"layer": 2})])
-    with pytest.raises(ValueError, match="layer 2 but labels have 1"):
+    with pytest.raises(ValueError, match=r"layer 2 but the labels have 1 layer\(s\)"):
         write_seg_nrrd(path, np.zeros((2, 2, 2, 1), dtype=np.uint8), layered)
     with pytest.raises(ValueError, match="4 x 4"):
         write_seg_nrrd(path, np.zeros((2, 2, 2), dtype=np.uint8), schema, affine=np.eye(3))

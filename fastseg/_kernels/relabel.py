@@ -424,3 +424,26 @@ def _translate_chunk(
 def translate_slots(slots: np.ndarray, tables: np.ndarray, out: np.ndarray, chunks: int) -> None:
     """Second pass: ``out[i] = tables[chunk of i, slots[i]]`` (``out`` may be ``slots``)."""
     run_chunks(_translate_chunk, chunks, slots, tables, out)
+
+
+@kernel()
+def _present_chunk(src: np.ndarray, bits: np.ndarray, c: int, chunks: int) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    seen = bits[c]
+    i = start
+    while i < stop:
+        j = run_end(src, i, stop)
+        v = np.uint64(src[i])
+        seen[v >> np.uint64(6)] |= np.uint64(1) << (v & np.uint64(63))
+        i = j
+
+
+def count_present(src: np.ndarray, size: int, chunks: int) -> int:
+    """Number of distinct values in a flat array whose values are all below ``size``.
+
+    One bit per possible value and chunk (``size / 8`` bytes each), set once per run:
+    the caller keeps ``size`` small, so this costs a read of the array and little memory.
+    """
+    bits = np.zeros((chunks, (size + 63) // 64), np.uint64)
+    run_chunks(_present_chunk, chunks, src, bits)
+    return int(np.unpackbits(np.bitwise_or.reduce(bits, axis=0).view(np.uint8)).sum())

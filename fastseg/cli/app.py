@@ -18,6 +18,8 @@ from fastseg._batch import describe_error
 from fastseg.cli import (
     clean,
     demo,
+    evaluate,
+    index,
     info,
     label,
     redbrick,
@@ -52,6 +54,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     clean,
     schema,
     redbrick,
+    evaluate,
+    index,
     warmup,
 )
 """The command modules, in the order ``fastseg --help`` lists them."""

@@ -10,10 +10,13 @@ from typing import Any, cast
 from fastseg._batch import USER_ERRORS, describe_error
 from fastseg.cli.batch import UsageError
 from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, check_json_depth
-from fastseg.formats.detect import FORMATS, SchemaFormat
+from fastseg.formats.registry import (
+    SchemaFormat,
+    schema_formats,
+    target_schema_format,
+    writable_schema_formats,
+)
 from fastseg.schema import Category, Schema
-
-_BY_SUFFIX: dict[str, SchemaFormat] = {".tsv": "bids", ".txt": "itksnap", ".label": "itksnap"}
 
 
 def consecutive(schema: Schema) -> Schema:
@@ -36,17 +39,15 @@ def consecutive(schema: Schema) -> Schema:
     )
 
 
-def target_format(path: str, chosen: str | None) -> SchemaFormat:
+def target_format(path: str, chosen: str | None) -> str:
     """``--to``, or the format the output's name implies."""
     if chosen is not None:
-        return cast(SchemaFormat, chosen)
-    name = os.path.basename(path).lower()
-    if name == "dataset.json":
-        return "nnunet"
-    for suffix, form in _BY_SUFFIX.items():
-        if name.endswith(suffix):
-            return form
-    raise UsageError(f"say which format to write {path} in: --to nnunet, redbrick, itksnap or bids")
+        return chosen
+    try:
+        return target_schema_format(path).name
+    except ValueError:
+        names = ", ".join(writable_schema_formats())
+        raise UsageError(f"say which format to write {path} in: --to {names}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +61,20 @@ def run(args: argparse.Namespace) -> int:
         schema = Schema.load(args.input, args.from_format)
         if args.renumber:
             schema = consecutive(schema)
-        schema.save(args.output, form)
+        if form == "nnunet":
+            from fastseg.formats.nnunet import dataset_json_fields, write_dataset_json
+
+            channels = dict(enumerate(args.channel)) if args.channel else None
+            base = dataset_json_fields(
+                schema,
+                os.path.dirname(os.path.abspath(args.output)),
+                channel_names={str(k): v for k, v in channels.items()} if channels else None,
+                num_training=args.num_training,
+                file_ending=args.file_ending,
+            )
+            write_dataset_json(schema, args.output, base=base)
+        else:
+            schema.save(args.output, cast("SchemaFormat", form))
     except USER_ERRORS as error:
         reason = describe_error(error, args.input)
         if form == "nnunet" and "consecutive" in reason and not args.renumber:
@@ -91,10 +105,30 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("input", help="schema file to read")
     parser.add_argument("output", help="schema file to write")
-    parser.add_argument("--from", dest="from_format", choices=FORMATS, help="input format")
-    parser.add_argument("--to", choices=[f for f in FORMATS if f != "slicer"], help="output format")
+    parser.add_argument("--from", dest="from_format", choices=schema_formats(), help="input format")
+    parser.add_argument("--to", choices=writable_schema_formats(), help="output format")
     parser.add_argument(
         "--renumber", action="store_true", help="number the categories 1..n in value order"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    nnunet = parser.add_argument_group("nnU-Net dataset.json (what a schema cannot know)")
+    nnunet.add_argument(
+        "--channel",
+        action="append",
+        metavar="NAME",
+        help="an input channel's name, once per channel in order (default: the input's "
+        "channel_names, else one channel CT)",
+    )
+    nnunet.add_argument(
+        "--num-training",
+        type=int,
+        metavar="N",
+        help="numTraining (default: the input's, else the number of labelsTr files beside "
+        "the output, else 0)",
+    )
+    nnunet.add_argument(
+        "--file-ending",
+        metavar="SUFFIX",
+        help="file_ending (default: the input's, else .nii.gz)",
+    )
     parser.set_defaults(handler=run)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg._files import write_text_atomically
+from fastseg.formats.registry import excerpt
 from fastseg.schema import Category, Schema
 
 __all__ = ["read_dataset_json", "write_dataset_json"]
@@ -98,7 +99,9 @@ def read_dataset_json(path_or_dict: str | os.PathLike[str] | Mapping[str, Any]) 
         raise ValueError(f"{source}: no 'labels' key")
     labels = content["labels"]
     if not isinstance(labels, Mapping) or not labels:
-        raise ValueError(f"{source}: 'labels' must be a non-empty object, got {labels!r}")
+        raise ValueError(
+            f"{source}: 'labels' must be a non-empty object, got {excerpt(repr(labels))}"
+        )
     for key in content:
         if key in _RESERVED:
             raise ValueError(
@@ -425,3 +428,60 @@ def _load_json(path: Path, source: str) -> Any:
         raise ValueError(f"{source}: {error}") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"{source}: not a valid JSON file: {error}") from None
+
+
+def recognise(document: Any) -> bool:
+    """A JSON object whose ``labels`` is an object (nnU-Net v2, or MSD / v1)."""
+    return isinstance(document, Mapping) and isinstance(document.get("labels"), Mapping)
+
+
+DEFAULT_CHANNEL = "CT"
+"""The one input channel a dataset.json names when not told (``{"0": "CT"}``)."""
+DEFAULT_FILE_ENDING = ".nii.gz"
+
+
+def dataset_json_fields(
+    schema: Schema,
+    folder: str | os.PathLike[str],
+    *,
+    channel_names: Mapping[str, str] | None = None,
+    num_training: int | None = None,
+    file_ending: str | None = None,
+) -> dict[str, Any]:
+    """The top-level keys nnU-Net v2 needs beside ``labels``, for
+    :func:`write_dataset_json`'s ``base``.
+
+    Each comes from the argument when given, else from the schema when it was read
+    from a ``dataset.json``, else a default: ``channel_names`` ``{"0": "CT"}``,
+    ``numTraining`` the number of ``labelsTr/*<file_ending>`` files in ``folder`` (the
+    dataset folder; 0 when it has none), ``file_ending`` ``".nii.gz"``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from fastseg import Category, Schema
+    >>> from fastseg.formats.nnunet import dataset_json_fields
+    >>> dataset_json_fields(Schema([Category("liver", 1)]), tempfile.mkdtemp())
+    {'channel_names': {'0': 'CT'}, 'numTraining': 0, 'file_ending': '.nii.gz'}
+    """
+    metadata = schema.metadata
+    recorded = set(metadata.get(_KEY_ORDER, ()))
+    fields: dict[str, Any] = {}
+    if channel_names is not None:
+        fields["channel_names"] = dict(channel_names)
+    elif "channel_names" not in recorded and "modality" not in recorded:
+        fields["channel_names"] = {"0": DEFAULT_CHANNEL}
+    if file_ending is not None:
+        fields["file_ending"] = file_ending
+    ending = str(fields.get("file_ending", metadata.get("file_ending", DEFAULT_FILE_ENDING)))
+    if num_training is not None:
+        fields["numTraining"] = int(num_training)
+    elif "numTraining" not in recorded:
+        labels = Path(folder) / "labelsTr"
+        count = sum(1 for p in labels.glob(f"*{ending}") if p.is_file()) if labels.is_dir() else 0
+        fields["numTraining"] = count
+    if "file_ending" not in fields and "file_ending" not in recorded:
+        fields["file_ending"] = DEFAULT_FILE_ENDING
+    return {
+        key: fields[key] for key in ("channel_names", "numTraining", "file_ending") if key in fields
+    }

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastseg._files import write_text_atomically
+from fastseg.formats.registry import excerpt
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 
@@ -135,7 +136,7 @@ def read_taxonomy(source: str | os.PathLike[str] | Mapping[str, Any]) -> Schema:
     else:
         raise ValueError(
             "a RedBrick taxonomy lists its categories in objectTypes (or, in the legacy "
-            f"form, categories); this one has neither (keys: {sorted(taxonomy)})"
+            f"form, categories); this one has neither (keys: {excerpt(str(sorted(taxonomy)))})"
         )
     _check_unique(categories, "objectTypes" if skip == "objectTypes" else "categories")
     metadata = {key: copy.deepcopy(value) for key, value in taxonomy.items() if key != skip}
@@ -642,7 +643,8 @@ def _read_category(
         if all(isinstance(p, str) for p in raw):
             return tuple(raw), {}
     raise ValueError(
-        f"{where}: a category is a name, a path (list of names) or a classId, got {raw!r}"
+        f"{where}: a category is a name, a path (list of names) or a classId, "
+        f"got {excerpt(repr(raw))}"
     )
 
 
@@ -650,7 +652,7 @@ def _read_full(
     raw: Mapping[str, Any], where: str, class_ids: dict[int, Category] | None
 ) -> tuple[Segment, list[int], dict[str, Any]]:
     if "category" not in raw:
-        raise ValueError(f"{where}: no category (keys: {list(raw)})")
+        raise ValueError(f"{where}: no category (keys: {excerpt(str(list(raw)))})")
     category, how = _read_category(raw["category"], where, class_ids)
     attributes = raw.get("attributes", {})
     if not isinstance(attributes, Mapping):
@@ -757,3 +759,167 @@ def _entry(
     if keys is not None:
         order = [key for key in keys if key in parts] + [key for key in order if key not in keys]
     return {key: parts[key] for key in order}
+
+
+# --------------------------------------------------------------- files holding segment maps
+
+
+def recognise(document: Any) -> bool:
+    """A RedBrick taxonomy, ``segmentMap``, series, or export ``tasks.json``."""
+    if isinstance(document, list):
+        return all(isinstance(t, Mapping) and ("series" in t or "taskId" in t) for t in document)
+    if not isinstance(document, Mapping):
+        return False
+    if "objectTypes" in document or isinstance(document.get("categories"), list):
+        return True
+    if "segmentMap" in document:
+        return True
+    return bool(document) and all(
+        isinstance(k, str) and k.strip().isascii() and k.strip().isdecimal() for k in document
+    )
+
+
+def recognise_labels(document: Any) -> bool:
+    """The SDK's ``labels.json``: a non-empty list of label objects (``dicom``,
+    ``classid`` or ``labelid`` keys)."""
+    return (
+        isinstance(document, list)
+        and bool(document)
+        and all(
+            isinstance(label, Mapping) and ({"dicom", "classid", "labelid"} & set(label))
+            for label in document
+        )
+    )
+
+
+def read_segment_map_file(
+    path: str | os.PathLike[str], schema: Schema | None = None, series: str | None = None
+) -> SegmentMap:
+    """Read a segment map from a RedBrick file: a ``segmentMap`` object, one series
+    (``{"segmentMap": ...}``) or an export's ``tasks.json``.
+
+    In ``tasks.json``, ``series`` chooses the series by its name (``"CT"``), or by task and
+    name (``"task-1/CT"``); a file with one series that has a segment map uses it without
+    being told.
+
+    Raises
+    ------
+    ValueError
+        If the file holds no segment map, or several series and ``series`` does not
+        choose one of them (the message lists them, cut to a readable length), or the
+        segment map is malformed (naming the file).
+    """
+    from fastseg.formats.registry import read_json
+
+    source = os.fspath(path)
+    document = read_json(source)
+    if isinstance(document, list):
+        found: list[tuple[str, str, Mapping[str, Any]]] = []
+        for index, task in enumerate(document):
+            if not isinstance(task, Mapping):
+                raise ValueError(f"{source}: task {index} is not an object")
+            task_name = str(task.get("name") or task.get("taskId") or f"task-{index}")
+            for position, item in enumerate(task.get("series") or []):
+                if isinstance(item, Mapping) and item.get("segmentMap"):
+                    name = str(item.get("name") or chr(position + ord("A")))
+                    found.append((task_name, name, item["segmentMap"]))
+        if not found:
+            raise ValueError(f"{source}: no series of this tasks.json has a segmentMap")
+        if series is None and len(found) == 1:
+            chosen = found[0][2]
+        else:
+            matches = [f for f in found if series in (f[1], f"{f[0]}/{f[1]}")]
+            listed = excerpt(", ".join(f"{t}/{n}" for t, n, _ in found))
+            if series is None or len(matches) != 1:
+                what = "choose one" if series is None else f"{series!r} names {len(matches)}"
+                raise ValueError(
+                    f"{source}: {len(found)} series have segment maps ({what} with series= a "
+                    f"name, or task/name): {listed}"
+                )
+            chosen = matches[0][2]
+    elif isinstance(document, Mapping) and "segmentMap" in document:
+        chosen = document["segmentMap"]
+    elif isinstance(document, Mapping) and (
+        "objectTypes" in document or isinstance(document.get("categories"), list)
+    ):
+        raise ValueError(
+            f"{source}: a RedBrick taxonomy names categories, not instances; pass it as the "
+            "schema and the series' segmentMap (or tasks.json) as the segment map"
+        )
+    else:
+        chosen = document
+    if not isinstance(chosen, Mapping):
+        raise ValueError(f"{source}: a segmentMap is a JSON object, got {type(chosen).__name__}")
+    try:
+        return read_segment_map(chosen, schema=schema)
+    except ValueError as error:
+        raise ValueError(f"{source}: {excerpt(str(error))}") from None
+
+
+def read_labels_file(
+    path: str | os.PathLike[str], schema: Schema | None = None, series: str | None = None
+) -> SegmentMap:
+    """Read the segmentation labels of the SDK's ``labels.json`` as a segment map.
+
+    Every label with a ``dicom.instanceid`` is an instance, mapped as the SDK's export
+    maps it: its category (``[["object", "Liver"]]`` -> ``"Liver"``, deeper paths to a
+    path; a ``classid`` without a category needs ``schema``), its attributes
+    (``[{"name", "value"}]`` -> a dict, ``"true"``/``"false"`` -> booleans), ``labelid``
+    -> ``id``, ``linkid`` -> ``group``, ``readonly`` -> ``readOnly``;
+    ``dicom.groupids`` become overlap groups. Labels of several series
+    (``volumeindex``) need ``series`` (the index, from 0).
+    """
+    from fastseg.formats.registry import read_json
+
+    source = os.fspath(path)
+    labels = read_json(source)
+    if not recognise_labels(labels):
+        raise ValueError(f"{source}: RedBrick labels.json is a list of label objects")
+    instances = [
+        label
+        for label in labels
+        if isinstance(label.get("dicom"), Mapping) and label["dicom"].get("instanceid")
+    ]
+    volumes = sorted({int(label.get("volumeindex") or 0) for label in instances})
+    if series is not None:
+        if not series.isdigit():
+            raise ValueError(f"{source}: series must be a volume index (0, 1, ...), got {series!r}")
+        instances = [i for i in instances if int(i.get("volumeindex") or 0) == int(series)]
+    elif len(volumes) > 1:
+        raise ValueError(
+            f"{source}: labels of {len(volumes)} series (volumeindex {volumes}); choose one "
+            "with series="
+        )
+    entries: dict[str, Any] = {}
+    for label in instances:
+        ident = str(label["dicom"]["instanceid"])
+        entry: dict[str, Any] = {}
+        if label.get("labelid"):
+            entry["id"] = label["labelid"]
+        category = label.get("category")
+        if category is None:
+            category = label.get("classid")
+        elif isinstance(category, list) and category and isinstance(category[0], list):
+            category = category[0][1] if len(category[0]) == 2 else list(category[0][1:])
+        entry["category"] = category
+        attributes = {}
+        for attribute in label.get("attributes") or []:
+            if isinstance(attribute, Mapping) and "name" in attribute:
+                value = attribute.get("value")
+                if isinstance(value, str) and value.lower() in ("true", "false"):
+                    value = value.lower() == "true"
+                attributes[attribute["name"]] = value
+        if attributes:
+            entry["attributes"] = attributes
+        if label.get("linkid") is not None:
+            entry["group"] = label["linkid"]
+        if label.get("readonly"):
+            entry["readOnly"] = label["readonly"]
+        groups = label["dicom"].get("groupids") or []
+        if groups:
+            entry["overlappingGroups"] = list(groups)
+        entries[ident] = entry
+    try:
+        return read_segment_map(entries, schema=schema)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from fastseg._files import write_text_atomically
 from fastseg.convert import binary_masks, to_semantic
 from fastseg.formats.redbrick import read_segment_map
+from fastseg.formats.registry import excerpt
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import unique
 from fastseg.schema import Schema
@@ -53,7 +54,7 @@ __all__ = [
 AFFINE_TOLERANCE = 1e-4
 """Absolute tolerance when comparing the affines of the files of one series."""
 
-_INSTANCE_FILE = re.compile(r"instance-(\d+)\.nii(\.gz)?")
+_INSTANCE_FILE = re.compile(r"(?:instance|category)-(\d+)\.nii(\.gz)?")
 _UNSAFE = re.compile(r"[^\w.\- ]+")
 
 
@@ -196,7 +197,9 @@ def _read_series(
         return None
     listed = [raw] if isinstance(raw, str) else raw
     if not isinstance(listed, list) or not all(isinstance(p, str) and p for p in listed):
-        raise ValueError(f"{where}: segmentations must be a path or a list of paths, got {raw!r}")
+        raise ValueError(
+            f"{where}: segmentations must be a path or a list of paths, got {excerpt(repr(raw))}"
+        )
     paths = [(root / p).resolve() for p in listed]
     for path in paths:
         if not path.is_file():
@@ -221,10 +224,17 @@ def write_semantic_export(
     :func:`~fastseg.formats.redbrick.read_taxonomy`) through :func:`fastseg.to_semantic`;
     where instances overlap (overlap groups, or several files covering a voxel) the
     lowest value wins, as in RedBrick. A series of several files (instance ids are
-    unique across them) or of binary masks becomes one file. The result goes to
+    unique across them) or of binary masks becomes one file. A series that already is
+    semantic is renumbered to ``schema``'s values through its segment map (e.g. to the
+    consecutive labels nnU-Net needs). The result goes to
     ``<out_folder>/segmentations/<task>/<series>.nii.gz`` with the affine and header
-    of the series' first file, and ``<out_folder>/tasks.json`` lists it with
-    ``segmentMap`` ``{str(value): category name}`` and ``semanticMask`` true.
+    of the series' first file.
+
+    ``<out_folder>/tasks.json`` lists the series as the RedBrick SDK's semantic export
+    does: ``segmentations`` a list of the one file; ``segmentMap`` keyed by category
+    value, each entry the instance entry (``id``, ``category``, ``attributes``,
+    ``group``, ``readOnly``) of the category's last instance in the segment map, as the
+    SDK keeps it; ``binaryMask`` false, ``semanticMask`` true, ``pngMask`` false.
 
     Parameters
     ----------
@@ -244,8 +254,8 @@ def write_semantic_export(
     ------
     ValueError
         If the files of a series differ in shape or affine, a volume holds ids its
-        segment map lacks, a category is not in the schema, or a series already is a
-        semantic mask (the message names the file).
+        segment map lacks, or a category is not in the schema (the message names the
+        file).
     """
     out = Path(out_folder)
     layout = _Layout(out)
@@ -254,15 +264,12 @@ def write_semantic_export(
         target = layout.path(item, ".nii.gz")
         target.parent.mkdir(parents=True, exist_ok=True)
         save(target, instances, like=like)
-        categories: dict[int, str] = {}
-        for _, segment in item.segment_map.items():
-            category = segment.resolve(schema)
-            categories[category.value] = category.name
         written = copy.deepcopy(dict(item.series))
-        written["segmentations"] = target.relative_to(out).as_posix()
-        written["segmentMap"] = {str(v): categories[v] for v in sorted(categories)}
-        written["binaryMask"] = False
-        written["semanticMask"] = True
+        written["segmentations"] = [target.relative_to(out).as_posix()]
+        written["segmentMap"] = {
+            str(value): entry for value, entry in _category_entries(item, schema).items()
+        }
+        _set_flags(written, binary=False, semantic=True)
         layout.add(item, written)
     return layout.write_tasks()
 
@@ -272,13 +279,17 @@ def write_binary_export(
 ) -> Path:
     """Write every instance of every series as its own binary NIfTI mask.
 
-    Each instance of a series' segment map gets
+    Each instance of a series' segment map that the volume holds gets
     ``<out_folder>/segmentations/<task>/<series>/instance-<id>.nii.gz``: 1 where the
     volume holds its id or an overlap group it belongs to (:func:`fastseg.binary_masks`),
-    0 elsewhere, with the affine and header of the series' first file; an instance the
-    volume lacks gets an empty mask. ``<out_folder>/tasks.json`` lists the files in
-    ``segmentations`` (ascending id), keeps the series' ``segmentMap`` and sets
-    ``binaryMask`` true.
+    0 elsewhere, with the affine and header of the series' first file. As in the
+    RedBrick SDK's binary export, an instance the volume lacks gets no file.
+
+    ``<out_folder>/tasks.json`` lists the series as the SDK does: ``segmentations`` the
+    mask files (in segment map order); ``segmentMap`` every instance in full form, with
+    ``"mask"`` naming its file where it has one and without ``overlappingGroups`` (the
+    masks hold the overlaps); ``binaryMask`` true, ``semanticMask`` and ``pngMask``
+    false.
 
     Parameters
     ----------
@@ -301,11 +312,16 @@ def write_binary_export(
     out = Path(out_folder)
     layout = _Layout(out)
     for item in series_list:
+        if item.semantic_mask:
+            where = f"task {item.task!r}, series {item.name!r}"
+            raise ValueError(
+                f"{item.segmentations[0]} ({where}): a semantic mask (semanticMask) holds "
+                "categories, not instances; write it as semantic or binary-semantic"
+            )
         folder = layout.path(item, "")
         folder.mkdir(parents=True, exist_ok=True)
         files = instance_volumes(item)
         like = files[0][1]
-        written_paths: list[Path] = []
         pending: dict[int, npt.NDArray[np.bool_]] = {}
         counts: dict[int, int] = {}
         subsets = [_present_instances(item.segment_map, labels) for labels, _, _ in files]
@@ -328,21 +344,20 @@ def write_binary_export(
                     if ident in pending:
                         mask = np.logical_or(pending.pop(ident), mask)
                     writer.save(folder / f"instance-{ident}.nii.gz", mask, like)
-            for ident in item.segment_map:
-                target = folder / f"instance-{ident}.nii.gz"
-                if counts.get(ident, 0) == 0:
-                    empty = np.zeros(like.labels.shape, np.bool_, order="F")
-                    writer.save(target, empty, like)
-                written_paths.append(target)
+        masks = {
+            ident: (folder / f"instance-{ident}.nii.gz").relative_to(out).as_posix()
+            for ident, _ in _file_order(item.segment_map)
+            if ident in counts
+        }
         written = copy.deepcopy(dict(item.series))
-        written["segmentations"] = [p.relative_to(out).as_posix() for p in written_paths]
-        written["binaryMask"] = True
-        written["semanticMask"] = False
+        written["segmentations"] = list(masks.values())
+        written["segmentMap"] = {
+            str(ident): _instance_entry(segment, masks.get(ident))
+            for ident, segment in _file_order(item.segment_map)
+        }
+        _set_flags(written, binary=True, semantic=False)
         layout.add(item, written)
     return layout.write_tasks()
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def write_binary_semantic_export(
@@ -355,8 +370,9 @@ def write_binary_semantic_export(
     ``<out_folder>/segmentations/<task>/<series>/category-<value>.nii.gz`` (``value`` is
     ``classId + 1`` for a RedBrick taxonomy): 1 where the semantic map of
     :func:`write_semantic_export` holds the category. ``<out_folder>/tasks.json`` lists
-    the files, maps ``str(value)`` to the category name and sets ``binaryMask`` and
-    ``semanticMask`` true.
+    the files in ``segmentations`` and, as the SDK does, keys ``segmentMap`` by category
+    value with the entry of :func:`write_semantic_export` plus ``"mask"`` naming the
+    category's file where it has one; ``binaryMask`` and ``semanticMask`` true.
 
     Returns
     -------
@@ -374,21 +390,74 @@ def write_binary_semantic_export(
         semantic, like = _combined_semantic(item, schema)
         folder = layout.path(item, "")
         folder.mkdir(parents=True, exist_ok=True)
-        written_paths: list[Path] = []
-        categories: dict[int, str] = {}
+        masks: dict[int, str] = {}
         with _Writer() as writer:
             for value, mask in binary_masks(semantic):
                 target = folder / f"category-{value}.nii.gz"
                 writer.save(target, mask, like)
-                written_paths.append(target)
-                categories[value] = schema.by_value(value).name
+                masks[int(value)] = target.relative_to(out).as_posix()
+        entries = _category_entries(item, schema)
         written = copy.deepcopy(dict(item.series))
-        written["segmentations"] = [p.relative_to(out).as_posix() for p in written_paths]
-        written["segmentMap"] = {str(v): categories[v] for v in sorted(categories)}
-        written["binaryMask"] = True
-        written["semanticMask"] = True
+        written["segmentations"] = [masks[v] for v in sorted(masks)]
+        written["segmentMap"] = {}
+        for value, entry in entries.items():
+            if value in masks:
+                entry = {**entry, "mask": masks[value]}
+            written["segmentMap"][str(value)] = entry
+        _set_flags(written, binary=True, semantic=True)
         layout.add(item, written)
     return layout.write_tasks()
+
+
+# --------------------------------------------------------------------------- helpers
+
+# The order of an instance's keys in the SDK's export (rb_label_utils.dicom_rb_series).
+_ENTRY_ORDER = ("id", "category", "attributes", "group", "readOnly")
+
+
+def _set_flags(series: dict[str, Any], *, binary: bool, semantic: bool) -> None:
+    series["binaryMask"] = binary
+    series["semanticMask"] = semantic
+    series["pngMask"] = False
+
+
+def _file_order(segment_map: SegmentMap) -> list[tuple[int, Any]]:
+    """(id, segment) in the order the segment map was read in (ascending otherwise)."""
+    layout = segment_map.metadata.get("redbrick")
+    order = layout.get("order") if isinstance(layout, Mapping) else None
+    idents = [int(i) for i in order or () if int(i) in segment_map]
+    idents += [i for i in segment_map if i not in idents]
+    return [(ident, segment_map[ident]) for ident in idents]
+
+
+def _instance_entry(segment: Any, mask: str | None) -> dict[str, Any]:
+    """A full segmentMap entry as the SDK exports it: id, category, attributes, group,
+    readOnly, other keys, then mask; never overlappingGroups (masks hold overlaps)."""
+    category = segment.category if isinstance(segment.category, str) else list(segment.category)
+    fields: dict[str, Any] = {"category": category}
+    if segment.attributes:
+        fields["attributes"] = copy.deepcopy(dict(segment.attributes))
+    for key, value in segment.extra.items():
+        if key not in ("mask", "overlappingGroups"):
+            fields[key] = copy.deepcopy(value)
+    ordered = {key: fields[key] for key in _ENTRY_ORDER if key in fields}
+    ordered.update({k: v for k, v in fields.items() if k not in ordered})
+    if mask is not None:
+        ordered["mask"] = mask
+    return ordered
+
+
+def _category_entries(item: ExportSeries, schema: Schema) -> dict[int, dict[str, Any]]:
+    """Category value -> the entry of its last instance in file order (the SDK's
+    semantic export keeps one label per category, the last one it meets), by value."""
+    entries: dict[int, dict[str, Any]] = {}
+    for _, segment in _file_order(item.segment_map):
+        try:
+            value = segment.resolve(schema).value
+        except KeyError as error:
+            raise ValueError(f"task {item.task!r}, series {item.name!r}: {error.args[0]}") from None
+        entries[value] = _instance_entry(segment, None)
+    return {value: entries[value] for value in sorted(entries)}
 
 
 class _Writer:
@@ -473,12 +542,14 @@ def instance_volumes(item: ExportSeries) -> list[tuple[npt.NDArray[Any], LabelIm
     list of (numpy.ndarray, LabelImage, pathlib.Path)
         For every file of the series, in order: its instance ids (a binary mask
         ``instance-<id>.nii.gz`` becomes ``<id>`` where it is set, 0 elsewhere), the
-        image as loaded (affine and header), and its path.
+        image as loaded (affine and header), and its path. The files of a semantic
+        series hold category values, which its segment map lists as its "instances"
+        (``category-<value>.nii.gz`` for binary ones).
 
     Raises
     ------
     ValueError
-        If the series is a semantic mask or has no files, its files differ in shape or
+        If the series has no files, its files differ in shape or
         affine, a volume holds ids the segment map lacks, or a binary mask is misnamed or
         holds values other than 0 and 1 (the message names the file, task and series).
 
@@ -498,11 +569,6 @@ def instance_volumes(item: ExportSeries) -> list[tuple[npt.NDArray[Any], LabelIm
     [([0, 1, 2], 'seg.nii.gz')]
     """
     where = f"task {item.task!r}, series {item.name!r}"
-    if item.semantic_mask:
-        raise ValueError(
-            f"{item.segmentations[0]} ({where}): already a semantic mask (semanticMask), "
-            "its values are categories rather than instances"
-        )
     if not item.segmentations:
         raise ValueError(f"{where}: no segmentation files")
     volumes: list[tuple[npt.NDArray[Any], LabelImage, Path]] = []
@@ -517,9 +583,11 @@ def instance_volumes(item: ExportSeries) -> list[tuple[npt.NDArray[Any], LabelIm
         labels = image.labels
         if item.binary_mask:
             match = _INSTANCE_FILE.fullmatch(path.name)
-            if match is None:
+            prefix = "category" if item.semantic_mask else "instance"
+            if match is None or not path.name.startswith(prefix):
                 raise ValueError(
-                    f"{path} ({where}): a binary mask file is named instance-<id>.nii.gz"
+                    f"{path} ({where}): a binary mask file is named {prefix}-<"
+                    f"{'value' if item.semantic_mask else 'id'}>.nii.gz"
                 )
             ident = int(match.group(1))
             values = [int(v) for v in unique(labels) if v != 0]

@@ -59,7 +59,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fastseg._files import atomic_path
 from fastseg.schema import Category, Schema
 
 __all__ = [
@@ -87,24 +86,21 @@ _DEFAULT_METADATA = {
     "Segmentation_MasterRepresentation": "Binary labelmap",
     "Segmentation_ReferenceImageExtentOffset": "0 0 0",
 }
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 PathOrHeader = str | os.PathLike[str] | Mapping[str, Any]
 
 
 def _nrrd() -> Any:
-    """The pynrrd module, or an ImportError saying how to install it."""
-    try:
-        import nrrd
-    except ImportError:
-        raise ImportError(
-            "reading and writing .seg.nrrd files needs pynrrd: pip install 'fastseg[slicer]'"
-        ) from None
-    return nrrd
+    """The pynrrd module, or an ImportError naming the extra to install."""
+    from fastseg.formats.nrrd import pynrrd
+
+    return pynrrd()
 
 
 def _header(path_or_header: PathOrHeader) -> tuple[Mapping[str, Any], str]:
     """The header fields and how to name their source in errors."""
+    if isinstance(path_or_header, _Named):
+        return path_or_header, path_or_header.name
     if isinstance(path_or_header, Mapping):
         return path_or_header, "<header>"
     source = os.fspath(path_or_header)
@@ -500,61 +496,171 @@ def write_seg_nrrd(
     (0, 3, 0, 4, 0, 5)
     >>> folder.cleanup()
     """
-    nrrd = _nrrd()
     array = np.asarray(labels)
     if array.ndim not in (3, 4):
         raise ValueError(f"labels must be 3D (x, y, z) or 4D (x, y, z, layers), got {array.shape}")
     if array.dtype.kind not in "iub":
         raise ValueError(f"labels must hold integers, got {array.dtype}")
+    if array.size and array.dtype.kind == "i" and int(array.min()) < 0:
+        raise ValueError("labels must be non-negative")
+    high = int(array.max()) if array.size else 0
+    matrix = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"affine must be a finite 4 x 4 matrix, got shape {matrix.shape}")
+    _write(os.fspath(path), array, high, matrix, schema, None)
+
+
+def _write(
+    target: str,
+    array: npt.NDArray[Any],
+    high: int,
+    affine: npt.NDArray[np.float64],
+    schema: Schema | None,
+    like: Any,
+) -> None:
+    """Write a ``.seg.nrrd``: segments from ``schema``, else from ``like`` (a LabelImage
+    read from a Slicer file, whose segment and segmentation fields are kept as they
+    are), else one segment per label value."""
+    from fastseg.formats.nrrd import geometry_fields, write_nrrd
+
+    if array.ndim not in (3, 4):
+        raise ValueError(
+            f"{target}: a .seg.nrrd holds 3D labels (x, y, z) or layers (x, y, z, layers), "
+            f"got shape {array.shape}"
+        )
     layers = 1 if array.ndim == 3 else array.shape[3]
-    if array.ndim == 3:
-        layer_of = {category.name: 0 for category in schema}
+    dtype: Any = None
+    keep_extent = False
+    if schema is None and like is not None and like.format == "seg.nrrd" and like.segments:
+        by_layer = {layer: set(s.values) for layer, s in like.segments.items()}
+        names = {layer: s.names for layer, s in like.segments.items()}
+        header = {
+            k: str(v)
+            for k, v in like.header.items()
+            if _SEGMENT_KEY.fullmatch(k) or k.startswith("Segmentation_")
+        }
+        keep_extent = tuple(like.labels.shape) == tuple(array.shape)
+        stored = np.dtype(like.labels.dtype)
+        if stored.kind in "ui" and high <= np.iinfo(stored).max:
+            dtype = stored
     else:
-        layer_of = {category.name: category.attributes.get("layer", 0) for category in schema}
-    header: dict[str, Any] = seg_nrrd_header(schema, layer_of=layer_of)
-    by_layer: dict[int, set[int]] = {}
-    for category in schema:
-        layer = int(layer_of[category.name])
+        if schema is None:
+            if array.ndim == 4:
+                raise ValueError(
+                    f"{target}: layered labels need their segments: pass schema= (with a "
+                    "'layer' attribute per category) or like= a LabelImage read from a "
+                    ".seg.nrrd file"
+                )
+            from fastseg.relabel import unique
+
+            schema = Schema(Category(f"Segment_{int(v)}", int(v)) for v in unique(array) if v)
+        if array.ndim == 3:
+            layer_of = {category.name: 0 for category in schema}
+        else:
+            layer_of = {category.name: category.attributes.get("layer", 0) for category in schema}
+        header = seg_nrrd_header(schema, layer_of=layer_of)
+        by_layer = {}
+        names = {}
+        for category in schema:
+            layer = int(layer_of[category.name])
+            by_layer.setdefault(layer, set()).add(category.value)
+            names.setdefault(layer, []).append(category.name)
+    for layer, listed in names.items():
         if layer >= layers:
             raise ValueError(
-                f"category {category.name!r} is on layer {layer} but labels have {layers} layer(s)"
+                f"{target}: segment {listed[0]!r} is on layer {layer} but the labels have "
+                f"{layers} layer(s)"
             )
-        by_layer.setdefault(layer, set()).add(category.value)
-    maximum = int(array.max()) if array.size else 0
-    if array.size and int(array.min()) < 0:
-        raise ValueError("labels must be non-negative")
     stack = array[..., np.newaxis] if array.ndim == 3 else array
     for layer in range(layers):
         present = {int(v) for v in np.unique(stack[..., layer])} - {0}
         missing = sorted(present - by_layer.get(layer, set()))
         if missing:
-            raise ValueError(f"labels on layer {layer} hold values without a category: {missing}")
-    dtype = next(
-        t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if maximum <= np.iinfo(t).max
-    )
-    matrix = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
-        raise ValueError(f"affine must be a finite 4 x 4 matrix, got shape {matrix.shape}")
-    lps = _RAS_TO_LPS @ matrix
-    directions = lps[:3, :3].T
+            raise ValueError(
+                f"{target}: labels on layer {layer} hold values without a category: "
+                f"{missing[:10]}{' ...' if len(missing) > 10 else ''}"
+            )
+    if dtype is None:
+        dtype = next(
+            t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if high <= np.iinfo(t).max
+        )
     shape = array.shape[:3]
-    extent = f"0 {shape[0] - 1} 0 {shape[1] - 1} 0 {shape[2] - 1}"
-    for key in [k for k in header if k.startswith("Segment") and k.endswith("_Layer")]:
-        header[key.removesuffix("_Layer") + "_Extent"] = extent
+    if not keep_extent:
+        extent = f"0 {shape[0] - 1} 0 {shape[1] - 1} 0 {shape[2] - 1}"
+        for key in [k for k in header if k.startswith("Segment") and k.endswith("_Layer")]:
+            header[key.removesuffix("_Layer") + "_Extent"] = extent
     data = array.astype(dtype, copy=False)
-    fields: dict[str, Any] = {"space": "left-posterior-superior"}
+    fields: dict[str, Any] = geometry_fields(affine, 3)
     if array.ndim == 4:
         data = np.moveaxis(data, 3, 0)
         fields["kinds"] = ["list", "domain", "domain", "domain"]
-        fields["space directions"] = np.vstack([np.full(3, np.nan), directions])
+        fields["space directions"] = np.vstack([np.full(3, np.nan), fields["space directions"]])
     else:
         fields["kinds"] = ["domain", "domain", "domain"]
-        fields["space directions"] = directions
     fields["encoding"] = "gzip"
-    fields["space origin"] = lps[:3, 3]
     fields.update(_sorted_segment_fields(header))
-    with atomic_path(path, suffix=".seg.nrrd") as temporary:
-        nrrd.write(temporary, data, fields, index_order="F")
+    write_nrrd(target, data, fields, ".seg.nrrd")
+
+
+def read_volume(path: str | os.PathLike[str]) -> Any:
+    """Read a Slicer ``.seg.nrrd`` as a label map with its segments (see
+    :func:`fastseg.load`): 3D for one layer, ``(x, y, z, layers)`` for overlapping
+    segments, and ``segments`` mapping each layer to its schema."""
+    from fastseg.formats.nrrd import affine_of, read_nrrd, spatial_axes
+    from fastseg.io import LabelImage, labels_from_stored
+
+    name = os.fspath(path)
+    data, header = read_nrrd(name)
+    layers = read_seg_nrrd_layers(_Named(header, name))
+    axes = spatial_axes(header, data.ndim)
+    if len(axes) != 3 or data.ndim not in (3, 4):
+        raise ValueError(
+            f"{name}: a .seg.nrrd holds three spatial axes and at most one list of layers, "
+            f"this one has kinds {header.get('kinds')}"
+        )
+    if data.ndim == 4:
+        (listed,) = [axis for axis in range(4) if axis not in axes]
+        data = np.asfortranarray(np.moveaxis(data, listed, 3))
+    labels = labels_from_stored(data, None, None, data.dtype, name)
+    return LabelImage(labels, affine_of(header, 3, name), header, "seg.nrrd", layers)
+
+
+def write_volume(
+    path: str | os.PathLike[str],
+    labels: npt.NDArray[Any],
+    high: int,
+    affine: npt.NDArray[np.float64],
+    like: Any,
+    schema: Schema | None = None,
+) -> None:
+    """Write a label map as a Slicer ``.seg.nrrd`` (see :func:`fastseg.save`)."""
+    _write(os.fspath(path), labels, high, affine, schema, like)
+
+
+def read_schema(path: str | os.PathLike[str]) -> Schema:
+    """:func:`read_seg_nrrd_schema` of a file (the registry's reader)."""
+    return read_seg_nrrd_schema(path)
+
+
+def read_segment_map(
+    path: str | os.PathLike[str], schema: Schema | None = None, series: str | None = None
+) -> Any:
+    """The segments of a one-layer ``.seg.nrrd`` as a segment map: each label value is
+    an instance of the category its segment names (the registry's reader)."""
+    from fastseg.segmap import Segment, SegmentMap
+
+    segments = read_seg_nrrd_schema(path)
+    return SegmentMap(
+        {c.value: Segment(c.name, extra={"id": c.attributes.get("id")}) for c in segments}
+    )
+
+
+class _Named(dict[str, Any]):
+    """A header that names its file in error messages."""
+
+    def __init__(self, header: Mapping[str, Any], name: str) -> None:
+        super().__init__(header)
+        self.name = name
 
 
 def _sorted_segment_fields(header: Mapping[str, str]) -> dict[str, str]:

@@ -1,0 +1,414 @@
+"""Connected components of a chunked volume, equal to :func:`fastseg.label` on the whole.
+
+Every block is labelled on its own; pieces touching across the boundaries between blocks
+are joined by a union-find over pairs found in the boundary layers; every block is then
+numbered through its own lookup table.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+from dask.base import compute
+from dask.delayed import Delayed
+from dask.graph_manipulation import bind
+
+import fastseg
+from fastseg._arrays import as_label_array
+from fastseg._connectivity import AS_3D, resolve_connectivity
+from fastseg._jit import thread_limit
+from fastseg.components import Components, Connectivity
+from fastseg.dask._graph import Tasks, check_labels, compact, corners, lifted
+from fastseg.dtypes import check_dtype_holds, fit_dtype
+
+__all__ = ["DaskComponents", "label"]
+
+
+class DaskComponents(NamedTuple):
+    """Result of :func:`label`: lazy, like every dask collection.
+
+    ``labels`` is a dask array; ``count`` and ``values`` are ``dask.delayed`` objects that
+    share their work with it. Compute them together, ``dask.compute(*result)``, or get a
+    :class:`fastseg.Components` with :meth:`compute`; to store a large map and count in
+    one pass, ``dask.compute(labels.to_zarr(path, compute=False), count)`` (computing
+    them one after the other labels the volume twice).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> result = fastseg.dask.label(da.from_array(np.array([1, 1, 0, 1, 2]), chunks=2))
+    >>> cc, count, values = result.compute(scheduler="sync")
+    >>> cc.tolist(), count, values.tolist()
+    ([1, 1, 0, 2, 3], 3, [0, 1, 1, 2])
+    """
+
+    labels: da.Array
+    """Component map, chunked like the input: 0 for background, components 1..count."""
+    count: Delayed  # the field shadows tuple.count on purpose
+    """Number of components (an int once computed)."""
+    values: Delayed
+    """``values[k]``: the input value of component ``k`` (a numpy array once computed)."""
+
+    def compute(self, **kwargs: Any) -> Components:
+        """Compute labels, count and values in one pass (keyword arguments go to
+        :func:`dask.compute`, e.g. ``scheduler``). The whole component map comes into
+        memory: for large volumes store ``labels`` instead, e.g. with ``to_zarr``."""
+        labels, count, values = compute(self.labels, self.count, self.values, **kwargs)
+        return Components(labels, count, values)
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """What joining needs to know of a labelled block, without its voxels."""
+
+    offset: int
+    """Added to the block's own ids to make its provisional ids."""
+    values: np.ndarray
+    """Input value of each piece (index 0: background)."""
+    first: np.ndarray
+    """Row-major index into the whole volume of each piece's first voxel."""
+
+
+def _label_block(
+    block: np.ndarray,
+    connectivity: int,
+    background: int,
+    corner: tuple[int, int, int],
+    shape: tuple[int, int, int],
+    offset: int,
+) -> tuple[_Pieces, tuple[np.ndarray, ...]]:
+    """Label a block on its own: its summary, and its first and last layer of piece ids
+    along each axis (``sides[2 * axis + last]``). The piece map itself is dropped: it
+    is labelled again when the block is numbered, so no task keeps it meanwhile."""
+    from fastseg._kernels import blockfaces
+
+    with thread_limit(1):
+        pieces, count, values = fastseg.label(
+            compact(block), connectivity=cast(Connectivity, connectivity), background=background
+        )
+        view, transposed = as_label_array(pieces).view_3d()
+        first = blockfaces.first_voxels(view, transposed, count, corner, shape)
+    # An axis of length 0 has one block along it, so no boundary asks for its layers.
+    sides = tuple(
+        np.take(pieces, end, axis) if pieces.shape[axis] else pieces
+        for axis in range(3)
+        for end in (0, -1)
+    )
+    return _Pieces(offset, values, first), sides
+
+
+def _layer(
+    sides: tuple[np.ndarray, ...], summary: _Pieces, axis: int, last: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first or last layer of a block along ``axis``: provisional ids and values."""
+    layer = sides[2 * axis + last]
+    ids = layer.astype(np.uint64)
+    ids[layer != 0] += np.uint64(summary.offset)
+    values = summary.values.astype(np.uint64)[layer]
+    return np.ascontiguousarray(ids), np.ascontiguousarray(values)
+
+
+Near = list[list[tuple[tuple[np.ndarray, ...], _Pieces] | None]]
+"""A block's sides and summary, and those of the next blocks along a boundary plane
+(``near[r][s]``: ``r``, ``s`` steps along the plane's two axes; None: absent)."""
+
+
+def _extended(near: Near, axis: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A block's layer beside a boundary normal to ``axis``, extended by one row and one
+    column from the next blocks' layers."""
+    layers = [
+        [None if block is None else _layer(*block, axis, last) for block in row] for row in near
+    ]
+    own = layers[0][0]
+    assert own is not None
+    n0, n1 = own[0].shape
+    rows = n0 + (layers[1][0] is not None)
+    columns = n1 + (layers[0][1] is not None)
+    out_ids = np.zeros((rows, columns), np.uint64)
+    out_values = np.zeros((rows, columns), np.uint64)
+    for r in (0, 1):
+        for s in (0, 1):
+            part = layers[r][s]
+            if part is None:
+                continue
+            target = (
+                slice(n0, n0 + 1) if r else slice(0, n0),
+                slice(n1, n1 + 1) if s else slice(0, n1),
+            )
+            source = (slice(0, 1) if r else slice(0, n0), slice(0, 1) if s else slice(0, n1))
+            out_ids[target] = part[0][source]
+            out_values[target] = part[1][source]
+    return out_ids, out_values
+
+
+def _face(lower: Near, upper: Near, axis: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of provisional ids touching across one boundary between two blocks.
+
+    Each side is extended by one row and column into the next blocks along the plane,
+    so that diagonal contacts reaching into them are found; contacts reaching back into
+    the previous blocks are found by the boundaries of those.
+    """
+    from fastseg._kernels import blockfaces
+
+    lower_ids, lower_values = _extended(lower, axis, True)
+    upper_ids, upper_values = _extended(upper, axis, False)
+    # A pair of pieces touches in many places: kept once, the pairs waiting for the join
+    # grow with the pieces, not with the area of the boundaries.
+    pairs = blockfaces.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
+    return _gathered([pairs])
+
+
+def _gathered(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of provisional ids from several boundaries, each pair once."""
+    left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
+    right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
+    unique = np.unique(np.stack([left, right], axis=1), axis=0)
+    return unique[:, 0].copy(), unique[:, 1].copy()
+
+
+def _resolve(
+    summaries: list[_Pieces],
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    stride: int,
+    dtype: np.dtype[Any],
+    values_dtype: np.dtype[Any],
+    background: int,
+) -> tuple[list[np.ndarray], int, np.ndarray]:
+    """Join the pieces of every block: per block, a table from its own ids to the final
+    ids; the number of components; the input value of each component."""
+    from fastseg._kernels import blockfaces
+
+    counts = np.array([s.values.size - 1 for s in summaries], np.int64)
+    node_start = np.zeros(len(summaries) + 1, np.int64)
+    node_start[1:] = np.cumsum(counts)
+    first = np.concatenate([s.first[1:] for s in summaries])
+
+    def nodes(provisional: np.ndarray) -> np.ndarray:
+        block = (provisional // np.uint64(stride)).astype(np.int64)
+        return node_start[block] + (provisional % np.uint64(stride)).astype(np.int64) - 1
+
+    left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
+    right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
+    number = blockfaces.join_pieces(first, nodes(left), nodes(right))
+    count = int(number.max()) if number.size else 0
+    check_dtype_holds(dtype, 0, count, "out_dtype")
+    values = np.empty(count + 1, values_dtype)
+    values[0] = background
+    values[number] = np.concatenate([s.values[1:] for s in summaries])
+    tables = [
+        np.concatenate([[0], number[node_start[b] : node_start[b + 1]]]).astype(dtype)
+        for b in range(len(summaries))
+    ]
+    return tables, count, values
+
+
+def _relabel(pieces: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """A block's final numbers from its provisional ones, always C-ordered: dask joins
+    blocks into a C-ordered array, and Fortran-ordered ones would be transposed there."""
+    if pieces.ndim < 2 or pieces.flags.c_contiguous or not pieces.flags.f_contiguous:
+        with thread_limit(1):
+            return fastseg.remap(pieces, table, out_dtype=table.dtype)
+    from fastseg._kernels import blockfaces
+
+    out = np.empty(pieces.shape, table.dtype)
+    # 2-D blocks get a middle axis of length one, so one 3-D kernel serves both.
+    shape_3d = pieces.shape if pieces.ndim == 3 else (pieces.shape[0], 1, pieces.shape[1])
+    blockfaces.number_transposed(pieces.T.reshape(shape_3d[::-1]), table, out.reshape(shape_3d))
+    return out
+
+
+def _number_block(
+    block: np.ndarray, connectivity: int, background: int, table: np.ndarray
+) -> np.ndarray:
+    """A block's final numbers: labelled again (the same pieces as the first time) and
+    numbered through its table."""
+    with thread_limit(1):
+        pieces = fastseg.label(
+            compact(block), connectivity=cast(Connectivity, connectivity), background=background
+        ).labels
+    return _relabel(pieces, table)
+
+
+def label(
+    darr: da.Array,
+    *,
+    connectivity: Connectivity | None = None,
+    background: int = 0,
+    out_dtype: npt.DTypeLike | None = None,
+) -> DaskComponents:
+    """Label the connected components of a chunked binary or multilabel dask array.
+
+    The result equals :func:`fastseg.label` on the whole array, ids included:
+    components are numbered 1, 2, ... in the order of their first voxel in row-major
+    (C) order of the whole array, whatever the chunking.
+
+    How: every block is labelled on its own with :func:`fastseg.label` (one task per
+    block, no dependency between blocks: each block's ids are offset by its index
+    times the largest block's voxel count). Pairs of pieces that touch across a
+    boundary between blocks (across faces, and for 18/26 and 8 connectivity also
+    across edges and corners) are found from the layers of voxels on either side, one
+    task per pair of neighbouring blocks; one task joins them with a union-find and
+    numbers the components by their first voxel; every block is then relabelled
+    through its own lookup table. Only block-sized arrays, boundary layers and
+    per-component tables are ever in one task.
+
+    Memory stays bounded by the blocks in flight, the boundary layers not yet compared
+    and the per-component tables, whatever the size of the volume: no block's component
+    map is kept until the join. Instead every block is read and labelled a second time
+    once the join is done (the same pieces, labelling is deterministic) and numbered
+    straight away; the input is read twice, and its reads for the second pass wait for
+    the join (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
+    To store a volume larger than memory, write ``labels`` block by block, e.g.
+    ``dask.compute(labels.to_zarr(path, compute=False), count)``.
+
+    Parameters
+    ----------
+    darr : dask.array.Array
+        1-D, 2-D or 3-D integer or bool labels, any chunking (chunk sizes known).
+    connectivity : int, optional
+        As for :func:`fastseg.label`: 4 or 8 in 2-D, 6, 18 or 26 in 3-D, or the number
+        of hops; default full (8 / 26).
+    background : int, optional
+        The value that is not labelled (default 0).
+    out_dtype : dtype, optional
+        Integer dtype of the component map. It has to be fixed before anything is
+        computed, so by default it is the smallest unsigned type that holds one id
+        per voxel (uint32 up to 4 G voxels); a dtype too small for the count raises
+        ``ValueError`` when computed.
+
+    Returns
+    -------
+    DaskComponents
+        ``(labels, count, values)``, lazy.
+
+    Raises
+    ------
+    TypeError
+        For anything but an integer or bool dask array, a float array, a non-integer
+        ``out_dtype``.
+    ValueError
+        For an invalid connectivity or background, more than 3 dimensions or unknown
+        chunk sizes; when computed, for negative labels or an ``out_dtype`` too small.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np
+    >>> import fastseg.dask
+    >>> organs = np.array([[1, 1, 0, 2],
+    ...                    [0, 0, 0, 2],
+    ...                    [1, 0, 2, 2]], dtype=np.uint8)
+    >>> cc, count, values = fastseg.dask.label(da.from_array(organs, chunks=2), connectivity=4)
+    >>> cc.compute(scheduler="sync")
+    array([[1, 1, 0, 2],
+           [0, 0, 0, 2],
+           [3, 0, 2, 2]], dtype=uint8)
+    >>> dask.compute(count, values, scheduler="sync")
+    (3, array([0, 1, 2, 1], dtype=uint8))
+    """
+    array = check_labels(darr, "darr")
+    # The connectivity and background checks of fastseg.label, and its messages.
+    fastseg.label(
+        np.zeros((1,) * array.ndim, array.dtype), connectivity=connectivity, background=background
+    )
+    kind = AS_3D[resolve_connectivity(connectivity, array.ndim)]
+    dtype = fit_dtype(max(array.size, 1)) if out_dtype is None else np.dtype(out_dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"out_dtype must be an integer dtype, got {dtype}")
+
+    volume = lifted(array)
+    grid = volume.numblocks
+    options = {"kind": kind, "background": int(background), "dtype": str(dtype)}
+    stride = int(np.prod([max(sizes) for sizes in volume.chunks])) + 1
+    reach = {6: 0, 18: 1, 26: 2}[kind]
+    starts = corners(volume)
+    sides: dict[tuple[int, ...], Any] = {}
+    summaries: dict[tuple[int, ...], Any] = {}
+
+    def near(index: tuple[int, ...], axis: int) -> list[list[Any]]:
+        """The sides and summary of block ``index`` and, where contacts reach diagonally
+        across a boundary normal to ``axis``, those of the next blocks along it."""
+        first_axis, second_axis = (a for a in range(3) if a != axis)
+        found: list[list[Any]] = [[None, None], [None, None]]
+        for r, s in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            other = list(index)
+            other[first_axis] += r
+            other[second_axis] += s
+            if (
+                r + s <= reach
+                and other[first_axis] < grid[first_axis]
+                and other[second_axis] < grid[second_axis]
+            ):
+                at = tuple(other)
+                found[r][s] = (tuple, [sides[at], summaries[at]])
+        return found
+
+    # Slab by slab along the first axis: the blocks of slab s, then the boundaries of slab
+    # s - 1 (with their neighbours in slab s), gathered into that slab's pairs. The
+    # blocks of slab s are read only once the pairs of slab s - 2 are found (bind), so
+    # the layers waiting for their neighbours are those of about three slabs, whatever
+    # the number of slabs or the scheduler.
+    pairs: list[Any] = []
+    done: list[Delayed] = []  # per slab: its pairs, once found
+    previous: Delayed | None = None
+    for slab in range(grid[0] + 1):
+        inputs: list[Any] = [] if previous is None else [previous]
+        if slab < grid[0]:
+            blocks = volume.blocks[slab]
+            if slab >= 2:
+                blocks = bind(blocks, done[slab - 2])
+            inputs.append(blocks)
+        tasks = Tasks(*inputs, what="label", slab=slab, **options)
+        for rest in np.ndindex(*grid[1:]) if slab < grid[0] else ():
+            index = (slab, *rest)
+            offset = int(np.ravel_multi_index(index, grid)) * stride
+            read = (blocks.name, 0, *rest)
+            task = (_label_block, read, kind, int(background), starts[index], volume.shape, offset)
+            both = tasks.add("block", index, task)
+            summaries[index] = tasks.add("summary", index, (operator.getitem, both, 0))
+            sides[index] = tasks.add("sides", index, (operator.getitem, both, 1))
+        if slab >= 1:
+            faces = []
+            for axis in range(3):
+                for rest in np.ndindex(*grid[1:]):
+                    index = (slab - 1, *rest)
+                    if index[axis] + 1 < grid[axis]:
+                        after = tuple(i + (a == axis) for a, i in enumerate(index))
+                        face = (_face, near(index, axis), near(after, axis), axis, reach)
+                        faces.append(tasks.add("face", (axis, *index), face))
+            pairs.append(tasks.add("pairs", (slab - 1,), (_gathered, faces)))
+        anchor = pairs[-1] if slab >= 1 else next(iter(summaries.values()))
+        previous = tasks.delayed(anchor)
+        if slab >= 1:
+            done.append(previous)
+
+    assert previous is not None  # every array has at least one block along each axis
+    tasks = Tasks(previous, what="label", **options)
+    resolved = tasks.add(
+        "resolve",
+        (),
+        (_resolve, list(summaries.values()), pairs, stride, dtype, array.dtype, int(background)),
+    )
+    count_key = tasks.add("count", (), (operator.getitem, resolved, 1))
+    values_key = tasks.add("values", (), (operator.getitem, resolved, 2))
+    joined = tasks.delayed(resolved)
+
+    # The second pass reads its own copy of the input, which waits for the join.
+    again = bind(volume, joined)
+    numbering = Tasks(again, joined, what="label", kind=kind, background=int(background))
+    for index in np.ndindex(*grid):
+        table = (
+            operator.getitem,
+            (operator.getitem, joined.key, 0),
+            int(np.ravel_multi_index(index, grid)),
+        )
+        number = (_number_block, (again.name, *index), kind, int(background), table)
+        numbering.add("labels", index, number)
+    labels = numbering.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
+    count, values = tasks.delayed(count_key), tasks.delayed(values_key)
+    return DaskComponents(labels, count, values)
