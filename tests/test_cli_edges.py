@@ -711,3 +711,15 @@ def test_warmup_fills_the_cache_it_is_given(
     status, _, err = run(capsys, "warmup", "nope")
     assert status == 2
     assert "no operation group 'nope'" in err
+
+
+def test_dask_walks_a_folder_as_the_command_line_does(tmp_path: Path) -> None:
+    pytest.importorskip("dask")
+    import fastseg.dask
+
+    for name in ("a.nii.gz", "UPPER.NII.GZ", ".hidden/x.nii", "e/tasks.json", "e/items/ct.nii.gz"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    found = fastseg.dask.nifti_files(tmp_path)
+    assert {str(p) for p in found} == set(_batch.walk(tmp_path))
+    assert sorted(p.name for p in found) == ["UPPER.NII.GZ", "a.nii.gz"]
