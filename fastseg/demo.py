@@ -252,8 +252,9 @@ def run_demo(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Demo
     folder : str or path-like
         Created if missing.
     overwrite : bool, optional
-        Replace files of an earlier run; without it an existing file is an error and
-        nothing is written.
+        Replace existing files of these names. Without it, files an earlier demo run
+        wrote (recorded in ``.fastseg-demo.json``, unchanged since) are replaced and any
+        other existing file is an error, with nothing written.
 
     Returns
     -------
@@ -262,7 +263,8 @@ def run_demo(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Demo
     Raises
     ------
     FileExistsError
-        If a file the demo writes exists and ``overwrite`` is false.
+        If a file the demo writes exists, was not written by an earlier demo run (or
+        changed since), and ``overwrite`` is false.
 
     Examples
     --------
@@ -278,7 +280,10 @@ def run_demo(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Demo
     """
     out = Path(folder)
     targets = [out / name for name in demo_files()]
-    existing = [str(path) for path in targets if path.exists()]
+    own = _own_files(out)
+    existing = [
+        str(path) for path in targets if path.exists() and _stamp(path) != own.get(path.name)
+    ]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more demo files)" if len(existing) > 1 else ""
         raise FileExistsError(
@@ -352,7 +357,36 @@ def run_demo(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Demo
         for category in schema
     ]
     report.files = targets
+    _record_own_files(out, targets)
     return report
+
+
+# Which files of a folder the demo wrote, so that running it again replaces them.
+_RECORD = ".fastseg-demo.json"
+
+
+def _stamp(path: Path) -> list[int]:
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def _own_files(folder: Path) -> dict[str, list[int]]:
+    import json
+
+    try:
+        recorded = json.loads((folder / _RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _record_own_files(folder: Path, paths: list[Path]) -> None:
+    import json
+
+    from fastseg._files import atomic_path
+
+    with atomic_path(folder / _RECORD) as temporary:
+        Path(temporary).write_text(json.dumps({p.name: _stamp(p) for p in paths}))
 
 
 def _count(segment_map: SegmentMap, schema: Schema, name: str) -> int:

@@ -682,35 +682,30 @@ def test_pairing_rules() -> None:
         find_image(("a.nii", "b.nii"))
 
 
-# ---------------------------------------------------------------------------- warmup
-
-
-def test_warmup_fills_the_cache_it_is_given(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The README's ``fastseg warmup --cache-dir DIR [OPERATIONS ...]``: the folder becomes
-    the cache for the run (checked without compiling: the warm-up itself is the
-    library's, tested there)."""
-    seen: list[tuple[object, object, str | None]] = []
-
-    def fake(operations: object = None, *, dtypes: object = ()) -> fastseg.WarmupReport:
-        seen.append((operations, dtypes, os.environ.get("FASTSEG_CACHE_DIR")))
-        return fastseg.WarmupReport(
-            ("relabel",), (np.dtype("uint8"),), {"relabel": 0.5}, 3, 1, str(tmp_path / "c")
-        )
-
-    monkeypatch.setenv("FASTSEG_CACHE_DIR", str(tmp_path / "before"))  # restored afterwards
-    monkeypatch.setattr(fastseg, "warmup", fake)
-    status, out, _ = run(
-        capsys, "warmup", "relabel", "--dtypes", "uint8", "--cache-dir", tmp_path / "c"
+def test_warmup_command_fills_the_cache_folder_it_is_given(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "fastseg", "warmup", "files", "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
-    assert status == 0
-    assert seen == [(["relabel"], [np.dtype("uint8")], str(tmp_path / "c"))]
-    assert (tmp_path / "c").is_dir()
-    assert "3 kernels compiled, 1 loaded from the cache" in out
-    status, _, err = run(capsys, "warmup", "nope")
-    assert status == 2
-    assert "no operation group 'nope'" in err
+    assert result.returncode == 0, result.stderr
+    assert f"cache {cache}" in result.stdout
+    assert list(cache.rglob("*.nbi"))
+    wrong = subprocess.run(
+        [sys.executable, "-m", "fastseg", "warmup", "sorting"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().startswith("fastseg warmup: error: unknown groups sorting")
 
 
 def test_dask_walks_a_folder_as_the_command_line_does(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_the_phantom_is_a_spine_with_organs() -> None:
 
 def test_demo_writes_every_file_and_a_summary(demo: tuple[Path, str]) -> None:
     folder, out = demo
-    assert sorted(p.name for p in folder.iterdir()) == sorted(demo_files())
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*demo_files(), ".fastseg-demo.json"])
     for name in ("Vertebra", "Intervertebral disc", "Kidney", "Liver", "steps:", "cleanup"):
         assert name in out
     rows = {line.split("  ")[0]: line.split() for line in out.splitlines() if "   " in line}
@@ -170,6 +170,21 @@ def test_demo_refuses_to_overwrite_without_overwrite(
     assert (folder / "stats.csv").read_text().startswith("id,category,level,voxel_count,volume")
 
 
+def test_demo_run_again_replaces_its_own_files_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    assert main(["demo", "--out", str(folder)]) == 0
+    first = (folder / "stats.csv").read_text()
+    assert main(["demo", "--out", str(folder)]) == 0  # its own files: replaced
+    assert (folder / "stats.csv").read_text() == first
+    (folder / "stats.csv").write_text("edited since")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(folder)]) == 1
+    assert f"{folder / 'stats.csv'} exists" in capsys.readouterr().err
+    assert (folder / "stats.csv").read_text() == "edited since"
+
+
 def test_fastseg_demo_console_script(tmp_path: Path) -> None:
     """The README's first command, as a user runs it (into the default folder)."""
     script = shutil.which("fastseg", path=str(Path(sys.executable).parent))
@@ -179,4 +194,5 @@ def test_fastseg_demo_console_script(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "files written to fastseg-demo:" in result.stdout
-    assert sorted(p.name for p in (tmp_path / "fastseg-demo").iterdir()) == sorted(demo_files())
+    written = sorted(p.name for p in (tmp_path / "fastseg-demo").iterdir())
+    assert written == sorted([*demo_files(), ".fastseg-demo.json"])

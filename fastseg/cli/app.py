@@ -98,6 +98,22 @@ def _quiet_stdout() -> None:
         os.close(with_devnull)
 
 
+def _announce_compiling(prefix: str) -> None:
+    """Say, just before the first kernel compiles (never when all come from the cache),
+    that this run compiles, instead of waiting silently."""
+    from fastseg._jit import on_first_compile
+
+    def notice() -> None:
+        print(
+            f"{prefix}: compiling fastseg kernels for this machine (first run only, about "
+            "10-30 s; `fastseg warmup` does it ahead of time)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    on_first_compile(notice)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit
     status (see ``fastseg --help``): 0 done, 1 failed, 2 usage error, 130 interrupted.
@@ -118,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, or an argparse error (status 2)
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     prefix = f"fastseg {args.command}"
+    if not getattr(args, "quiet", False) and (
+        sys.stderr.isatty() or getattr(args, "verbose", False)
+    ):
+        _announce_compiling(prefix)
     try:
         with stopping_on_signals():
             status: int = args.handler(args)

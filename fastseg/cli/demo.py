@@ -71,13 +71,17 @@ def register(commands: Any) -> None:
             """\
   fastseg demo                        # writes ./fastseg-demo
   fastseg demo --out /tmp/phantom
-  fastseg demo --overwrite            # run again into the same folder"""
+  fastseg demo                        # again: replaces its own earlier files
+  fastseg demo --overwrite            # also replace files of these names it did not write"""
         ),
     )
     parser.add_argument(
         "--out", default="fastseg-demo", metavar="DIR", help="folder (default ./fastseg-demo)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the files of an earlier run"
+        "--overwrite",
+        action="store_true",
+        help="replace existing files of the demo's names even if an earlier demo run did not "
+        "write them (its own earlier files are replaced anyway)",
     )
     parser.set_defaults(handler=run)
