@@ -183,7 +183,8 @@ def same_dice(fast: int, anchor: dict[str, Any]) -> Verdict:
     import json
     from pathlib import Path
 
-    del fast
+    if fast != 0:
+        return Verdict(False, f"the command exited with status {fast}")
     summary = json.loads(Path(_FOLDER_SUMMARY[0]).read_text())
     for mine, theirs in zip(summary["metric_per_case"], anchor["metric_per_case"], strict=True):
         for label, metrics in theirs.items():
@@ -276,8 +277,10 @@ def rows(v: Volumes) -> list[Row]:
         predictions, references, out = _torso_folder(v)
         _FOLDER_SUMMARY[:] = [f"{out}/summary.json"]
         with contextlib.redirect_stdout(io.StringIO()):  # the table goes to stdout
-            return main(["evaluate", predictions, references, "--metrics", "overlap",
-                         "-o", f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0]])  # fmt: skip
+            return main([
+                "evaluate", predictions, references, "--metrics", "overlap", "--overwrite",
+                "-o", f"{out}/metrics.csv", "--summary", _FOLDER_SUMMARY[0],
+            ])  # fmt: skip
 
     return [
         Row(

@@ -61,17 +61,6 @@ def _numba() -> Any:
 # -- where compiled kernels live ----------------------------------------------------------
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fastseg")
-    except PackageNotFoundError:  # a source tree on sys.path, not installed
-        from fastseg import __version__
-
-        return __version__
-
-
 def _platform_cache_home() -> Path:
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
@@ -92,7 +81,9 @@ def cache_root() -> Path:
         value = os.environ.get(variable)
         if value:
             return Path(value).expanduser().absolute()
-    return _platform_cache_home() / _version()
+    from fastseg import __version__
+
+    return _platform_cache_home() / __version__
 
 
 @functools.cache

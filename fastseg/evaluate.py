@@ -16,7 +16,6 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +25,7 @@ import numpy.typing as npt
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._files import atomic_path
-from fastseg._jit import chunks_for, current_threads, thread_limit
+from fastseg._jit import chunks_for, run_chunks, thread_limit
 from fastseg.schema import Schema
 
 __all__ = ["Evaluation", "EvaluationMetric", "InstancePairs", "evaluate"]
@@ -546,7 +545,7 @@ def _component_maps(
     maps: list[tuple[np.ndarray, np.ndarray]] = []
     if instances is not None:
         array, _ = _geometry.unpack_image(
-            to_array(instances) if _is_tensor(instances) else instances, "labels"
+            _to_array(instances) if _is_tensor(instances) else instances, "labels"
         )
         given = as_label_array(array, name=name, ndims=(1, 2, 3))
         if given.shape != source.shape:
@@ -570,7 +569,7 @@ def _component_maps(
     return maps
 
 
-def to_array(value: Any) -> np.ndarray:
+def _to_array(value: Any) -> np.ndarray:
     from fastseg._tensors import to_numpy
 
     return to_numpy(value)
@@ -1052,13 +1051,15 @@ def _distance_columns(
             pred_to_ref, ref_to_pred, pred_areas, ref_areas, method, percentile, tolerance
         )
 
-    # Classes are independent and the kernel releases the GIL: one class per thread.
-    workers = min(current_threads(), len(classes))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            rows = list(pool.map(score, classes))
-    else:
-        rows = [score(c) for c in classes]
+    # Classes are independent and the kernel releases the GIL: classes run as chunks on
+    # fastseg's threads, each writing its own row.
+    rows: list[_SurfaceRow] = [_SurfaceRow() for _ in classes]
+
+    def score_chunk(c: int, chunks: int) -> None:
+        rows[c] = score(classes[c])
+
+    if classes:
+        run_chunks(score_chunk, len(classes))
     return {
         "hd": np.array([r.hd for r in rows], np.float64),
         "hd95": np.array([r.hd95 for r in rows], np.float64),
@@ -1114,7 +1115,7 @@ class EvaluationMetric:
         """One :class:`Evaluation` per case seen since the last :meth:`reset`."""
 
     def _labels(self, batch: Any, name: str) -> np.ndarray:
-        array = to_array(batch) if _is_tensor(batch) else np.asarray(batch)
+        array = _to_array(batch) if _is_tensor(batch) else np.asarray(batch)
         spatial = self.spatial_dims
         if array.ndim == spatial + 2:
             array = array[:, 0] if array.shape[1] == 1 else np.argmax(array, axis=1)

@@ -19,7 +19,6 @@ import numpy.typing as npt
 
 from fastseg._arrays import as_label_array
 from fastseg.dtypes import as_labels, fit_dtype
-from fastseg.formats import registry
 
 if TYPE_CHECKING:
     from fastseg.schema import Schema
@@ -123,6 +122,8 @@ def load(path: str | os.PathLike[str], *, format: str | None = None) -> LabelIma
     >>> image.labels.dtype, image.labels.shape
     (dtype('uint8'), (3, 3))
     """
+    from fastseg.formats import registry
+
     name = os.fspath(path)
     entry = registry.volume_format(name, format)
     if not os.path.exists(name):
@@ -182,6 +183,8 @@ def save(
     >>> fastseg.load(path).labels
     array([[1, 0]], dtype=uint8)
     """
+    from fastseg.formats import registry
+
     entry = registry.volume_format(path, format)
     source = as_label_array(labels, ndims=(1, 2, 3, 4, 5, 6, 7))
     # A bool mask is stored as uint8 without a pass to find its largest value.

@@ -581,3 +581,14 @@ def test_equals_panoptica(torso: tuple[np.ndarray, tuple[float, ...]], kind: str
         assert row["instance_fn"] == expected.fn
         for key in ("sq", "rq", "pq"):
             assert row[key] == pytest.approx(getattr(expected, key)), key
+
+
+def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from fastseg.cli import main
+
+    assert main(["evaluate", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:\n  fastseg evaluate" in out
+    assert "exit status:" in out
+    assert main(["--help"]) == 0
+    assert "evaluate" in capsys.readouterr().out

@@ -269,3 +269,47 @@ def test_label_list_as_a_segment_map_and_nnunet_errors_cut(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="'labels' must be a non-empty object") as error:
         Schema.load(path, "nnunet")
     assert len(str(error.value)) < 500
+
+
+def test_schema_command_writes_a_complete_nnunet_dataset_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The keys nnU-Net v2's verify_dataset_integrity requires, and labels its
+    LabelManager accepts (background 0, consecutive values)."""
+    from fastseg.cli import main
+
+    taxonomy = write(
+        tmp_path / "taxonomy.json",
+        {
+            "objectTypes": [
+                {"category": "Liver", "classId": 2},
+                {"category": "Spleen", "classId": 7},
+            ]
+        },
+    )
+    dataset = tmp_path / "Dataset001_Organs"
+    (dataset / "labelsTr").mkdir(parents=True)
+    for case in ("a", "b", "c"):
+        (dataset / "labelsTr" / f"{case}.nii.gz").write_bytes(b"")
+    assert main(["schema", str(taxonomy), str(dataset / "dataset.json"), "--renumber"]) == 0
+    content = json.loads((dataset / "dataset.json").read_text())
+    assert content == {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "Liver": 1, "Spleen": 2},
+        "numTraining": 3,
+        "file_ending": ".nii.gz",
+    }
+    target = str(tmp_path / "mr.json")
+    options = ["--to", "nnunet", "--channel", "T1", "--channel", "T2", "--num-training", "9"]
+    assert main(["schema", str(dataset / "dataset.json"), target, *options]) == 0
+    content = json.loads((tmp_path / "mr.json").read_text())
+    assert content["channel_names"] == {"0": "T1", "1": "T2"}
+    assert content["numTraining"] == 9
+    assert content["file_ending"] == ".nii.gz"
+    capsys.readouterr()
+    try:
+        from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    except ImportError:
+        return
+    manager = LabelManager(content["labels"], content.get("regions_class_order"))
+    assert list(manager.all_labels) == [0, 1, 2]

@@ -286,9 +286,24 @@ def _slab_rows(row_offsets: np.ndarray, slabs: int, s: int) -> tuple[int, int]:
     linking costs per run and label maps are often busier in one part than another."""
     rows = row_offsets.size - 1
     total = row_offsets[rows]
-    first = 0 if s == 0 else np.searchsorted(row_offsets, (s * total) // slabs)
-    last = rows if s == slabs - 1 else np.searchsorted(row_offsets, ((s + 1) * total) // slabs)
+    first = 0 if s == 0 else _first_at_least(row_offsets, (s * total) // slabs)
+    last = rows if s == slabs - 1 else _first_at_least(row_offsets, ((s + 1) * total) // slabs)
     return min(first, rows), min(last, rows)
+
+
+@kernel()
+def _first_at_least(sorted_values: np.ndarray, value: int) -> int:
+    """``np.searchsorted(sorted_values, value)`` (left), by hand: numba's own takes
+    longer to compile than everything else the slab split needs."""
+    low = 0
+    high = sorted_values.size
+    while low < high:
+        middle = (low + high) // 2
+        if sorted_values[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 @kernel()

@@ -155,28 +155,21 @@ def _measure_chunk(
     _measure_block(flat, flat_image, with_image, surface, n1, first, last, table, floats[b])
 
 
-@kernel()
 def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Add the blocks' tables up in block order."""
+    """Add the blocks' tables up in block order (numpy: nothing here to compile)."""
     total_ints = ints[0].copy()
     total_floats = floats[0].copy()
-    for b in range(1, ints.shape[0]):
-        for k in range(ints.shape[1]):
-            t = total_ints[k]
-            s = ints[b, k]
-            for c in (COUNT, SUM0, SUM1, SUM2, FACES0, FACES1, FACES2):
-                t[c] += s[c]
-            for c in (MIN0, MIN1, MIN2):
-                t[c] = min(t[c], s[c])
-            for c in (STOP0, STOP1, STOP2):
-                t[c] = max(t[c], s[c])
-            f = total_floats[k]
-            g = floats[b, k]
-            f[TOTAL] += g[TOTAL]
-            if g[LOWEST] < f[LOWEST] or g[LOWEST] != g[LOWEST]:
-                f[LOWEST] = g[LOWEST]
-            if g[HIGHEST] > f[HIGHEST] or g[HIGHEST] != g[HIGHEST]:
-                f[HIGHEST] = g[HIGHEST]
+    if ints.shape[0] == 1:
+        return total_ints, total_floats
+    sums = [COUNT, SUM0, SUM1, SUM2, FACES0, FACES1, FACES2]
+    total_ints[:, sums] = ints[:, :, sums].sum(axis=0)
+    total_ints[:, [MIN0, MIN1, MIN2]] = ints[:, :, [MIN0, MIN1, MIN2]].min(axis=0)
+    total_ints[:, [STOP0, STOP1, STOP2]] = ints[:, :, [STOP0, STOP1, STOP2]].max(axis=0)
+    for b in range(1, floats.shape[0]):  # block order: float sums come out the same
+        total_floats[:, TOTAL] += floats[b, :, TOTAL]
+    # np.minimum / np.maximum propagate NaN, as a NaN intensity must.
+    total_floats[:, LOWEST] = np.minimum.reduce(floats[:, :, LOWEST], axis=0)
+    total_floats[:, HIGHEST] = np.maximum.reduce(floats[:, :, HIGHEST], axis=0)
     return total_ints, total_floats
 
 
@@ -200,7 +193,6 @@ def measure(
     ints = np.zeros((blocks, n_ids, N_INT), np.int64)
     floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
     run_chunks(_measure_chunk, blocks, flat, flat_image, with_image, surface, n1, ints, floats)
-    # Also for one block (a copy of small tables): small inputs compile what large ones use.
     return _merge_blocks(ints, floats)
 
 

@@ -446,4 +446,9 @@ def count_present(src: np.ndarray, size: int, chunks: int) -> int:
     """
     bits = np.zeros((chunks, (size + 63) // 64), np.uint64)
     run_chunks(_present_chunk, chunks, src, bits)
-    return int(np.unpackbits(np.bitwise_or.reduce(bits, axis=0).view(np.uint8)).sum())
+    seen = np.bitwise_or.reduce(bits, axis=0) if chunks > 1 else bits[0]
+    # Set bits per byte through a 256-entry table: no array of one entry per bit.
+    return int(_BITS_IN_BYTE[seen.view(np.uint8)].sum(dtype=np.int64))
+
+
+_BITS_IN_BYTE = np.array([bin(b).count("1") for b in range(256)], np.uint8)

@@ -20,21 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from fastseg._batch import USER_ERRORS, describe_error
+from fastseg._batch import USER_ERRORS, describe_error, is_volume
 from fastseg.cli.batch import UsageError
 from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, shared_schema
 from fastseg.evaluate import Evaluation, evaluate
 
 __all__ = ["register", "run_evaluate"]
 
-# The files nnU-Net's evaluation pairs (its file_ending).
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 # nnU-Net's names for the overlap counts of one class.
 _NNUNET_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
 
 def _case_files(path: str, what: str) -> dict[str, str]:
-    """``{file name: path}`` of the NIfTI files of a folder (or one file)."""
+    """``{file name: path}`` of the label volume files of a folder (or one file)."""
     if os.path.isfile(path):
         return {os.path.basename(path): path}
     if not os.path.isdir(path):
@@ -42,7 +40,7 @@ def _case_files(path: str, what: str) -> dict[str, str]:
     return {
         name: os.path.join(path, name)
         for name in sorted(os.listdir(path))
-        if name.lower().endswith(NIFTI_SUFFIXES) and not name.startswith(".")
+        if is_volume(name)
     }
 
 
