@@ -336,12 +336,14 @@ def run_all(
     executor: Executor | None,
     record: Callable[[int, Attempt[T]], None] = lambda index, result: None,
     describe: Callable[[BaseException, I], str] = describe_item,
+    lost: Callable[[BaseException], str] | None = None,
 ) -> list[Attempt[T]]:
     """Run ``work`` on every item, in this process (``executor`` None) or on
     ``executor``; ``record(index, attempt)`` sees each as it arrives. Returns the
     attempts in the order of ``items``.
 
-    A worker that dies fails its item ("the worker failed: ..."); the others carry on.
+    A worker that dies fails its item (``lost(error)`` says so, by default "the worker
+    failed: ..."); the others carry on.
     ``work``, the items and ``describe`` must pickle for an executor in other processes:
     module-level functions (or ``functools.partial`` of them with plain-data options).
     On any interruption the jobs not yet started are cancelled and the exception is
@@ -368,8 +370,11 @@ def run_all(
             try:
                 done[index] = future.result()
             except Exception as error:  # the worker died, or the cluster lost the task
-                reason = one_line(str(error)) or type(error).__name__
-                done[index] = Attempt(error=f"the worker failed: {reason}")
+                if lost is None:
+                    reason = one_line(str(error)) or type(error).__name__
+                    done[index] = Attempt(error=f"the worker failed: {reason}")
+                else:
+                    done[index] = Attempt(error=lost(error))
             record(index, done[index])
     except BaseException:
         for future in futures:

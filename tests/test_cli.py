@@ -141,6 +141,7 @@ def same_partition(found: np.ndarray, expected: np.ndarray) -> bool:
 COMMANDS = (
     "demo",
     "info",
+    "label",
     "to-semantic",
     "to-instances",
     "stats",
@@ -148,6 +149,7 @@ COMMANDS = (
     "clean",
     "schema",
     "redbrick",
+    "warmup",
 )
 
 

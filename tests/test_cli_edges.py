@@ -706,3 +706,15 @@ def test_warmup_command_fills_the_cache_folder_it_is_given(tmp_path: Path) -> No
     )
     assert wrong.returncode == 2
     assert wrong.stderr.strip().startswith("fastseg warmup: error: unknown groups sorting")
+
+
+def test_dask_walks_a_folder_as_the_command_line_does(tmp_path: Path) -> None:
+    pytest.importorskip("dask")
+    import fastseg.dask
+
+    for name in ("a.nii.gz", "UPPER.NII.GZ", ".hidden/x.nii", "e/tasks.json", "e/items/ct.nii.gz"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    found = fastseg.dask.nifti_files(tmp_path)
+    assert {str(p) for p in found} == set(_batch.walk(tmp_path))
+    assert sorted(p.name for p in found) == ["UPPER.NII.GZ", "a.nii.gz"]

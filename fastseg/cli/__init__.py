@@ -1,8 +1,8 @@
 """The ``fastseg`` command line (also ``python -m fastseg``).
 
 Commands: ``demo``, ``info``, ``label``, ``to-semantic``, ``to-instances``, ``stats``,
-``relabel``, ``clean``, ``schema`` and ``redbrick``; ``fastseg <command> --help`` shows
-each one's options and examples. Modules:
+``relabel``, ``clean``, ``schema``, ``redbrick``, ``evaluate``, ``index`` and ``warmup``;
+``fastseg <command> --help`` shows each one's options and examples. Modules:
 
 - :mod:`fastseg.cli.app`: the list of commands, argument parsing and :func:`main`;
 - one module per command (``fastseg.cli.to_semantic`` for ``to-semantic``), each with

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any, Generic, TypeVar
 
 from dask.base import compute
 from dask.delayed import delayed
+
+from fastseg._batch import Attempt, attempt, run_all, walk
 
 __all__ = ["FileResult", "map_files", "nifti_files"]
 
@@ -45,8 +46,10 @@ class FileResult(Generic[T]):
 
 
 def nifti_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The ``.nii`` and ``.nii.gz`` files below ``folder`` (recursively), sorted; a
-    RedBrick AI export folder gives its segmentation files.
+    """The label volumes below ``folder`` (recursively), sorted: the folder walk of the
+    command line (:func:`fastseg._batch.walk`), so ``.nii``/``.nii.gz`` and the other
+    registered volume endings in any case, without hidden files and folders; a RedBrick
+    AI export folder gives its segmentation files (not the images in its ``items/``).
 
     Examples
     --------
@@ -58,21 +61,18 @@ def nifti_files(folder: str | os.PathLike[str]) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
-    return sorted(
-        p for p in root.rglob("*") if p.name.endswith((".nii", ".nii.gz")) and p.is_file()
-    )
+    return sorted(Path(path) for path in walk(root))
 
 
 def _run_file(func: Callable[[Any], T], source: Any) -> FileResult[T]:
-    started = time.perf_counter()
-    try:
-        value = func(source)
-    except Exception as error:  # any failure belongs to this file alone
-        return FileResult(source, error=_describe(error), seconds=time.perf_counter() - started)
-    return FileResult(source, value=value, seconds=time.perf_counter() - started)
+    return _result(source, attempt(func, source, _describe))
 
 
-def _describe(error: BaseException) -> str:
+def _result(source: Any, done: Attempt[T]) -> FileResult[T]:
+    return FileResult(source, value=done.value, error=done.error, seconds=done.seconds)
+
+
+def _describe(error: BaseException, source: object = None) -> str:
     return f"{type(error).__name__}: {error}"
 
 
@@ -93,7 +93,7 @@ def map_files(
     paths : folder or iterable
         The files (any items ``func`` takes, e.g. the series of
         :func:`fastseg.formats.redbrick_export.read_export`), or a folder: its
-        NIfTI files (:func:`nifti_files`).
+        label volumes (:func:`nifti_files`).
     client : dask.distributed.Client or concurrent.futures.Executor, optional
         Where to run: a ``dask.distributed`` client (local or at a scheduler address),
         or any executor (``client.get_executor()``, a process pool). By default dask's
@@ -125,18 +125,17 @@ def map_files(
     if client is None:
         tasks = [delayed(_run_file, pure=False)(func, source) for source in sources]
         return list(compute(*tasks))
-    futures: list[Any]
     if isinstance(client, concurrent.futures.Executor):
-        futures = [client.submit(_run_file, func, source) for source in sources]
-    else:
-        from distributed import Client
+        done = run_all(func, sources, client, describe=_describe, lost=_describe)
+        return [_result(source, item) for source, item in zip(sources, done, strict=True)]
+    from distributed import Client
 
-        if not isinstance(client, Client):
-            raise TypeError(
-                "client must be a dask.distributed.Client or a concurrent.futures.Executor, "
-                f"got {type(client).__name__}"
-            )
-        futures = client.map(_run_file, [func] * len(sources), sources, pure=False)
+    if not isinstance(client, Client):
+        raise TypeError(
+            "client must be a dask.distributed.Client or a concurrent.futures.Executor, "
+            f"got {type(client).__name__}"
+        )
+    futures: list[Any] = client.map(_run_file, [func] * len(sources), sources, pure=False)
     results: list[FileResult[T]] = []
     for source, future in zip(sources, futures, strict=True):
         try:
