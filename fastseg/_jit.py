@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,6 +89,8 @@ def cache_root() -> Path:
 
 @functools.cache
 def _source_hash(path: str, mtime: float, size: int) -> bytes:
+    import hashlib
+
     with open(path, "rb") as file:
         return hashlib.sha256(file.read()).digest()
 
@@ -257,6 +260,8 @@ _pool_lock = threading.Lock()
 
 
 def _thread_pool() -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor
+
     global _pool, _pool_pid
     with _pool_lock:
         # A forked child inherits the pool object but none of its threads.
@@ -286,6 +291,8 @@ def run_chunks(chunk_kernel: Callable[..., Any], chunks: int, *args: Any) -> Non
     def run_group(w: int) -> None:
         for c in range((w * chunks) // workers, ((w + 1) * chunks) // workers):
             chunk_kernel(*args, c, chunks)
+
+    from concurrent.futures import wait
 
     pool = _thread_pool()
     futures: list[Future[None]] = [pool.submit(run_group, w) for w in range(1, workers)]
