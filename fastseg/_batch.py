@@ -440,8 +440,9 @@ def _start_worker(threads: int, parent: int) -> None:
 
 
 def _start_method() -> str:
-    # Never plain fork: a forked child inherits numba's thread pool in whatever state
-    # the parent's threads left it. forkserver forks from a clean server process.
+    # Never plain fork: a forked child inherits locks and half-done work of whatever
+    # threads the parent ran (fastseg's pool among them). forkserver forks from a clean
+    # server process.
     methods = multiprocessing.get_all_start_methods()
     return "forkserver" if "forkserver" in methods else "spawn"
 

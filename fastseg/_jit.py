@@ -55,7 +55,7 @@ _DISPATCHERS: list[Any] = []
 def _numba() -> Any:
     import numba
 
-    _listen_for_compiles(numba)
+    _listen_for_compiles()
     return numba
 
 
@@ -233,7 +233,7 @@ def on_first_compile(notice: Callable[[], None] | None) -> None:
     _compile_notice = notice
 
 
-def _listen_for_compiles(numba: Any) -> None:
+def _listen_for_compiles() -> None:
     import importlib
 
     event: Any = importlib.import_module("numba.core.event")
@@ -255,22 +255,30 @@ def _listen_for_compiles(numba: Any) -> None:
 # -- running chunks on threads ------------------------------------------------------------
 
 _pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
 def _thread_pool() -> ThreadPoolExecutor:
     from concurrent.futures import ThreadPoolExecutor
 
-    global _pool, _pool_pid
+    global _pool
     with _pool_lock:
-        # A forked child inherits the pool object but none of its threads.
-        if _pool is None or _pool_pid != os.getpid():
+        if _pool is None:
             _pool = ThreadPoolExecutor(
                 max_workers=max(1, max_threads() - 1), thread_name_prefix="fastseg"
             )
-            _pool_pid = os.getpid()
         return _pool
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits the pool object but none of its threads, and the lock in
+    # whatever state another thread held it.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run_chunks(chunk_kernel: Callable[..., Any], chunks: int, *args: Any) -> None:

@@ -82,7 +82,7 @@ def label(
         Integer dtype of the component map; by default the smallest unsigned type that
         holds ``count``. Too small raises ``ValueError``.
     threads : int, optional
-        Threads to use; by default numba's configured count. ``1`` runs serially.
+        Threads to use; by default :func:`fastseg.get_threads`. ``1`` runs serially.
 
     Returns
     -------

@@ -37,11 +37,7 @@ def _case_files(path: str, what: str) -> dict[str, str]:
         return {os.path.basename(path): path}
     if not os.path.isdir(path):
         raise UsageError(f"the {what} {path} is neither a file nor a folder")
-    return {
-        name: os.path.join(path, name)
-        for name in sorted(os.listdir(path))
-        if is_volume(name)
-    }
+    return {name: os.path.join(path, name) for name in sorted(os.listdir(path)) if is_volume(name)}
 
 
 def pair_cases(predictions: str, references: str) -> tuple[list[tuple[str, str, str]], list[str]]:
