@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from fastseg._batch import USER_ERRORS, describe_error, is_volume
-from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, shared_schema
+from fastseg._batch import USER_ERRORS, Outcome, describe_error, is_volume
+from fastseg.cli.batch import Job, UsageError
+from fastseg.cli.common import (
+    EXIT_FAILED,
+    OutputExists,
+    add_command,
+    batch_parent,
+    execute,
+    shared_schema,
+)
 from fastseg.evaluate import Evaluation, evaluate
 
 __all__ = ["register", "run_evaluate"]
@@ -40,37 +47,34 @@ def _case_files(path: str, what: str) -> dict[str, str]:
     return {name: os.path.join(path, name) for name in sorted(os.listdir(path)) if is_volume(name)}
 
 
-def pair_cases(predictions: str, references: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """(case name, prediction path, reference path) of every pair, and one message per
-    file without a partner."""
+def pair_cases(
+    predictions: str, references: str
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """(case name, prediction path, reference path) of every pair, and (path, reason)
+    of every file without a partner."""
     pred = _case_files(predictions, "predictions")
     ref = _case_files(references, "references")
     if os.path.isfile(predictions) and os.path.isfile(references):
         return [(os.path.basename(predictions), predictions, references)], []
     pairs = [(name, pred[name], ref[name]) for name in sorted(pred) if name in ref]
-    problems = [f"{pred[name]}: no reference of that name in {references}" for name in sorted(pred)
+    problems = [(pred[name], f"no reference of that name in {references}") for name in sorted(pred)
                 if name not in ref]  # fmt: skip
-    problems += [f"{ref[name]}: no prediction of that name in {predictions}" for name in sorted(ref)
+    problems += [(ref[name], f"no prediction of that name in {predictions}") for name in sorted(ref)
                  if name not in pred]  # fmt: skip
     return pairs, problems
 
 
-def _score(
-    case: tuple[str, str, str], options: dict[str, Any]
-) -> tuple[str, Evaluation | None, str | None]:
+def score_case(options: dict[str, Any], job: Job) -> Evaluation:
+    """Score one pair of files (``job.data``: case name, prediction, reference); runs in
+    a worker process with ``-j``."""
     import nibabel
 
-    name, pred_path, ref_path = case
-    try:
-        prediction: Any = nibabel.load(pred_path)
-        reference: Any = nibabel.load(ref_path)
-        if prediction.shape != reference.shape:
-            raise ValueError(
-                f"shape {prediction.shape} differs from the reference's {reference.shape}"
-            )
-        return name, evaluate(prediction, reference, **options), None
-    except USER_ERRORS as error:
-        return name, None, f"{pred_path}: {describe_error(error, pred_path)}"
+    _, pred_path, ref_path = job.data
+    prediction: Any = nibabel.load(pred_path)
+    reference: Any = nibabel.load(ref_path)
+    if prediction.shape != reference.shape:
+        raise ValueError(f"shape {prediction.shape} differs from the reference's {reference.shape}")
+    return evaluate(prediction, reference, **options)
 
 
 def _number(value: Any) -> Any:
@@ -178,16 +182,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             ) from None
     elif args.labels:
         options["labels"] = args.labels
-    results: list[tuple[str, Evaluation]] = []
-    failures = list(problems)
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for name, result, failure in pool.map(lambda case: _score(case, options), pairs):
-            if failure is not None:
-                failures.append(failure)
-            elif result is not None:
-                results.append((name, result))
-    for failure in failures:
-        print(f"failed: {failure}", file=sys.stderr)
+    jobs = [Job(source=pred_path, data=(name, pred_path, ref_path))
+            for name, pred_path, ref_path in pairs]  # fmt: skip
+    unpaired = [Outcome(path, "failed", reason) for path, reason in problems]
+    status, outcomes = execute(
+        args, functools.partial(score_case, options), jobs, unpaired, noun="case"
+    )
+    names = {job.source: job.data[0] for job in jobs}
+    results = [(names[o.source], o.result) for o in outcomes if o.status == "done"]
     if results:
         _write_table(args.output, results)
         if args.summary is not None:
@@ -195,14 +197,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
             summary = nnunet_summary(results, args.predictions, args.references)
             write_text_atomically(args.summary, json.dumps(summary, indent=1) + "\n")
-    print(f"scored {len(results)} of {len(results) + len(failures)} cases -> {args.output}")
-    return EXIT_FAILED if failures else EXIT_OK
+    elif status == EXIT_FAILED and not args.quiet:
+        print(f"no case scored: {args.output} not written", file=sys.stderr)
+    return status
 
 
 def register(commands: Any) -> None:
     parser = add_command(
         commands,
         "evaluate",
+        parents=[batch_parent()],
         summary="score predicted label maps against references (Dice, HD95, NSD, PQ)",
         description="Score every prediction against the reference of the same file name, "
         "class by class: overlap counts, Dice and IoU, and (--metrics distance) surface "
@@ -242,7 +246,6 @@ def register(commands: Any) -> None:
         "--empty", choices=("nnunet", "monai", "one"), default="nnunet",
         help="convention for classes absent from a map (default nnunet)",
     )  # fmt: skip
-    parser.add_argument("-j", "--jobs", type=int, default=1, help="cases scored at once")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing table or summary"
     )
