@@ -313,3 +313,61 @@ def test_schema_command_writes_a_complete_nnunet_dataset_json(
         return
     manager = LabelManager(content["labels"], content.get("regions_class_order"))
     assert list(manager.all_labels) == [0, 1, 2]
+
+
+def _nest(levels: int) -> Any:
+    """A list ``levels`` deep (``[]`` is one level)."""
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+# Each format's document, with a value where the format allows any JSON (attributes,
+# metadata), so that only its depth is wrong; and how deep the containers around it go.
+DEEP_DOCUMENTS: dict[str, tuple[Any, int]] = {
+    "nnunet": ({"labels": {"background": 0, "Liver": 1}, "extra": "DEEP"}, 1),
+    "redbrick": ({"objectTypes": [{"category": "Liver", "classId": 0, "hint": "DEEP"}]}, 3),
+    "dcmqi": ({"segmentAttributes": [[{"labelID": 1, "SegmentLabel": "Liver", "x": "DEEP"}]]}, 4),
+    "label-list": ({"labels": ["Air", "Liver"], "notes": "DEEP"}, 1),
+}
+
+
+@pytest.mark.parametrize("form", sorted(DEEP_DOCUMENTS))
+@pytest.mark.parametrize("levels", [64, 65, 100_000])
+def test_schema_load_refuses_json_nested_too_deeply(tmp_path: Path, form: str, levels: int) -> None:
+    """Every JSON reader refuses more than 64 levels, naming the file and where, whether
+    the format is detected or given; 64 levels read as usual."""
+    document, around = DEEP_DOCUMENTS[form]
+    # 100,000 levels are beyond what json.loads can recurse into.
+    deep = json.dumps(_nest(levels - around)) if levels < 1000 else "[" * levels + "]" * levels
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(document).replace('"DEEP"', deep))
+    for format in (None, form):
+        if levels == 64:
+            assert Schema.load(path, format).names == ["Liver"]  # type: ignore[arg-type]
+            continue
+        with pytest.raises(ValueError, match="nested more than 64 levels deep") as error:
+            Schema.load(path, format)  # type: ignore[arg-type]
+        message = str(error.value)
+        assert message.startswith(f"{path}: JSON nested more than 64 levels deep")
+        if levels < 1000:
+            assert "(at [" in message
+        assert len(message) < 400
+
+
+@pytest.mark.parametrize("name", ["tasks.json", "segmentMap.json", "labels.json"])
+def test_segment_map_load_refuses_json_nested_too_deeply(tmp_path: Path, name: str) -> None:
+    documents: dict[str, Any] = {
+        "tasks.json": [{"name": "t", "series": [{"segmentMap": {"1": "DEEP"}}]}],
+        "segmentMap.json": {"1": {"category": "Liver", "attributes": {"a": "DEEP"}}},
+        "labels.json": [{"category": "DEEP", "dicom": {"instanceid": 1}}],
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps(documents[name]).replace('"DEEP"', json.dumps(_nest(70))))
+    with pytest.raises(ValueError, match=r"nested more than 64 levels deep \(at \[") as error:
+        SegmentMap.load(path)
+    assert str(error.value).startswith(f"{path}: ")
+    format = {"tasks.json": "redbrick", "segmentMap.json": "redbrick"}.get(name, "redbrick-labels")
+    with pytest.raises(ValueError, match="nested more than 64 levels deep"):
+        registry.load_segment_map(path, format=format)

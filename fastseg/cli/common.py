@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import re
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
@@ -308,61 +306,6 @@ def _workers(args: argparse.Namespace) -> str:
 
 # --------------------------------------------------------- files every input needs
 
-MAX_JSON_DEPTH = 64
-"""JSON nested deeper than this is refused (schemas, segment maps and mappings are flat)."""
-
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON file, refused in one line when it is not JSON or nested too deeply.
-
-    Raises
-    ------
-    ValueError
-        Saying what is wrong (without the file's name).
-    OSError
-        If the file cannot be read.
-    """
-    text = Path(path).read_text(encoding="utf-8-sig")
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    except ValueError as error:
-        raise ValueError(f"not JSON: {error}") from None
-
-
-def _depth(text: str) -> int:
-    """The deepest nesting of brackets outside strings (cheap: one pass, no parsing)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def check_json_depth(path: str) -> None:
-    """Refuse a JSON file nested too deeply before a library parser recurses into it."""
-    if not path.lower().endswith(".json") or not os.path.isfile(path):
-        return
-    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-
 
 def _stamp(path: str) -> tuple[str, int, int]:
     info = os.stat(path)
@@ -371,7 +314,6 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=16)
 def _cached_schema(stamp: tuple[str, int, int]) -> Schema:
-    check_json_depth(stamp[0])
     return Schema.load(stamp[0])
 
 
@@ -379,7 +321,6 @@ def _cached_schema(stamp: tuple[str, int, int]) -> Schema:
 def _cached_segment_map(
     stamp: tuple[str, int, int], schema: tuple[str, int, int] | None
 ) -> SegmentMap:
-    check_json_depth(stamp[0])
     return SegmentMap.load(stamp[0], schema=None if schema is None else _cached_schema(schema))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import fastseg
-from fastseg._batch import split_suffix
+from fastseg._batch import describe_error, split_suffix
 from fastseg._files import atomic_path, write_text_atomically
 from fastseg.cli.batch import Job, UsageError, plan, prepare_folder
 from fastseg.cli.common import (
@@ -21,9 +21,9 @@ from fastseg.cli.common import (
     non_negative,
     output_parent,
     policy,
-    read_json,
     unmapped,
 )
+from fastseg.formats.registry import read_json
 
 
 def register(commands: Any) -> None:
@@ -185,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
             if args.invert:
                 mapping = inverted(mapping)
         except (ValueError, OSError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            raise UsageError(f"{args.mapping}: {reason}") from None
+            raise UsageError(f"{args.mapping}: {describe_error(error, args.mapping)}") from None
         # Background is no id to map: 0 stays 0 unless the mapping says otherwise.
         mapping.setdefault(0, 0)
     extra = (lambda out: [mapping_path(out)]) if mapping is None else (lambda _: [])

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastseg._files import write_text_atomically
-from fastseg.formats.registry import excerpt
+from fastseg.formats.registry import excerpt, read_json
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 
@@ -217,8 +217,7 @@ def _load_json_object(
     if isinstance(source, Mapping):
         return source
     path = Path(source)
-    with path.open(encoding="utf-8") as stream:
-        loaded = json.load(stream)
+    loaded = read_json(path)
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: a RedBrick {what} is a JSON object, got {type(loaded).__name__}")
     return loaded
@@ -809,8 +808,6 @@ def read_segment_map_file(
         choose one of them (the message lists them, cut to a readable length), or the
         segment map is malformed (naming the file).
     """
-    from fastseg.formats.registry import read_json
-
     source = os.fspath(path)
     document = read_json(source)
     if isinstance(document, list):
@@ -869,8 +866,6 @@ def read_labels_file(
     ``dicom.groupids`` become overlap groups. Labels of several series
     (``volumeindex``) need ``series`` (the index, from 0).
     """
-    from fastseg.formats.registry import read_json
-
     source = os.fspath(path)
     labels = read_json(source)
     if not recognise_labels(labels):

@@ -35,12 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "MAX_JSON_DEPTH",
     "Format",
     "SchemaFormat",
     "VolumeFormat",
     "by_name",
     "load_schema",
     "load_segment_map",
+    "read_json",
     "save_schema",
     "schema_format",
     "schema_formats",
@@ -283,12 +285,84 @@ def excerpt(text: str, limit: int = _MAX_ERROR) -> str:
     return f"{text[:limit]} ... ({len(text) - limit} more characters)"
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON document, or ValueError naming the file."""
+MAX_JSON_DEPTH = 64
+"""JSON nested deeper than this is refused: schemas, segment maps, mappings and
+``tasks.json`` are a few levels deep, and deeper documents would make readers recurse."""
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
+    """A JSON document, or ValueError naming the file.
+
+    Every JSON reader of :mod:`fastseg.formats` reads through here, so that a file that
+    is not JSON, or is nested more than :data:`MAX_JSON_DEPTH` levels deep (where the
+    readers would recurse without bound), is refused the same way everywhere.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The JSON file (UTF-8, with or without a byte order mark).
+    object_pairs_hook : callable, optional
+        Passed to :func:`json.loads` (e.g. to refuse duplicate keys).
+
+    Raises
+    ------
+    ValueError
+        If the file is not JSON, or is nested too deeply (naming the file and where).
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from fastseg.formats.registry import read_json
+    >>> path = os.path.join(tempfile.mkdtemp(), "deep.json")
+    >>> _ = open(path, "w").write("[" * 65 + "]" * 65)
+    >>> read_json(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...deep.json: JSON nested more than 64 levels deep (at [0][0]...)
+    """
+    source = os.fspath(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        document = json.loads(
+            Path(path).read_text(encoding="utf-8-sig"), object_pairs_hook=object_pairs_hook
+        )
+    except RecursionError:
+        raise ValueError(f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{os.fspath(path)}: not a readable JSON file ({error})") from None
+        raise ValueError(f"{source}: not a readable JSON file ({error})") from None
+    where = _too_deep(document)
+    if where is not None:
+        raise ValueError(
+            f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep (at {where})"
+        )
+    return document
+
+
+def _too_deep(document: Any) -> str | None:
+    """Where ``document`` first nests deeper than :data:`MAX_JSON_DEPTH` (a path of
+    keys and indices, cut to a readable length), or None. Walks without recursing."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(document, 1, ())]
+    while stack:
+        value, depth, trail = stack.pop()
+        if isinstance(value, dict):
+            children: Any = ((f"[{json.dumps(k)}]", v) for k, v in value.items())
+        elif isinstance(value, list):
+            children = ((f"[{i}]", v) for i, v in enumerate(value))
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return excerpt("".join(trail), 60)
+        stack.extend(
+            (child, depth + 1, (*trail, key))
+            for key, child in children
+            if isinstance(child, dict | list)
+        )
+    return None
 
 
 def _describe(document: Any) -> str:
