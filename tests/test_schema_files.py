@@ -149,9 +149,13 @@ def test_dcmqi_metadata(tmp_path: Path) -> None:
     path = write(tmp_path / "two.json", two)
     with pytest.raises(ValueError, match=r"both have value 1 .*series="):
         Schema.load(path)
-    with pytest.raises(ValueError, match="describes 2 label files; choose one with series="):
+    with pytest.raises(
+        ValueError, match=r"describes 2 label files; choose one with series= \(the index of a label"
+    ):
         SegmentMap.load(path)
     assert SegmentMap.load(path, series="1")[1].category == "Spleen"
+    with pytest.raises(registry.SeriesError, match=r"no label file '2'; .*: 0, 1$"):
+        SegmentMap.load(path, series="2")
 
 
 def tasks_json(tmp_path: Path) -> Path:
@@ -180,19 +184,44 @@ def tasks_json(tmp_path: Path) -> Path:
 
 def test_tasks_json_as_a_segment_map(tmp_path: Path) -> None:
     path = tasks_json(tmp_path)
-    with pytest.raises(
-        ValueError, match=r"2 series have segment maps \(choose one .*case-1/CT, case-2/A"
-    ):
+    with pytest.raises(registry.SeriesError) as error:
         SegmentMap.load(path)
+    assert str(error.value) == (
+        f"{path}: 2 series have segment maps; choose one with series= (a series name, or "
+        "task/name): case-1/CT, case-2/A"
+    )
+    assert error.value.available == ("case-1/CT", "case-2/A")
+    assert error.value.describe("--series").startswith("2 series have segment maps; choose one "
+                                                       "with --series (")  # fmt: skip
     assert SegmentMap.load(path, series="CT")[1].category == "Liver"
     chosen = SegmentMap.load(path, series="case-2/A")
     assert chosen[1] == Segment("Spleen", attributes={"ok": True})
-    with pytest.raises(ValueError, match="'PET' names 0"):
+    with pytest.raises(ValueError, match=r"no series 'PET' has a segment map; .*case-1/CT, case"):
         SegmentMap.load(path, series="PET")
+    # A name two tasks share needs its task.
+    tasks = json.loads(path.read_text())
+    tasks[1]["series"][0]["name"] = "CT"
+    twice = write(tmp_path / "twice.json", tasks)
+    with pytest.raises(
+        ValueError, match=r"'CT' names 2 series; .*\(task/name\): case-1/CT, case-2"
+    ):
+        SegmentMap.load(twice, series="CT")
+    assert SegmentMap.load(twice, series="case-2/CT")[1].category == "Spleen"
     single = write(tmp_path / "one.json", json.loads(path.read_text())[:1])
     assert SegmentMap.load(single)[1].category == "Liver"
+    assert SegmentMap.load(single, series="CT")[1].category == "Liver"
+    with pytest.raises(ValueError, match="no series 'MR' has a segment map"):
+        SegmentMap.load(single, series="MR")  # MR has no segmentMap
     series = write(tmp_path / "series.json", {"segmentMap": {"4": ["Abdomen", "Liver"]}})
     assert SegmentMap.load(series)[4].category == ("Abdomen", "Liver")
+    # series= for a file holding one segment map is refused, not ignored.
+    plain = write(tmp_path / "segmentMap.json", {"1": "Liver"})
+    for one, what in ((series, "one series"), (plain, "a segmentMap")):
+        with pytest.raises(registry.SeriesError, match=f"{what} holds one segment map; series="):
+            SegmentMap.load(one, series="CT")
+    labels = write(tmp_path / "labels.json", {"labels": ["Air", "Liver"]})
+    with pytest.raises(registry.SeriesError, match=r"label-list JSON .* holds one segment map"):
+        SegmentMap.load(labels, series="0")
     taxonomy = write(tmp_path / "taxonomy.json", {"objectTypes": [{"category": "L", "classId": 0}]})
     with pytest.raises(ValueError, match="a RedBrick taxonomy names categories, not instances"):
         SegmentMap.load(taxonomy)
@@ -230,9 +259,16 @@ def test_sdk_labels_json_as_a_segment_map(tmp_path: Path) -> None:
         {"category": [["object", "Liver"]], "dicom": {"instanceid": 1}, "volumeindex": 1},
     ]
     path = write(tmp_path / "two.json", two)
-    with pytest.raises(ValueError, match=r"labels of 2 series \(volumeindex \[0, 1\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels of 2 series \(volumeindex \[0, 1\]\); choose one with series= \(a "
+        r"volumeindex\): 0, 1$",
+    ):
         SegmentMap.load(path)
     assert list(SegmentMap.load(path, series="1")) == [1]
+    for unknown in ("2", "CT", "\u0663"):  # ARABIC-INDIC DIGIT THREE is a digit, not an index
+        with pytest.raises(registry.SeriesError, match=f"no labels of series '{unknown}'"):
+            SegmentMap.load(path, series=unknown)
 
 
 def test_schema_and_segment_map_modules_do_not_import_formats() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
 from fastseg.cli.batch import Job, OutputPolicy, UsageError, open_executor, run_jobs
 from fastseg.cli.progress import PROGRESS_MODES, Progress, Timer, summary
+from fastseg.formats.registry import SeriesError
 from fastseg.schema import Schema
 from fastseg.segmap import SegmentMap
 
@@ -221,20 +222,33 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
     return parent
 
 
+SCHEMA_HELP = (
+    "what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, label-list JSON, dcmqi "
+    "metadata, ITK-SNAP labels, BIDS dseg.tsv or a .seg.nrrd (detected from the file)"
+)
+SEGMENT_MAP_HELP = (
+    "which category each instance id is: RedBrick segmentMap JSON or export tasks.json "
+    "(see --series), the SDK's labels.json, dcmqi metadata or a one-layer .seg.nrrd "
+    "(classIds need --schema)"
+)
+SERIES_HELP = (
+    "the series whose segment map --segment-map takes when its file holds several: a "
+    "series name or TASK/NAME of a tasks.json, a volumeindex of labels.json, a label file "
+    "index of dcmqi metadata (a file with one is used without asking)"
+)
+
+
 def add_names(parser: argparse.ArgumentParser, *, segment_map: bool = True) -> None:
-    """``--schema`` and ``--segment-map``: what the ids mean."""
-    parser.add_argument(
-        "--schema",
-        metavar="FILE",
-        help="what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, ITK-SNAP "
-        "labels or BIDS dseg.tsv (detected from the file)",
-    )
+    """``--schema``, and ``--segment-map`` with ``--series``: what the ids mean."""
+    parser.add_argument("--schema", metavar="FILE", help=SCHEMA_HELP)
     if segment_map:
-        parser.add_argument(
-            "--segment-map",
-            metavar="FILE",
-            help="RedBrick segmentMap JSON naming the instance ids (classIds need --schema)",
-        )
+        add_segment_map(parser)
+
+
+def add_segment_map(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--segment-map FILE`` and ``--series NAME``."""
+    parser.add_argument("--segment-map", metavar="FILE", required=required, help=SEGMENT_MAP_HELP)
+    parser.add_argument("--series", metavar="NAME", help=SERIES_HELP)
 
 
 def policy(args: argparse.Namespace) -> OutputPolicy:
@@ -319,9 +333,10 @@ def _cached_schema(stamp: tuple[str, int, int]) -> Schema:
 
 @functools.lru_cache(maxsize=16)
 def _cached_segment_map(
-    stamp: tuple[str, int, int], schema: tuple[str, int, int] | None
+    stamp: tuple[str, int, int], schema: tuple[str, int, int] | None, series: str | None
 ) -> SegmentMap:
-    return SegmentMap.load(stamp[0], schema=None if schema is None else _cached_schema(schema))
+    loaded = None if schema is None else _cached_schema(schema)
+    return SegmentMap.load(stamp[0], schema=loaded, series=series)
 
 
 def shared_schema(path: str) -> Schema:
@@ -329,14 +344,24 @@ def shared_schema(path: str) -> Schema:
     return _cached_schema(_stamp(path))
 
 
-def shared_segment_map(path: str, schema: str | None) -> SegmentMap:
-    """A segment map file (``schema`` resolves classIds), read once per process."""
-    return _cached_segment_map(_stamp(path), None if schema is None else _stamp(schema))
+def shared_segment_map(path: str, schema: str | None, series: str | None = None) -> SegmentMap:
+    """A segment map file (``schema`` resolves classIds, ``series`` chooses among the
+    series of a file holding several), read once per process."""
+    schema_stamp = None if schema is None else _stamp(schema)
+    try:
+        return _cached_segment_map(_stamp(path), schema_stamp, series)
+    except SeriesError as error:
+        # The library names its parameter (series=); the command line its flag.
+        raise ValueError(f"{path}: {error.describe('--series')}") from None
 
 
-def check_shared(schema: str | None, segment_map: str | None = None) -> None:
+def check_shared(
+    schema: str | None, segment_map: str | None = None, series: str | None = None
+) -> None:
     """Read the files every input needs once, up front: an unusable one stops the
     command before any job runs (:class:`UsageError`, naming the file once)."""
+    if series is not None and segment_map is None:
+        raise UsageError("--series chooses a series of --segment-map, which is missing")
     if schema is not None:
         try:
             shared_schema(schema)
@@ -344,16 +369,18 @@ def check_shared(schema: str | None, segment_map: str | None = None) -> None:
             raise UsageError(f"{schema}: {describe_error(error, schema)}") from None
     if segment_map is not None:
         try:
-            shared_segment_map(segment_map, schema)
+            shared_segment_map(segment_map, schema, series)
         except USER_ERRORS as error:
             raise UsageError(f"{segment_map}: {describe_error(error, segment_map)}") from None
 
 
-def id_names(schema: str | None, segment_map: str | None) -> Callable[[int], str]:
+def id_names(
+    schema: str | None, segment_map: str | None, series: str | None = None
+) -> Callable[[int], str]:
     """Label id -> its name: the segment map's category for an instance id, else the
     schema's category for a semantic value; "" when neither knows the id."""
     loaded_schema = shared_schema(schema) if schema is not None else None
-    segments = shared_segment_map(segment_map, schema) if segment_map is not None else None
+    segments = shared_segment_map(segment_map, schema, series) if segment_map is not None else None
 
     def name(ident: int) -> str:
         if ident == 0:

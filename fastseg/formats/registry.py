@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "Format",
     "SchemaFormat",
+    "SeriesError",
     "VolumeFormat",
     "by_name",
     "load_schema",
@@ -83,6 +84,8 @@ class Format:
         For JSON formats told apart by content: ``f(document, kind) -> bool``.
     extra : str or None
         The optional dependency group (``pip install 'fastseg[extra]'``) it needs.
+    chooses_series : bool
+        A file may hold several segment maps, chosen with ``series=``.
     """
 
     name: str
@@ -95,6 +98,7 @@ class Format:
     reads_segment_map: str | None = None
     recognise: str | None = None
     extra: str | None = None
+    chooses_series: bool = False
 
     @property
     def schema(self) -> bool:
@@ -150,6 +154,7 @@ FORMATS: tuple[Format, ...] = (
         writes_schema="write_taxonomy",
         reads_segment_map="read_segment_map_file",
         recognise="recognise",
+        chooses_series=True,
     ),
     Format(
         "redbrick-labels",
@@ -158,6 +163,7 @@ FORMATS: tuple[Format, ...] = (
         "RedBrick AI SDK labels.json (a list of labels)",
         reads_segment_map="read_labels_file",
         recognise="recognise_labels",
+        chooses_series=True,
     ),
     Format(
         "dcmqi",
@@ -168,6 +174,7 @@ FORMATS: tuple[Format, ...] = (
         writes_schema="write_schema",
         reads_segment_map="read_segment_map",
         recognise="recognise",
+        chooses_series=True,
     ),
     Format(
         "label-list",
@@ -278,6 +285,42 @@ def volume_format(path: str | os.PathLike[str], format: str | None = None) -> Fo
     )
 
 
+class SeriesError(ValueError):
+    """A segment map file holds several series and ``series`` chose none of them (or
+    one it does not hold), or holds a single segment map and ``series`` was given.
+
+    Attributes
+    ----------
+    source : str
+        The file.
+    problem : str
+        What is wrong, e.g. ``"2 series have segment maps"``.
+    available : tuple of str
+        The series there are to choose from (empty: the file has none).
+    naming : str
+        How a series is named, e.g. ``"a name, or task/name"``.
+    """
+
+    def __init__(
+        self, source: str, problem: str, available: Sequence[str] = (), naming: str = "a name"
+    ) -> None:
+        self.source = source
+        self.problem = problem
+        self.available = tuple(available)
+        self.naming = naming
+        super().__init__(f"{source}: {self.describe('series=')}")
+
+    def describe(self, option: str) -> str:
+        """The message without the file, naming ``option`` as the way to choose."""
+        if not self.available:
+            return (
+                f"{self.problem}; {option} chooses a series of a RedBrick tasks.json or "
+                "labels.json, or a label file of dcmqi metadata"
+            )
+        listed = excerpt(", ".join(self.available))
+        return f"{self.problem}; choose one with {option} ({self.naming}): {listed}"
+
+
 def excerpt(text: str, limit: int = _MAX_ERROR) -> str:
     """``text`` cut to ``limit`` characters, saying how much was left out."""
     if len(text) <= limit:
@@ -317,10 +360,11 @@ def read_json(
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> from fastseg.formats.registry import read_json
-    >>> path = os.path.join(tempfile.mkdtemp(), "deep.json")
-    >>> _ = open(path, "w").write("[" * 65 + "]" * 65)
+    >>> path = Path(tempfile.mkdtemp()) / "deep.json"
+    >>> _ = path.write_text("[" * 65 + "]" * 65)
     >>> read_json(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -458,6 +502,10 @@ def load_segment_map(
         raise FileNotFoundError(f"{os.fspath(path)}: no such file")
     entry = by_name(format, kind="segment map") if format else _format_of(path, "segment map")
     assert entry.reads_segment_map is not None
+    if series is not None and not entry.chooses_series:
+        raise SeriesError(
+            os.fspath(path), f"a file of {entry.description} holds one segment map, no series"
+        )
     segment_map: SegmentMap = entry.function(entry.reads_segment_map)(path, schema, series)
     return segment_map
 
