@@ -9,16 +9,19 @@ import functools
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
 from fastseg.cli.batch import Job, OutputPolicy, UsageError, open_executor, run_jobs
 from fastseg.cli.progress import PROGRESS_MODES, Progress, Timer, summary
-from fastseg.formats.registry import SeriesError
-from fastseg.schema import Schema
+from fastseg.formats.registry import SeriesError, volume_format
+from fastseg.schema import Category, Schema
 from fastseg.segmap import SegmentMap
+
+if TYPE_CHECKING:
+    from fastseg.io import LabelImage
 
 # ---------------------------------------------------------------------- exit statuses
 
@@ -396,6 +399,58 @@ def id_names(
         return ""
 
     return name
+
+
+# ------------------------------------------------------ volumes whose ids have names
+
+
+def names_segments(target: str) -> bool:
+    """Whether a volume written to ``target`` names its ids (a Slicer ``.seg.nrrd``)."""
+    return volume_format(target).named_segments
+
+
+def relabeled_like(
+    image: LabelImage,
+    target: str,
+    labels: Any,
+    mapping: Mapping[int, int],
+    missing: Literal["keep", "drop"] | int = "keep",
+) -> LabelImage:
+    """The ``like=`` image for ``labels`` (``image``'s ids mapped through ``mapping``)
+    written to ``target``: where the format names its ids, the names follow them."""
+    if names_segments(target):
+        return image.relabeled(labels, mapping, missing=missing)
+    return image
+
+
+def segments_for(target: str, schema: Schema | None) -> Schema | None:
+    """``schema`` for ``save(..., schema=)`` when ``target``'s format names its ids (new
+    ids replace the input's, and so do their names), else None."""
+    return schema if names_segments(target) else None
+
+
+def instance_segments(segments: SegmentMap, schema: Schema | None) -> Schema:
+    """Names for the ids of an instance map: instance ``k`` of category ``c`` is
+    ``"c k"``, in ``c``'s colour where ``schema`` has it."""
+    categories = []
+    for ident, segment in segments.items():
+        name = category_name(segment.category)
+        color = None
+        if schema is not None:
+            with suppress(KeyError):
+                color = segment.resolve(schema).color
+        categories.append(Category(f"{name} {ident}", ident, color=color))
+    return Schema(categories)
+
+
+def one_label_map(image: LabelImage) -> None:
+    """Refuse a Slicer file whose overlapping segments lie on several layers: its voxels
+    are several label maps, and the command takes one."""
+    if image.labels.ndim == 4 and image.segments is not None and len(image.segments) > 1:
+        raise ValueError(
+            f"its overlapping segments lie on {len(image.segments)} layers, and this command "
+            "takes one label map (fastseg.load gives the layers as labels[..., layer])"
+        )
 
 
 def category_name(category: Any) -> str:

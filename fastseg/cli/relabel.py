@@ -7,7 +7,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import fastseg
 from fastseg._batch import describe_error, split_suffix
@@ -21,6 +21,7 @@ from fastseg.cli.common import (
     non_negative,
     output_parent,
     policy,
+    relabeled_like,
     unmapped,
 )
 from fastseg.formats.registry import read_json
@@ -151,15 +152,22 @@ def relabel_job(options: RelabelOptions, job: Job) -> int:
                 f"{found[0]} voxels hold ids the mapping lacks: {found[1]} "
                 "(--missing keep keeps them, --missing ID writes ID instead)"
             ) from None
-        fastseg.save(job.outputs[0], labels, like=image)
+        # Segments whose value the mapping lacks follow --missing ("error": no voxel
+        # holds their value, or remap would have failed, so they go).
+        missing: Literal["keep", "drop"] | int = "drop"
+        if options.missing == "keep" or isinstance(options.missing, int):
+            missing = "keep" if options.missing == "keep" else int(options.missing)
+        like = relabeled_like(image, job.outputs[0], labels, options.mapping, missing)
+        fastseg.save(job.outputs[0], labels, like=like)
         return len(options.mapping)
     labels, mapping = fastseg.renumber(image.labels)
+    like = relabeled_like(image, job.outputs[0], labels, mapping, "drop")
     # The mapping goes to its temporary file first and takes its name last, so that a
     # failing write (a full disk) leaves neither file, and the labels never appear
     # beside a missing or stale mapping for longer than one rename.
     with atomic_path(job.outputs[1]) as temporary:
         write_text_atomically(temporary, mapping_text(mapping))
-        fastseg.save(job.outputs[0], labels, like=image)
+        fastseg.save(job.outputs[0], labels, like=like)
     return len(mapping)
 
 

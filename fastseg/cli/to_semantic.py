@@ -16,8 +16,10 @@ from fastseg.cli.common import (
     batch_parent,
     check_shared,
     execute,
+    one_label_map,
     output_parent,
     policy,
+    segments_for,
     shared_schema,
     shared_segment_map,
     unmapped,
@@ -63,6 +65,7 @@ class SemanticOptions:
 def semantic_job(options: SemanticOptions, job: Job) -> None:
     """Instance map -> semantic map through the segment map."""
     image = fastseg.load(job.source)
+    one_label_map(image)
     schema = shared_schema(options.schema)
     segments = shared_segment_map(options.segment_map, options.schema, options.series)
     try:
@@ -76,7 +79,7 @@ def semantic_job(options: SemanticOptions, job: Job) -> None:
             "(--unknown background makes them 0, --unknown keep keeps them)"
         ) from None
     prepare_folder(job.outputs[0])
-    fastseg.save(job.outputs[0], semantic, like=image)
+    fastseg.save(job.outputs[0], semantic, like=image, schema=segments_for(job.outputs[0], schema))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,6 +86,9 @@ class Format:
         The optional dependency group (``pip install 'fastseg[extra]'``) it needs.
     chooses_series : bool
         A file may hold several segment maps, chosen with ``series=``.
+    named_segments : bool
+        A volume file names its ids (segments with names and colours, ``save``'s
+        ``schema=``), so that what they mean has to follow when the ids change.
     """
 
     name: str
@@ -99,6 +102,7 @@ class Format:
     recognise: str | None = None
     extra: str | None = None
     chooses_series: bool = False
+    named_segments: bool = False
 
     @property
     def schema(self) -> bool:
@@ -134,6 +138,7 @@ FORMATS: tuple[Format, ...] = (
         "3D Slicer segmentations (voxels and segments)",
         volume=True,
         extra="slicer",
+        named_segments=True,
     ),
     Format("nrrd", "nrrd", (".nrrd", ".nhdr"), "NRRD volumes", volume=True, extra="slicer"),
     Format(
