@@ -457,6 +457,12 @@ def test_command_line_walk_finds_every_volume_format(
         "case.MGZ", "case.mha", "case.nii.gz", "case.nrrd", "case.seg.nrrd"
     ]  # fmt: skip
     assert all(row["ids"][-1]["id"] == 9 for row in rows)
+    # stats measures every format (the volume and world centroid from its affine).
+    assert main(["stats", str(tmp_path), "-q", "--format", "json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert sorted((Path(r["file"]).name, r["id"], r["voxel_count"]) for r in table) == [
+        (f"case{suffix}", 9, 1) for suffix in (".MGZ", ".mha", ".nii.gz", ".nrrd", ".seg.nrrd")
+    ]
     assert main(["relabel", str(tmp_path / "case.MGZ"), "--renumber", "-q"]) == 0
     written = nibabel.load(tmp_path / "case_relabeled.MGZ")
     assert written.get_data_dtype() == np.uint8  # not float32

@@ -25,6 +25,7 @@ from fastseg.cli.common import (
     check_shared,
     execute,
     id_names,
+    one_label_map,
     round_volume,
     shared_segment_map,
 )
@@ -118,9 +119,11 @@ def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
 
     nibabel: Any = _nibabel  # partly annotated
     image = fastseg.load(job.source)
+    one_label_map(image)
     # As a nibabel image, the labels bring their affine, which fastseg.stats checks
-    # against the intensity image's.
-    labels: Any = nibabel.Nifti1Image(image.labels, image.affine, image.header)
+    # against the intensity image's; a nibabel header (NIfTI, MGH) its voxel size.
+    header = image.header if hasattr(image.header, "get_zooms") else None
+    labels: Any = nibabel.Nifti1Image(image.labels, image.affine, header)
     first: dict[str, Any] = {"file": job.source}
     if job.data is None:
         table = fastseg.stats(labels, surface=options.surface)
