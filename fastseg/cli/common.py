@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
+from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line
 from fastseg.cli.batch import Job, OutputPolicy, UsageError, open_executor, run_jobs
 from fastseg.cli.progress import PROGRESS_MODES, Progress, Timer, summary
-from fastseg.formats.registry import SeriesError, volume_format
+from fastseg.formats.registry import SeriesError, volume_format, volume_suffix_list
 from fastseg.schema import Category, Schema
 from fastseg.segmap import SegmentMap
 
@@ -156,7 +156,7 @@ def add_inputs(parser: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help=f"label files ({', '.join(sorted(volume_suffixes()))}), folders (every such "
+        help=f"label files ({volume_suffix_list()}), folders (every such "
         "file below them, hidden ones left out) or glob patterns",
     )
 
@@ -205,8 +205,8 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help="output folder (inputs keep their names and their paths below a folder "
         "argument; a folder inside an input folder is not read as input), or a "
-        "label file name (out.nii.gz) for a single input; default: beside each input "
-        "with --suffix added",
+        "label file name for a single input (out.nii.gz; its ending chooses the format); "
+        "default: beside each input with --suffix added",
     )
     group.add_argument(
         "--suffix",
@@ -451,6 +451,17 @@ def one_label_map(image: LabelImage) -> None:
             f"its overlapping segments lie on {len(image.segments)} layers, and this command "
             "takes one label map (fastseg.load gives the layers as labels[..., layer])"
         )
+
+
+def as_nibabel(image: LabelImage) -> Any:
+    """A label image of any format as a nibabel image, for the functions that take its
+    affine and voxel size with it (:func:`fastseg.stats`, :func:`fastseg.evaluate`): its
+    own header where that is nibabel's (NIfTI, MGH), else the affine's."""
+    import nibabel as _nibabel
+
+    nibabel: Any = _nibabel  # partly annotated
+    header = image.header if hasattr(image.header, "get_zooms") else None
+    return nibabel.Nifti1Image(image.labels, image.affine, header)
 
 
 def category_name(category: Any) -> str:

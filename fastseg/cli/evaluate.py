@@ -20,10 +20,20 @@ from typing import Any
 
 import numpy as np
 
+import fastseg
 from fastseg._batch import USER_ERRORS, describe_error, is_volume
 from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, shared_schema
+from fastseg.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    OutputExists,
+    add_command,
+    as_nibabel,
+    one_label_map,
+    shared_schema,
+)
 from fastseg.evaluate import Evaluation, evaluate
+from fastseg.formats.registry import volume_suffix_list
 
 __all__ = ["register", "run_evaluate"]
 
@@ -58,12 +68,12 @@ def pair_cases(predictions: str, references: str) -> tuple[list[tuple[str, str, 
 def _score(
     case: tuple[str, str, str], options: dict[str, Any]
 ) -> tuple[str, Evaluation | None, str | None]:
-    import nibabel
-
     name, pred_path, ref_path = case
     try:
-        prediction: Any = nibabel.load(pred_path)
-        reference: Any = nibabel.load(ref_path)
+        loaded = fastseg.load(pred_path), fastseg.load(ref_path)
+        for image in loaded:
+            one_label_map(image)
+        prediction, reference = (as_nibabel(image) for image in loaded)
         if prediction.shape != reference.shape:
             raise ValueError(
                 f"shape {prediction.shape} differs from the reference's {reference.shape}"
@@ -162,7 +172,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if output is not None and os.path.exists(output) and not args.overwrite:
             raise OutputExists(f"{output} exists (--overwrite replaces it)")
     if not pairs and not problems:
-        raise UsageError(f"no NIfTI files in {args.predictions} and {args.references}")
+        raise UsageError(f"no label files in {args.predictions} and {args.references}")
     options: dict[str, Any] = {
         "metrics": args.metrics,
         "tolerance_mm": args.tolerance,
@@ -217,7 +227,8 @@ def register(commands: Any) -> None:
   fastseg evaluate pred.nii.gz ref.nii.gz --tolerance 2 -o case.csv"""
         ),
     )
-    parser.add_argument("predictions", help="folder (or file) of predicted label maps")
+    endings = volume_suffix_list()
+    parser.add_argument("predictions", help=f"folder (or file) of predicted label maps ({endings})")
     parser.add_argument("references", help="folder (or file) of reference label maps")
     parser.add_argument("-o", "--output", required=True, help="CSV table to write")
     parser.add_argument("--summary", help="nnU-Net v2 summary.json to write")

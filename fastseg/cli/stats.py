@@ -20,6 +20,7 @@ from fastseg.cli.common import (
     add_command,
     add_inputs,
     add_names,
+    as_nibabel,
     batch_parent,
     category_name,
     check_shared,
@@ -79,8 +80,9 @@ def register(commands: Any) -> None:
         "--image-name",
         metavar="TEMPLATE",
         help="with --images: the image's name, from the label file's {name}, {stem} (name "
-        "without .nii/.nii.gz), {ext} and {entities} (stem without its last _suffix, for "
-        "BIDS), e.g. '{stem}_0001{ext}' or '{entities}_T1w.nii.gz'",
+        "without its volume ending), {ext} (that ending, e.g. .nii.gz) and {entities} "
+        "(stem without its last _suffix, for BIDS), e.g. '{stem}_0001{ext}' or "
+        "'{entities}_T1w.nii.gz'",
     )
     parser.add_argument("--surface", action="store_true", help="add the surface area in mm²")
     parser.set_defaults(handler=run)
@@ -121,9 +123,8 @@ def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
     image = fastseg.load(job.source)
     one_label_map(image)
     # As a nibabel image, the labels bring their affine, which fastseg.stats checks
-    # against the intensity image's; a nibabel header (NIfTI, MGH) its voxel size.
-    header = image.header if hasattr(image.header, "get_zooms") else None
-    labels: Any = nibabel.Nifti1Image(image.labels, image.affine, header)
+    # against the intensity image's.
+    labels = as_nibabel(image)
     first: dict[str, Any] = {"file": job.source}
     if job.data is None:
         table = fastseg.stats(labels, surface=options.surface)

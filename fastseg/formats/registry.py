@@ -48,6 +48,7 @@ __all__ = [
     "schema_format",
     "schema_formats",
     "volume_format",
+    "volume_suffix_list",
     "volume_suffixes",
     "writable_schema_formats",
 ]
@@ -255,6 +256,19 @@ def volume_suffixes() -> tuple[str, ...]:
     """
     suffixes = {s for f in FORMATS if f.volume for s in f.suffixes}
     return tuple(sorted(suffixes, key=lambda s: (-len(s), s)))
+
+
+def volume_suffix_list() -> str:
+    """Every volume file ending, alphabetically, for help texts and messages: written
+    from :data:`FORMATS`, so that no text falls behind a new format.
+
+    Examples
+    --------
+    >>> from fastseg.formats import volume_suffix_list
+    >>> volume_suffix_list()
+    '.mgh, .mgz, .mha, .mhd, .nhdr, .nii, .nii.gz, .nrrd, .seg.nrrd'
+    """
+    return ", ".join(sorted(volume_suffixes()))
 
 
 def schema_formats() -> tuple[str, ...]:
