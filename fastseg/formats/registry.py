@@ -408,24 +408,50 @@ def read_json(
 
 def _too_deep(document: Any) -> str | None:
     """Where ``document`` first nests deeper than :data:`MAX_JSON_DEPTH` (a path of
-    keys and indices, cut to a readable length), or None. Walks without recursing."""
-    stack: list[tuple[Any, int, tuple[str, ...]]] = [(document, 1, ())]
-    while stack:
-        value, depth, trail = stack.pop()
-        if isinstance(value, dict):
-            children: Any = ((f"[{json.dumps(k)}]", v) for k, v in value.items())
-        elif isinstance(value, list):
-            children = ((f"[{i}]", v) for i, v in enumerate(value))
-        else:
-            continue
+    keys and indices, cut to a readable length), or None. Walks level by level, without
+    recursing; the path is looked for only in a document that is too deep."""
+    level = [document] if type(document) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > MAX_JSON_DEPTH:
-            return excerpt("".join(trail), 60)
-        stack.extend(
-            (child, depth + 1, (*trail, key))
-            for key, child in children
-            if isinstance(child, dict | list)
-        )
+            return _deep_path(document)
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if type(value) is dict else value
+            below.extend([c for c in children if type(c) is dict or type(c) is list])
+        level = below
     return None
+
+
+def _deep_path(document: Any) -> str:
+    """The keys and indices down to the first value deeper than :data:`MAX_JSON_DEPTH`."""
+    trail: list[str] = []
+    value = document
+    while True:
+        items = value.items() if type(value) is dict else enumerate(value)
+        for key, child in items:
+            if type(child) in (dict, list) and _deeper_than(child, MAX_JSON_DEPTH - len(trail) - 1):
+                trail.append(f"[{json.dumps(key)}]")
+                value = child
+                break
+        else:
+            return excerpt("".join(trail), 60)
+        if len(trail) >= MAX_JSON_DEPTH:
+            return excerpt("".join(trail), 60)
+
+
+def _deeper_than(document: Any, levels: int) -> bool:
+    level = [document]
+    for _ in range(levels):
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if type(value) is dict else value
+            below.extend([c for c in children if type(c) is dict or type(c) is list])
+        if not below:
+            return False
+        level = below
+    return True
 
 
 def _describe(document: Any) -> str:
