@@ -231,8 +231,8 @@ SCHEMA_HELP = (
 )
 SEGMENT_MAP_HELP = (
     "which category each instance id is: RedBrick segmentMap JSON or export tasks.json "
-    "(see --series), the SDK's labels.json, dcmqi metadata or a one-layer .seg.nrrd "
-    "(classIds need --schema)"
+    "(see --series), the SDK's labels.json, dcmqi metadata, a label-list JSON or a "
+    "one-layer .seg.nrrd (classIds need --schema)"
 )
 SERIES_HELP = (
     "the series whose segment map --segment-map takes when its file holds several: a "
