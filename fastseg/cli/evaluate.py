@@ -20,17 +20,21 @@ from typing import Any
 
 import numpy as np
 
+import fastseg
 from fastseg._batch import USER_ERRORS, Outcome, describe_error, is_volume
 from fastseg.cli.batch import Job, UsageError
 from fastseg.cli.common import (
     EXIT_FAILED,
     OutputExists,
     add_command,
+    as_nibabel,
     batch_parent,
     execute,
+    one_label_map,
     shared_schema,
 )
 from fastseg.evaluate import Evaluation, evaluate
+from fastseg.formats.registry import volume_suffix_list
 
 __all__ = ["register", "run_evaluate"]
 
@@ -67,11 +71,11 @@ def pair_cases(
 def score_case(options: dict[str, Any], job: Job) -> Evaluation:
     """Score one pair of files (``job.data``: case name, prediction, reference); runs in
     a worker process with ``-j``."""
-    import nibabel
-
     _, pred_path, ref_path = job.data
-    prediction: Any = nibabel.load(pred_path)
-    reference: Any = nibabel.load(ref_path)
+    loaded = fastseg.load(pred_path), fastseg.load(ref_path)
+    for image in loaded:
+        one_label_map(image)
+    prediction, reference = (as_nibabel(image) for image in loaded)
     if prediction.shape != reference.shape:
         raise ValueError(f"shape {prediction.shape} differs from the reference's {reference.shape}")
     return evaluate(prediction, reference, **options)
@@ -166,7 +170,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if output is not None and os.path.exists(output) and not args.overwrite:
             raise OutputExists(f"{output} exists (--overwrite replaces it)")
     if not pairs and not problems:
-        raise UsageError(f"no NIfTI files in {args.predictions} and {args.references}")
+        raise UsageError(f"no label files in {args.predictions} and {args.references}")
     options: dict[str, Any] = {
         "metrics": args.metrics,
         "tolerance_mm": args.tolerance,
@@ -221,7 +225,8 @@ def register(commands: Any) -> None:
   fastseg evaluate pred.nii.gz ref.nii.gz --tolerance 2 -o case.csv"""
         ),
     )
-    parser.add_argument("predictions", help="folder (or file) of predicted label maps")
+    endings = volume_suffix_list()
+    parser.add_argument("predictions", help=f"folder (or file) of predicted label maps ({endings})")
     parser.add_argument("references", help="folder (or file) of reference label maps")
     parser.add_argument("-o", "--output", required=True, help="CSV table to write")
     parser.add_argument("--summary", help="nnU-Net v2 summary.json to write")
