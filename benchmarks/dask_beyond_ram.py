@@ -7,21 +7,35 @@ Run by hand (not part of the test suite or of ``report.py``); it needs the conne
 volume in ``../shared/data`` and about ``--gigabytes`` / 6 of free disk for the
 compressed zarr arrays. Steps, printing a markdown summary at the end:
 
-1. builds a uint32 volume of at least ``--gigabytes`` GB by tiling connectomics
-   (512³, as nibabel loads it) along every axis, the ids of each tile offset so that no
-   two tiles share an id, and writes it to a zarr array in 128³ chunks (Blosc lz4) in a
-   temporary folder, removed at the end whatever happens;
-2. times :func:`fastseg.label` on the 512³ volume in memory (26-connected, two threads;
-   best of three), the in-memory time per voxel the chunked run is compared with;
+1. builds a uint32 volume of at least ``--gigabytes`` GB by tiling connectomics along
+   every axis, the ids of each tile offset so that no two tiles share an id, and writes
+   it to a zarr array in 128³ chunks (Blosc lz4) in a temporary folder, removed at the
+   end whatever happens. The tile is connectomics in its own memory order: nibabel's
+   array is Fortran-ordered, zarr's chunks are C-ordered, so the tile is the transpose
+   of nibabel's array (the same bytes in the same order; in the transposed layout,
+   C order of nibabel's axes, the volume has 2.4 times as many runs and takes twice as
+   long to label, whole or in blocks);
+2. times :func:`fastseg.label` on the 512³ tile in memory (26-connected, two threads;
+   best of three, before and after the chunked run), the in-memory time per voxel the
+   chunked run is compared with (the faster of the two);
 3. starts a ``LocalCluster`` of ``--workers`` worker processes with one thread each and
-   ``--worker-memory`` each, and labels the zarr volume into another zarr array
-   (``dask.compute(labels.to_zarr(..., compute=False), count)``), sampling the resident
-   memory of this process and all its children (scheduler, nannies, workers) every
-   0.1 s;
+   ``--worker-memory`` each, and labels the zarr volume into another zarr array of the
+   same chunks, block by block (``dask.compute(da.store(labels, out, lock=False,
+   compute=False), count)``), sampling the resident memory of this process and all its
+   children (scheduler, nannies, workers) every 0.1 s, and logging the scheduler's task
+   states and the workers' memory every 30 s, and recording the task stream (where the
+   workers' time went);
 4. checks the result: the count equals the sum of the tiles' counts (components never
    cross tiles, whose ids differ), and the first and last tiles of the output hold the
    same partition as :func:`fastseg.label` of those tiles, with ids numbered by first
    voxel.
+
+Not ``labels.to_zarr(out)`` into an existing zarr array: dask then rechunks the labels
+into pieces of its ``array.chunk-size`` (128 MiB, 16 of these blocks) before writing, so
+every piece waits in a worker's memory for 16 blocks computed on both workers. That made
+the workers spill and pause at their memory limits in the second pass, where the first
+12 GB run stalled. ``to_zarr`` to a path creates the array with the dask chunks and
+writes block by block.
 
 Goals (issue: dask beyond RAM): peak memory of the process tree <= 3 GB, time per voxel
 <= 2.5x that of ``fastseg.label`` in memory.
@@ -31,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -88,6 +103,70 @@ class TreeMemory:
         self.peak = max(self.peak, self._total())
 
 
+def scheduler_state(dask_scheduler: Any) -> str:
+    """Task states and workers' memory, as the scheduler sees them (run on the scheduler)."""
+    from collections import Counter
+
+    states = Counter(task.state for task in dask_scheduler.tasks.values())
+    workers = [
+        f"{worker.status.name} {worker.memory.process / 1e9:.2f} GB "
+        f"(managed {worker.memory.managed / 1e9:.2f}, spilled {worker.memory.spilled / 1e9:.2f}), "
+        f"{len(worker.processing)} processing"
+        for worker in dask_scheduler.workers.values()
+    ]
+    return f"tasks {dict(states)}; workers: {'; '.join(workers)}"
+
+
+class Watch:
+    """Log the scheduler's task states and the workers' memory every ``interval``
+    seconds while the cluster computes: where a run stalls, the log says in which state."""
+
+    def __init__(self, client: Any, interval: float = 30.0) -> None:
+        self._client = client
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                progress(self._client.run_on_scheduler(scheduler_state))
+            except Exception as error:  # a log line, never a failure
+                progress(f"scheduler state unavailable: {error!r}")
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def task_group(key: Any) -> str:
+    """A task's kind: its key's name without tokens (a name that is only a token is a
+    chain of tasks dask fused into one)."""
+    name = key[0] if isinstance(key, tuple) else str(key)
+    words = [w for w in name.split("-") if not (len(w) == 32 and set(w) <= set(HEX))]
+    return "-".join(words) or "fused"
+
+
+HEX = "0123456789abcdef"
+
+
+def task_seconds(stream: list[dict[str, Any]]) -> dict[str, tuple[int, float]]:
+    """Seconds the workers spent per kind of task (computing), and moving data
+    (``transfer``, ``disk-read``, ``disk-write``: spilling), from a task stream."""
+    seconds: dict[str, list[float]] = {}
+    for record in stream:
+        for part in record["startstops"]:
+            kind = task_group(record["key"]) if part["action"] == "compute" else part["action"]
+            entry = seconds.setdefault(kind, [0, 0.0])
+            entry[0] += part["action"] == "compute"
+            entry[1] += part["stop"] - part["start"]
+    return {k: (int(n), t) for k, (n, t) in sorted(seconds.items(), key=lambda kv: -kv[1][1])}
+
+
 def tile_grid(gigabytes: float) -> tuple[int, int, int]:
     """Shape of the tiled volume: whole tiles along the first two axes, the last axis cut
     to a multiple of the chunk size, at least ``gigabytes`` of uint32."""
@@ -129,6 +208,28 @@ def write_tiled(volume: np.ndarray, path: Path, shape: tuple[int, int, int]) -> 
     return tiles
 
 
+def tile() -> np.ndarray:
+    """Connectomics in its memory order as a C-ordered uint32 array (the transpose of
+    nibabel's Fortran-ordered array; no copy)."""
+    import nibabel
+
+    volume = np.asanyarray(nibabel.load(CONNECTOMICS).dataobj).astype(np.uint32)
+    return volume.T
+
+
+def time_in_memory(volume: np.ndarray) -> float:
+    """Best of three :func:`fastseg.label` calls on ``volume`` (two threads), seconds."""
+    import fastseg
+
+    fastseg.label(volume)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        fastseg.label(volume, threads=2)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gigabytes", type=float, default=12.0)
@@ -139,14 +240,14 @@ def main() -> None:
 
     import dask
     import dask.array as da
-    import nibabel
     import zarr
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     import fastseg
     import fastseg.dask
 
-    volume = np.asanyarray(nibabel.load(CONNECTOMICS).dataobj).astype(np.uint32)
+    loads = [os.getloadavg()]
+    volume = tile()
     shape = tile_grid(args.gigabytes)
     folder = Path(tempfile.mkdtemp(prefix="fastseg-beyond-ram-", dir=args.folder))
     try:
@@ -156,15 +257,10 @@ def main() -> None:
         written = time.perf_counter() - started
         stored = sum(f.stat().st_size for f in (folder / "labels.zarr").rglob("*") if f.is_file())
 
-        progress("fastseg.label on the 512³ volume in memory")
-        fastseg.label(volume)
-        in_memory = []
-        for _ in range(3):
-            started = time.perf_counter()
-            expected = fastseg.label(volume, threads=2)
-            in_memory.append(time.perf_counter() - started)
-        per_voxel_memory = min(in_memory) / volume.size
-        del expected, volume  # the process tree's memory is measured next
+        progress("fastseg.label on the 512³ tile in memory")
+        in_memory = [time_in_memory(volume)]
+        size = volume.size
+        del volume  # the process tree's memory is measured next
 
         progress(f"labelling on a LocalCluster: {args.workers} x {args.worker_memory}")
         with (
@@ -188,15 +284,20 @@ def main() -> None:
                 dtype=np.uint32,
                 compressors=[codec()],
             )
-            with TreeMemory() as memory:
+            loads.append(os.getloadavg())
+            with TreeMemory() as memory, Watch(client), get_task_stream(client) as stream:
                 started = time.perf_counter()
                 result = fastseg.dask.label(source)
-                _, count = dask.compute(result.labels.to_zarr(out, compute=False), result.count)
+                stored_labels = da.store(result.labels, out, lock=False, compute=False)
+                _, count = dask.compute(stored_labels, result.count)
                 chunked = time.perf_counter() - started
+            loads.append(os.getloadavg())
             workers = len(client.scheduler_info()["workers"])
+            busy = task_seconds(stream.data)
 
         progress("checking")
-        volume = np.asanyarray(nibabel.load(CONNECTOMICS).dataobj).astype(np.uint32)
+        volume = tile()
+        in_memory.append(time_in_memory(volume))
         tile_counts = {}
         for where in tiles:
             extent = tuple(s.stop - s.start for s in where)
@@ -218,6 +319,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
     voxels = int(np.prod(shape))
+    per_voxel_memory = min(in_memory) / size
     ratio = chunked / voxels / per_voxel_memory
     print(f"## fastseg.dask.label beyond memory ({time.strftime('%Y-%m-%d %H:%M')})\n")
     print(f"- volume: {shape} uint32, {voxels * 4 / 1e9:.1f} GB ({voxels / 1e9:.2f} G voxels),")
@@ -225,15 +327,27 @@ def main() -> None:
     print(f"  {stored / 1e9:.2f} GB on disk, written in {written:.0f} s")
     print(f"- cluster: {workers} worker processes x 1 thread, memory limit {args.worker_memory}")
     print(
-        f"- fastseg.label in memory, 512³, 2 threads: {min(in_memory):.3f} s "
-        f"({per_voxel_memory * 1e9:.2f} ns per voxel)"
+        f"- fastseg.label in memory, 512³, 2 threads: {in_memory[0]:.3f} s before, "
+        f"{in_memory[1]:.3f} s after ({per_voxel_memory * 1e9:.2f} ns per voxel, the faster)"
     )
     print(
         f"- fastseg.dask.label zarr to zarr: {chunked:.1f} s ({chunked / voxels * 1e9:.2f} ns "
         f"per voxel): {ratio:.2f}x per voxel (goal <= 2.5)"
     )
     print(f"- peak memory of the process tree: {memory.peak / 1e9:.2f} GB (goal <= 3)")
+    total = sum(t for _, t in busy.values())
+    print(f"- the workers' time ({total:.0f} s in all; tasks, seconds):")
+    for kind, (n, t) in busy.items():
+        if t >= 0.01 * total:
+            print(f"  - {kind}: {f'{n} tasks, ' if n else ''}{t:.1f} s")
     print(f"- components: {count}; checks {'passed' if ok else 'FAILED'}: {'; '.join(checks)}")
+    print(
+        "- load average (1, 5, 15 min): "
+        + "; ".join(
+            f"{when} {a:.1f}, {b:.1f}, {c:.1f}"
+            for when, (a, b, c) in zip(("start", "labelling", "end"), loads, strict=True)
+        )
+    )
 
 
 if __name__ == "__main__":

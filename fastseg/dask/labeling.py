@@ -280,27 +280,36 @@ def label(
     components are numbered 1, 2, ... in the order of their first voxel in row-major
     (C) order of the whole array, whatever the chunking.
 
-    How: every block is labelled on its own with :func:`fastseg.label` (one task per
-    block; each block's ids are offset by its index times the largest block's voxel
-    count, so no block waits for another's count). Pairs of pieces that touch across a
-    boundary between blocks (across faces, and for 18/26 and 8 connectivity also
-    across edges and corners) are found from the layers of voxels on either side, one
-    task per pair of neighbouring blocks; one task joins them with a union-find and
-    numbers the components by their first voxel; every block is then relabelled
-    through its own lookup table. Only block-sized arrays, boundary layers and
-    per-component tables are ever in one task.
+    How: every block is labelled on its own by the runs and union-find of
+    :func:`fastseg.label`, on one thread (one task per block; each block's ids are
+    offset by its index times the largest block's voxel count, so no block waits for
+    another's count), without painting it: only its six boundary layers are painted,
+    and the first voxel of each piece is found from the runs. Pairs of pieces that
+    touch across a boundary between blocks (across faces, and for 18/26 and 8
+    connectivity also across edges and corners) are found from the layers on either
+    side, one task per pair of neighbouring blocks; one task joins them with a
+    union-find and numbers the components by their first voxel; every block is then
+    labelled again and painted straight into its final numbers (in C order, also for
+    Fortran-ordered blocks: dask assembles C-ordered arrays and zarr stores them).
+    Only block-sized arrays, boundary layers and per-component tables are ever in one
+    task.
 
     Memory stays bounded by the blocks in flight, the boundary layers not yet compared
     and the per-component tables, whatever the size of the volume: no block's component
     map is kept until the join. Instead every block is read and labelled a second time
-    once the join is done (the same pieces, labelling is deterministic) and numbered
-    straight away; the input is read twice, and its reads for the second pass wait for
-    the join (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
+    once the join is done (the same pieces, labelling is deterministic); the input is
+    read twice, and its reads for the second pass wait for the join
+    (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
     In the first pass, the blocks of each slab along the first axis are read once the
     pairs of the slab two before are found, so that the layers waiting for their
     neighbours are those of about three slabs.
-    To store a volume larger than memory, write ``labels`` block by block, e.g.
-    ``dask.compute(labels.to_zarr(path, compute=False), count)``.
+    To store a volume larger than memory, write ``labels`` block by block:
+    ``dask.compute(labels.to_zarr(path, compute=False), count)`` to a new zarr array,
+    or ``dask.compute(dask.array.store(labels, array, lock=False, compute=False),
+    count)`` into an existing one chunked like ``darr``. (``labels.to_zarr(array)``
+    with an existing zarr array first merges the blocks into pieces of dask's
+    ``array.chunk-size``, 128 MiB by default, each of which waits in one worker's
+    memory for all its blocks.)
 
     Parameters
     ----------
