@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="fastseg-bench-crops-"))
     label_file = folder / "labels.nii.gz"
     fastseg.save(label_file, labels, affine=np.eye(4))
-    index_file = folder / "index.npz"
+    index_file = folder / "index.fsidx"
     fastseg.write_index(index_file, label_file, mode="nnunet", seed=0)
     data = {"image": image[None], "label": labels[None], "index": str(index_file)}
     ratios = [1.0] * 41

@@ -103,7 +103,7 @@ def rows(v: Volumes) -> list[Row]:
             folder = Path(tempfile.mkdtemp(prefix="fastseg-bench-index-"))
             label_file = folder / "labels.nii.gz"
             fastseg.save(label_file, labels(), affine=np.diag([0.8, 0.8, 1.5, 1.0]))
-            index_file = folder / "index.npz"
+            index_file = folder / "index.fsidx"
             fastseg.write_index(index_file, label_file, mode="nnunet", seed=0)
             return label_file, index_file
 
@@ -111,7 +111,7 @@ def rows(v: Volumes) -> list[Row]:
 
     def label_file() -> Path:
         index_path()
-        return Path(str(index_path()).replace("index.npz", "labels.nii.gz"))
+        return Path(str(index_path()).replace("index.fsidx", "labels.nii.gz"))
 
     def read_labels() -> np.ndarray:
         nibabel = anchor_module("nibabel")

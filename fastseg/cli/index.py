@@ -12,9 +12,10 @@ import fastseg
 from fastseg._batch import expand, split_suffix
 from fastseg.cli.batch import Job, UsageError, prepare_folder
 from fastseg.cli.common import add_command, batch_parent, execute, non_negative, policy
+from fastseg.sample_index import SUFFIX as SAMPLE_INDEX_SUFFIX
 from fastseg.sampling import NNUNET_PER_CLASS
 
-SUFFIX = ".npz"
+SUFFIX = SAMPLE_INDEX_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def index_job(options: IndexOptions, job: Job) -> dict[str, Any]:
 
 
 def _index_path(path: str, base: str | None, out: str | None) -> str:
-    """``case.nii.gz`` -> ``case.npz`` below ``out`` (at its path below a folder argument),
-    or ``case.index.npz`` beside the input."""
+    """``case.nii.gz`` -> ``case.fsidx`` below ``out`` (at its path below a folder argument),
+    or ``case.index.fsidx`` beside the input."""
     if out is None:
         return split_suffix(path)[0] + ".index" + SUFFIX
     relative = os.path.relpath(path, base) if base else os.path.basename(path)
@@ -96,7 +97,7 @@ def register(commands: Any) -> None:
         "index",
         parents=[batch_parent()],
         summary="sample index files: voxel counts, boxes and sampled locations per class",
-        description="Write one sample index file (.npz) per label map: per class (and per "
+        description="Write one sample index file (.fsidx) per label map: per class (and per "
         "instance) the voxel count, the bounding box and a uniform sample of voxel "
         "locations, which the crop transforms of fastseg.transforms_sampling draw crop "
         "centres from without reading the label map. Files are checked against the label "
@@ -105,7 +106,7 @@ def register(commands: Any) -> None:
             """\
   fastseg index labelsTr/ -o index/ --nnunet
   fastseg index labelsTr/ -o index/ --per-class 5000 --per-instance 200 -j 2
-  fastseg index case.nii.gz                     # writes case.index.npz beside it"""
+  fastseg index case.nii.gz                     # writes case.index.fsidx beside it"""
         ),
     )
     parser.add_argument(
@@ -116,8 +117,8 @@ def register(commands: Any) -> None:
         "-o",
         "--out",
         metavar="FOLDER",
-        help="output folder: <name>.npz at each input's path below a folder argument; "
-        "default: <name>.index.npz beside each input",
+        help="output folder: <name>.fsidx at each input's path below a folder argument; "
+        "default: <name>.index.fsidx beside each input",
     )
     overwrite = output.add_mutually_exclusive_group()
     overwrite.add_argument("--overwrite", action="store_true", help="replace existing files")
