@@ -1,15 +1,14 @@
 """Voxel locations per class and per instance, for class-balanced patch sampling.
 
-Thin wrapper over :mod:`fastseg._kernels.sampling`: one pass over the label map counts
-each id's voxels and keeps candidate keys per id (bottom-k sampling, whose sample does
-not depend on memory order or thread count); the sample sizes follow from the counts and
-the candidates are trimmed to them.
+Thin wrapper over :mod:`fastseg._kernels.sampling`: counts each id's voxels (one pass
+over runs), decides how many locations each id gets, then draws them in one pass with
+bottom-k sampling, whose sample does not depend on memory order or thread count.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -164,95 +163,91 @@ def _coordinate_dtype(shape: tuple[int, ...]) -> np.dtype[Any]:
     return np.dtype(np.int32 if max(shape, default=0) < 2**31 else np.int64)
 
 
-# Blocks beyond the first keep at least the cap of candidates an id gets in one block,
-# over the blocks, times this, plus 8 standard deviations and a little (rows are dealt to
-# blocks in turn, so an id's voxels spread evenly over them).
-_SHARE_MARGIN = 1.2
-_NO_CAP = 1 << 62
+_ALL_ONES = (1 << 64) - 1
 
 
-def _block_cap(per_class: int | None, blocks: int) -> int:
-    """How many of an id's smallest keys each block keeps at least."""
-    if per_class is None:
-        return _NO_CAP
-    if blocks == 1:
-        return per_class
-    share = per_class / blocks
-    return min(per_class, math.ceil(_SHARE_MARGIN * share + 8 * math.sqrt(share)) + 64)
+def _initial_limits(counts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]) -> np.ndarray:
+    """Per id, a key limit below which at least ``size`` of its ``count`` keys lie but
+    for a chance of about 1e-15: keys are uniform over 64 bits, so about ``n * limit /
+    2**64`` lie below it. Keys above it are skipped without touching the heap."""
+    limits = np.full(sizes.size, np.uint64(_ALL_ONES), np.uint64)
+    for s, (n, k) in enumerate(zip(counts.tolist(), sizes.tolist(), strict=True)):
+        expected = k + math.ceil(8 * math.sqrt(k)) + 8
+        if expected < n:
+            limits[s] = np.uint64(min(_ALL_ONES, (expected << 64) // n))
+    return limits
 
 
 def _sample(
     source: LabelArray,
-    wanted: npt.NDArray[np.bool_],
-    sizes_of: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]],
-    cap: int | None,
-    fraction: float | None,
+    wanted: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    sizes: npt.NDArray[np.int64],
     seed_key: np.uint64,
-) -> tuple[npt.NDArray[np.int64], dict[int, npt.NDArray[np.integer]]]:
-    """Voxel counts of every id below ``wanted.size`` and the locations of the wanted
-    ids present, ``sizes_of(counts)`` of each (one pass; a second only for ids whose
-    candidates a block may have cut short, which the merge detects)."""
+    high: int,
+) -> list[npt.NDArray[np.integer]]:
+    """Locations of each dense id in ``wanted`` (with ``counts`` voxels, below ``high``
+    + 1), ``sizes`` of them per id."""
+    dtype = _coordinate_dtype(source.shape)
+    ndim = len(source.shape)
+    if wanted.size == 0:
+        return []
     from fastseg._kernels import sampling as kernels
 
-    if source.size == 0:
-        return np.zeros(wanted.size, np.int64), {}
+    offsets = np.zeros(wanted.size + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
     view, transposed = source.view_3d()
     strides = _strides(source, transposed)
     blocks = _blocks(view, source.size)
-    caps = np.where(wanted, _block_cap(cap, blocks), 0).astype(np.int64)
-    results = kernels.sample_rows(
-        view, wanted, caps, 0.0 if fraction is None else fraction, strides, seed_key, blocks
-    )
-    counts = results[0][0]
-    for result in results[1:]:
-        counts += result[0]
-    sampled = np.flatnonzero(wanted & (counts > 0))
-    sizes = sizes_of(counts[sampled])
-    keys: dict[int, np.ndarray] = {}
-    again: list[int] = []
-    for v, size in zip(sampled.tolist(), sizes.tolist(), strict=True):
-        chosen = kernels.merge(results, v, size)
-        if chosen is None:
-            again.append(v)
-        else:
-            keys[v] = chosen
-    del results
-    if again:
-        # A block kept fewer than the smallest keys it held (an id's voxels crowded into
-        # one block's rows): those ids again, each block keeping all of them.
-        retry = np.zeros(wanted.size, np.bool_)
-        retry[again] = True
-        exact = np.zeros(wanted.size, np.int64)
-        exact[sampled] = sizes
-        results = kernels.sample_rows(
-            view, retry, np.where(retry, exact, 0), 0.0, strides, seed_key, blocks
+    slots = np.full(high + 1, -1, np.int64)
+    slots[wanted] = np.arange(wanted.size)
+    limits = _initial_limits(counts, sizes)
+    keys, found = kernels.bottom_k(view, slots, offsets, sizes, limits, strides, seed_key, blocks)
+    short = np.flatnonzero(found < sizes)
+    if short.size:
+        # Fewer keys than asked for lay below a limit (or the id has fewer voxels):
+        # those ids again, without limits.
+        slots[:] = -1
+        slots[wanted[short]] = np.arange(short.size)
+        again = np.zeros(short.size + 1, np.int64)
+        np.cumsum(sizes[short], out=again[1:])
+        unlimited = np.full(short.size, np.uint64(_ALL_ONES), np.uint64)
+        more, more_found = kernels.bottom_k(
+            view, slots, again, sizes[short], unlimited, strides, seed_key, blocks
         )
-        for v in again:
-            chosen = kernels.merge(results, v, int(exact[v]))
-            assert chosen is not None
-            keys[v] = chosen
-    dtype = _coordinate_dtype(source.shape)
+        for j, s in enumerate(short.tolist()):
+            n = more_found[j]
+            keys[offsets[s] : offsets[s] + n] = more[again[j] : again[j] + n]
+            found[s] = n
     shape = np.array(source.shape, np.int64)
-    found: dict[int, npt.NDArray[np.integer]] = {}
-    for v in sampled.tolist():
-        coordinates = np.empty((keys[v].size, len(source.shape)), dtype)
-        kernels.keys_to_coordinates(keys.pop(v), seed_key, shape, coordinates)
-        found[v] = coordinates
-    return counts, found
+    result = []
+    for s in range(wanted.size):
+        chosen = keys[offsets[s] : offsets[s] + found[s]]
+        coordinates = np.empty((chosen.size, ndim), dtype)
+        kernels.keys_to_coordinates(chosen, seed_key, shape, coordinates)
+        result.append(coordinates)
+    return result
 
 
 def _blocks(view: np.ndarray, size: int) -> int:
     return max(1, min(chunks_for(size), int(view.shape[0] * view.shape[1])))
 
 
-def _table_size(source: LabelArray) -> int:
-    """Length of the tables indexed by the ids of ``source`` (dense already)."""
+def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+    """Dense ids present (background included), their voxel counts, the largest id."""
     if source.size == 0:
-        return 1
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+    from fastseg._kernels import sampling as kernels
+
     if source.flat.itemsize <= 2:
         # A table of every possible value is small: no pass to find the largest.
-        return 1 << (8 * source.flat.itemsize)
-    return source.value_range()[1] + 1
+        high = (1 << (8 * source.flat.itemsize)) - 1
+    else:
+        high = source.value_range()[1]
+    view, _ = source.view_3d()
+    counts = kernels.count_ids(view, high + 1, _blocks(view, source.size))
+    present = np.flatnonzero(counts)
+    return present, counts[present], high
 
 
 @accepts_tensors
@@ -357,24 +352,24 @@ def locations(
 
     with thread_limit(threads):
         dense, old_ids = (source, None) if source.flat.itemsize <= 2 else dense_ids(source)
-        originals = np.arange(_table_size(dense)) if old_ids is None else old_ids
+        present, counts, high = _present(dense)
+        original = present if old_ids is None else old_ids[present]
+        count_of = dict(zip(original.tolist(), counts.tolist(), strict=True))
         if requested is None:
-            wanted = np.ones(originals.size, np.bool_)
-            wanted[0] = False  # dense id 0 is the background, when there is one
+            chosen = [i for i in original.tolist() if i != 0]
         else:
-            wanted = np.isin(originals, [i for i in requested if i < 2**64])
-
-        def sizes_of(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-            return sample_sizes(counts, per_class, fraction)
-
-        counts, found = _sample(dense, wanted, sizes_of, per_class, fraction, seed_key)
-        present = np.flatnonzero(counts)
-        count_of = dict(zip(originals[present].tolist(), counts[present].tolist(), strict=True))
-        by_id = {int(originals[v]): coordinates for v, coordinates in found.items()}
-        chosen = sorted(requested) if requested is not None else [i for i in count_of if i]
+            chosen = sorted(requested)
+        dense_of = dict(zip(original.tolist(), present.tolist(), strict=True))
+        sampled = [i for i in chosen if i in dense_of]
+        sampled_counts = np.array([count_of[i] for i in sampled], np.int64)
+        sizes = sample_sizes(sampled_counts, per_class, fraction)
+        wanted = np.array([dense_of[i] for i in sampled], np.int64)
+        arrays = _sample(dense, wanted, sampled_counts, sizes, seed_key, high)
         empty = np.zeros((0, len(source.shape)), _coordinate_dtype(source.shape))
+        by_id = dict(zip(sampled, arrays, strict=True))
+        classes = {i: by_id.get(i, empty) for i in chosen}
         result = Locations(
-            classes={i: by_id.get(i, empty) for i in chosen},
+            classes=classes,
             counts={i: int(count_of.get(i, 0)) for i in chosen},
             shape=tuple(source.shape),
             seed=seed_value,
@@ -417,19 +412,11 @@ def _with_instances(
         class_of = fastseg.component_values(instance_map.original, source.original).astype(
             np.uint64
         )
-    n_ids = _table_size(instance_map)
-    wanted = np.zeros(n_ids, np.bool_)
-    known = min(n_ids, class_of.size)
-    wanted[:known] = np.isin(class_of[:known], list(classes))
-    wanted[0] = False
-
-    def sizes_of(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return np.minimum(counts, per_instance)
-
-    counts, found = _sample(instance_map, wanted, sizes_of, per_instance, None, seed_key)
-    present = np.array(sorted(found), np.int64)
-    arrays = [found[v] for v in present.tolist()]
-    counts = counts[present]
+    present, counts, high = _present(instance_map)
+    keep = (present != 0) & np.isin(class_of[present], list(classes))
+    present, counts = present[keep], counts[keep]
+    sizes = np.minimum(counts, per_instance)
+    arrays = _sample(instance_map, present, counts, sizes, seed_key, high)
     names = present if old_ids is None else old_ids[present]
     return Locations(
         classes=result.classes,
