@@ -7,8 +7,10 @@
 - ``fastseg.locations(mode="nnunet")`` against nnU-Net v2's preprocessing
   (``DefaultPreprocessor._sample_foreground_locations``, nnunetv2 2.8.1), mirrored below
   because nnunetv2 is not a benchmark dependency;
-- ``fastseg.load_index`` of the case's index file against reading the label file it
-  describes with nibabel (what a loader without an index reads).
+- ``fastseg.load_index`` of the case's index file, alone, checked against the label
+  file's header (shape and affine), and with every class's locations decoded (they are
+  decoded when first asked for), against reading the label file it describes with
+  nibabel (what a loader without an index reads).
 
 The rows join the table of ``report.py`` through its ``ROW_MODULES``.
 """
@@ -146,6 +148,20 @@ def rows(v: Volumes) -> list[Row]:
         Row(
             "load_index, CT-sized synthetic (nnU-Net sizes, 468,560 locations)",
             lambda: fastseg.load_index(index_path()),
+            "nibabel: read the label file (.nii.gz)",
+            read_labels,
+            target=0.1,
+        ),
+        Row(
+            "load_index(labels=<.nii.gz>): checked against the label file's header",
+            lambda: fastseg.load_index(index_path(), labels=label_file()),
+            "nibabel: read the label file (.nii.gz)",
+            read_labels,
+            target=0.1,
+        ),
+        Row(
+            "load_index(...).indices: every class's locations decoded",
+            lambda: fastseg.load_index(index_path(), labels=label_file()).indices,
             "nibabel: read the label file (.nii.gz)",
             read_labels,
             target=0.1,

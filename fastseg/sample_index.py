@@ -9,7 +9,7 @@ samples. Each id's sample is stored in the smallest of three ways:
 
 - the steps between its voxels' indices in the id's bounding box (row-major, sorted),
   each split into whole low bytes, kept as they are (they are close to random), and a
-  high byte, zlib-compressed (a few bits);
+  high byte, compressed (a few bits);
 - when the sample is every voxel of the id: the id's voxels in its box as runs along rows
   (voxels skipped before each run, and its length), zlib-compressed;
 - when the id has at most 16 times more voxels than its sample: those runs and the
@@ -20,9 +20,11 @@ samples. Each id's sample is stored in the smallest of three ways:
   on the class's shape, which runs store in less. Ids are stored this way while
   reading computes at most 4 keys per location.
 
-Reading decompresses the parts and undoes the coding with a few numpy calls over all ids
-at once. The shape and affine of the label map are checked on request, a NIfTI file's
-from its header alone.
+Every id's high bytes (or runs) are a deflate stream of their own, so reading a file only
+checks it (signature, version, CRC-32) and reads the small arrays; an id's locations are
+decoded when first asked for, alone (what a crop needs), or all ids' at once with a few
+numpy calls (:attr:`SampleIndex.indices`). The shape and affine of the label map are
+checked on request, a NIfTI file's from its header alone.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleIndex:
     """The content of a sample index file (see :func:`write_index`, :func:`load_index`).
 
@@ -101,21 +103,25 @@ class SampleIndex:
     """``(n, ndim, 2)`` half-open bounding box per class."""
     offsets: npt.NDArray[np.int64]
     """Class ``ids[j]``'s locations are ``indices[offsets[j]:offsets[j + 1]]``."""
-    indices: npt.NDArray[np.int64]
-    """Row-major flat indices of the sampled voxels."""
     instance_ids: npt.NDArray[np.uint64]
     """Instance ids (components or the instance map's ids), ascending; may be empty."""
     instance_classes: npt.NDArray[np.uint64]
     instance_counts: npt.NDArray[np.int64]
     instance_bbox: npt.NDArray[np.int64]
     instance_offsets: npt.NDArray[np.int64]
-    instance_indices: npt.NDArray[np.int64]
-    _runs: tuple[dict[int, npt.NDArray[np.int64]], dict[int, npt.NDArray[np.int64]]] = field(
-        default_factory=lambda: ({}, {}), repr=False, compare=False
-    )
-    """Per row of ``ids`` (and of ``instance_ids``) whose voxels were extracted: the runs
-    of the id's voxels in its box (see :func:`_box_runs`), which the file may store
-    instead of the sample."""
+    _samples: tuple[_Samples, _Samples] = field(repr=False)
+    """The sampled voxels of the classes and of the instances (read from a file, they are
+    decoded when first asked for: one id's alone, or all)."""
+
+    @property
+    def indices(self) -> npt.NDArray[np.int64]:
+        """Row-major flat indices of the sampled voxels of every class."""
+        return self._samples[0].all()
+
+    @property
+    def instance_indices(self) -> npt.NDArray[np.int64]:
+        """Row-major flat indices of the sampled voxels of every instance."""
+        return self._samples[1].all()
 
     # -- building ----------------------------------------------------------------------
 
@@ -157,6 +163,7 @@ class SampleIndex:
         volume = _numpy(array)
         size = int(np.prod(found.shape, dtype=np.int64))
         class_runs = _candidate_runs(volume, class_ids, counts, table.bbox, offsets, size)
+        instance_indices = instance_fields.pop("instance_indices")
         instance_runs: dict[int, npt.NDArray[np.int64]] = {}
         if instance_map is not None:
             instance_runs = _candidate_runs(
@@ -175,9 +182,11 @@ class SampleIndex:
             counts=counts,
             bbox=table.bbox,
             offsets=offsets,
-            indices=indices,
             **instance_fields,
-            _runs=(class_runs, instance_runs),
+            _samples=(
+                _Samples(offsets, indices, class_runs),
+                _Samples(instance_fields["instance_offsets"], instance_indices, instance_runs),
+            ),
         )
 
     # -- reading -----------------------------------------------------------------------
@@ -190,13 +199,11 @@ class SampleIndex:
 
     def flat(self, class_id: int) -> npt.NDArray[np.int64]:
         """The sampled voxels of a class as row-major flat indices (ascending)."""
-        row = self._row(self.ids, class_id, "class")
-        return self.indices[self.offsets[row] : self.offsets[row + 1]]
+        return self._samples[0].row(self._row(self.ids, class_id, "class"))
 
     def instance_flat(self, instance: int) -> npt.NDArray[np.int64]:
         """The sampled voxels of an instance as row-major flat indices (ascending)."""
-        row = self._row(self.instance_ids, instance, "instance")
-        return self.instance_indices[self.instance_offsets[row] : self.instance_offsets[row + 1]]
+        return self._samples[1].row(self._row(self.instance_ids, instance, "instance"))
 
     def coordinates(self, class_id: int) -> npt.NDArray[np.int64]:
         """The sampled voxels of a class as ``(n, ndim)`` coordinates."""
@@ -574,8 +581,11 @@ def _encode_group(
     seed_key: np.uint64,
 ) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """Per id the smallest entry (steps, runs, runs and the largest key; the last only
-    while reading back computes at most ``_KEYED_BUDGET`` keys per location): the small
-    arrays (kinds, widths, entry lengths, largest keys) and the parts."""
+    while reading back computes at most ``_KEYED_BUDGET`` keys per location), coded by
+    :func:`_encode_values`: its high bytes as a deflate stream of its own (so that one id
+    decodes alone), its low bytes and escapes in id order. Returns the small arrays
+    (kinds, widths, entry lengths, stream lengths, escape counts, largest keys) and the
+    parts (streams, low bytes, escapes)."""
     n = counts.size
     kinds = np.zeros(n, np.uint8)
     widths = np.zeros(n, np.uint8)
@@ -608,34 +618,36 @@ def _encode_group(
         sample = indices[offsets[row] : offsets[row + 1]]
         largest[row] = int(_voxel_keys(sample, seed_key).max())
     lengths = np.zeros(n, np.int64)
-    step_values: list[npt.NDArray[np.int64]] = []
-    run_values: list[npt.NDArray[np.int64]] = []
-    for row in range(n):
-        if row not in steps:
-            continue
+    packed = np.zeros(n, np.int64)
+    escaped = np.zeros(n, np.int64)
+    blobs, low, escapes = bytearray(), bytearray(), bytearray()
+    for row, row_steps in steps.items():
         if kinds[row] == _STEPS:
-            step_values.append(steps[row])
+            sequence, width = row_steps, int(widths[row])
         else:
-            run_values.append(runs[row])
-        lengths[row] = step_values[-1].size if kinds[row] == _STEPS else run_values[-1].size
-    as_steps = kinds == _STEPS
-    values = np.concatenate(step_values) if step_values else np.zeros(0, np.int64)
-    parts = {
-        f"steps.{name}": part.tobytes()
-        for name, part in _encode_values(
-            values, np.repeat(widths[as_steps], lengths[as_steps])
-        ).items()
-    }
-    values = np.concatenate(run_values) if run_values else np.zeros(0, np.int64)
-    for name, part in _encode_values(values, np.zeros(values.size, np.uint8)).items():
-        parts[f"runs.{name}"] = part.tobytes()
+            sequence, width = runs[row], 0
+        coded = _encode_values(sequence, np.full(sequence.size, width, np.uint8))
+        blob = _deflate(coded["high"].tobytes())
+        blobs += blob
+        escapes += coded["escapes"].tobytes()
+        if width:
+            low += coded[f"low{width}"].tobytes()
+        lengths[row], packed[row], escaped[row] = sequence.size, len(blob), coded["escapes"].size
     small: dict[str, np.ndarray] = {
         "kinds": kinds,
-        "widths": np.where(as_steps, widths, 0).astype(np.uint8),
+        "widths": np.where(kinds == _STEPS, widths, 0).astype(np.uint8),
         "lengths": lengths,
+        "packed": packed,
+        "escaped": escaped,
         "largest": np.array([largest[r] for r in sorted(largest)], np.uint64),
     }
-    return small, parts
+    return small, {"blobs": bytes(blobs), "low": bytes(low), "escapes": bytes(escapes)}
+
+
+def _deflate(data: bytes) -> bytes:
+    """``data`` as a raw deflate stream (no zlib header or checksum: the file has one)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush()
 
 
 def _parts(parts: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -740,6 +752,135 @@ def _decode_group(
     return indices, runs
 
 
+class _Coded:
+    """One group's samples as a file holds them (:func:`_encode_group`): decoded for a
+    few ids, or for all at once, with :func:`_decode_group`."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        fields: dict[str, np.ndarray],
+        parts: dict[str, np.ndarray],
+        seed: int,
+    ) -> None:
+        self.shape = shape
+        self.fields = fields
+        self.blobs = parts["blobs"].data
+        self.low = parts["low"]
+        self.escapes = parts["escapes"].view("<u8")
+        self.seed = seed
+        kinds, sizes = fields["kinds"], fields["sizes"]
+        self.blob_ends = np.concatenate(([0], np.cumsum(fields["packed"])))
+        self.escape_ends = np.concatenate(([0], np.cumsum(fields["escaped"])))
+        low_sizes = np.where(kinds == _STEPS, sizes * fields["widths"], 0)
+        self.low_ends = np.concatenate(([0], np.cumsum(low_sizes)))
+        self.below_rank = np.cumsum(kinds == _BELOW) - 1
+        steps = kinds == _STEPS
+        if (
+            self.blob_ends[-1] != self.blobs.nbytes
+            or self.escape_ends[-1] != self.escapes.size
+            or self.low_ends[-1] != self.low.size
+            or int(np.count_nonzero(kinds == _BELOW)) != fields["largest"].size
+            or np.any(fields["lengths"][steps] != sizes[steps])
+            or np.any(kinds > _BELOW)
+        ):
+            raise ValueError("the parts do not match the ids' entries")
+
+    def _high(self, row: int) -> np.ndarray:
+        data = zlib.decompress(self.blobs[self.blob_ends[row] : self.blob_ends[row + 1]], -15)
+        if len(data) != self.fields["lengths"][row]:
+            raise ValueError("a coded sample has the wrong length")
+        return np.frombuffer(data, np.uint8)
+
+    def _escapes(self, rows: list[int]) -> np.ndarray:
+        ends = self.escape_ends
+        if not rows:
+            return self.escapes[:0].view(np.uint8)
+        chosen = [self.escapes[ends[r] : ends[r + 1]] for r in rows]
+        return np.concatenate(chosen).view(np.uint8)
+
+    def decode(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The sorted flat indices of the samples of ``rows`` (ascending), in turn."""
+        fields = self.fields
+        kinds = fields["kinds"][rows]
+        small = {name: fields[name][rows] for name in ("kinds", "widths", "lengths")}
+        below = rows[kinds == _BELOW]
+        small["largest"] = fields["largest"][self.below_rank[below]]
+        steps = rows[kinds == _STEPS].tolist()
+        runs = rows[kinds != _STEPS].tolist()
+        parts: dict[str, np.ndarray] = {
+            "steps.high": _joined_bytes([self._high(r) for r in steps]),
+            "steps.escapes": self._escapes(steps),
+            "runs.high": _joined_bytes([self._high(r) for r in runs]),
+            "runs.escapes": self._escapes(runs),
+        }
+        widths = fields["widths"]
+        for width in sorted({int(widths[r]) for r in steps} - {0}):
+            chosen = [r for r in steps if widths[r] == width]
+            parts[f"steps.low{width}"] = _joined_bytes(
+                [self.low[self.low_ends[r] : self.low_ends[r + 1]] for r in chosen]
+            )
+        seed_key = _seed_key_of(self.seed) if below.size else None
+        indices, _ = _decode_group(
+            self.shape, fields["counts"][rows], fields["bbox"][rows], fields["sizes"][rows],
+            small, parts, seed_key,
+        )  # fmt: skip
+        return indices
+
+    def runs(self) -> dict[int, npt.NDArray[np.int64]]:
+        """The runs of the ids stored as runs (to write them the same way again)."""
+        lengths = self.fields["lengths"]
+        found = {}
+        for row in np.flatnonzero(self.fields["kinds"] != _STEPS).tolist():
+            parts = {"high": self._high(row), "escapes": self._escapes([row]).view("<u8")}
+            found[row] = _decode_values(parts, np.zeros(1, np.uint8), lengths[row : row + 1])
+        return found
+
+
+def _joined_bytes(arrays: list[np.ndarray]) -> np.ndarray:
+    if not arrays:
+        return np.zeros(0, np.uint8)
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+class _Samples:
+    """The sampled voxels of one group of ids: decoded already (built), or coded (read
+    from a file) and decoded when first asked for, one id at a time or all at once."""
+
+    def __init__(
+        self,
+        offsets: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int64] | None = None,
+        runs: dict[int, npt.NDArray[np.int64]] | None = None,
+        coded: _Coded | None = None,
+    ) -> None:
+        self.offsets = offsets
+        self._all = indices
+        self._runs = runs
+        self._coded = coded
+        self._rows: dict[int, npt.NDArray[np.int64]] = {}
+
+    def all(self) -> npt.NDArray[np.int64]:
+        if self._all is None:
+            assert self._coded is not None
+            self._all = self._coded.decode(np.arange(self.offsets.size - 1))
+        return self._all
+
+    def row(self, row: int) -> npt.NDArray[np.int64]:
+        if self._all is not None:
+            return self._all[self.offsets[row] : self.offsets[row + 1]]
+        found = self._rows.get(row)
+        if found is None:
+            assert self._coded is not None
+            found = self._rows[row] = self._coded.decode(np.array([row], np.int64))
+        return found
+
+    def runs(self) -> dict[int, npt.NDArray[np.int64]]:
+        if self._runs is None:
+            self._runs = self._coded.runs() if self._coded is not None else {}
+        return self._runs
+
+
 # -- the file ---------------------------------------------------------------------------------
 
 _GROUPS = ("classes", "instances")
@@ -757,6 +898,8 @@ def _layout(group: str, n: int, ndim: int) -> list[tuple[str, str, tuple[int, ..
         ("kinds", "|u1", (n,)),
         ("widths", "|u1", (n,)),
         ("lengths", "<i8", (n,)),
+        ("packed", "<i8", (n,)),
+        ("escaped", "<i8", (n,)),
     ]
     return fields + ([("classes", "<u8", (n,))] if group == "instances" else [])
 
@@ -797,8 +940,8 @@ def _file_bytes(index: SampleIndex) -> bytes:
             (index.instance_offsets, index.instance_indices)
         )  # fmt: skip
         small, parts = _encode_group(
-            index.shape, fields["counts"], fields["bbox"], offsets, indices, index._runs[g],
-            seed_key,
+            index.shape, fields["counts"], fields["bbox"], offsets, indices,
+            index._samples[g].runs(), seed_key,
         )  # fmt: skip
         fields.update(small)
         n = int(fields["ids"].size)
@@ -809,7 +952,9 @@ def _file_bytes(index: SampleIndex) -> bytes:
     sections: dict[str, list[Any]] = {}
     payload = bytearray()
     for name, data in [("meta", bytes(meta)), *coded.items()]:
-        stored, codec = _compressed(data)
+        # Each id's stream is compressed already; low bytes are close to random.
+        plain = name.endswith((".blobs", ".low"))
+        stored, codec = (data, "raw") if plain else _compressed(data)
         sections[name] = [len(stored), codec, len(data)]
         payload += stored
     header = {
@@ -880,40 +1025,25 @@ def _parse(rest: memoryview, header_size: int) -> SampleIndex:
         position += value.nbytes
         return value.astype(value.dtype.newbyteorder("="), copy=False)
 
-    seed_key: np.uint64 | None = None
-    decoded: list[Any] = []
-    runs: list[dict[int, npt.NDArray[np.int64]]] = []
+    samples: list[_Samples] = []
+    groups: list[dict[str, np.ndarray]] = []
     for group, n in zip(_GROUPS, header["ids"], strict=True):
         fields = {
             name: take(dtype, shape_) for name, dtype, shape_ in _layout(group, n, len(shape))
         }
         fields["largest"] = take("<u8", (int(np.count_nonzero(fields["kinds"] == _BELOW)),))
-        if seed_key is None and fields["largest"].size:
-            seed_key = _seed_key_of(seed)
         empty = np.zeros(0, np.uint8)
         parts = {
-            name: sections.get(f"{group}.{name}", empty)
-            for name in ("steps.high", "steps.escapes", "runs.high", "runs.escapes")
+            name: sections.get(f"{group}.{name}", empty) for name in ("blobs", "low", "escapes")
         }
-        parts.update(
-            {
-                k[len(group) + 1 :]: v
-                for k, v in sections.items()
-                if k.startswith(f"{group}.steps.low")
-            }
-        )
-        sizes = fields["sizes"]
-        indices, group_runs = _decode_group(
-            shape, fields["counts"], fields["bbox"], sizes, fields, parts, seed_key
-        )
-        offsets = np.zeros(sizes.size + 1, np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        decoded.append((fields, offsets, indices))
-        runs.append(group_runs)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(fields["sizes"], out=offsets[1:])
+        samples.append(_Samples(offsets, coded=_Coded(shape, fields, parts, seed)))
+        groups.append(fields)
     if position != meta.size:
         raise ValueError("the small arrays do not add up")
     affine = header["affine"]
-    (classes, offsets, indices), (instances, instance_offsets, instance_indices) = decoded
+    classes, instances = groups
     return SampleIndex(
         shape=shape,
         affine=None if affine is None else np.array(affine, np.float64),
@@ -921,15 +1051,13 @@ def _parse(rest: memoryview, header_size: int) -> SampleIndex:
         ids=classes["ids"],
         counts=classes["counts"],
         bbox=classes["bbox"],
-        offsets=offsets,
-        indices=indices,
+        offsets=samples[0].offsets,
         instance_ids=instances["ids"],
         instance_classes=instances["classes"],
         instance_counts=instances["counts"],
         instance_bbox=instances["bbox"],
-        instance_offsets=instance_offsets,
-        instance_indices=instance_indices,
-        _runs=(runs[0], runs[1]),
+        instance_offsets=samples[1].offsets,
+        _samples=(samples[0], samples[1]),
     )
 
 
@@ -1014,6 +1142,8 @@ def load_index(
     Returns
     -------
     SampleIndex
+        Counts and boxes read; each id's locations are decoded when first asked for
+        (:meth:`SampleIndex.flat`), or every id's through ``indices``.
 
     Raises
     ------

@@ -139,8 +139,8 @@ def _kinds(index: SampleIndex, group: int = 0) -> list[int]:
         (index.instance_offsets, index.instance_indices)
     )  # fmt: skip
     small, _ = sample_index._encode_group(
-        index.shape, fields["counts"], fields["bbox"], offsets, indices, index._runs[group],
-        sample_index._seed_key_of(index.seed),
+        index.shape, fields["counts"], fields["bbox"], offsets, indices,
+        index._samples[group].runs(), sample_index._seed_key_of(index.seed),
     )  # fmt: skip
     kinds: list[int] = small["kinds"].tolist()
     return kinds
@@ -178,6 +178,22 @@ def test_every_way_of_storing_an_id_round_trips(tmp_path: Path, order: str) -> N
     again = tmp_path / "again.fsidx"
     fastseg.write_index(again, loaded)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_one_id_decodes_alone(tmp_path: Path) -> None:
+    labels = blocky_volume((30, 28, 26), 6, 3, seed=3)
+    path = tmp_path / "case.fsidx"
+    written = fastseg.write_index(path, labels, mode="nnunet", per_instance=5, seed=2)
+    lazy = fastseg.load_index(path)
+    for i in written.ids.tolist()[::-1]:
+        np.testing.assert_array_equal(lazy.flat(i), written.flat(i))
+    for i in written.instance_ids.tolist()[::3]:
+        np.testing.assert_array_equal(lazy.instance_flat(i), written.instance_flat(i))
+    # Only the ids asked for were decoded.
+    assert lazy._samples[0]._all is None
+    assert lazy._samples[1]._all is None
+    _assert_same(written, lazy)
+    np.testing.assert_array_equal(lazy.flat(int(written.ids[0])), written.flat(int(written.ids[0])))
 
 
 def test_the_file_keys_equal_the_sampling_keys() -> None:
