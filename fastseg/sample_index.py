@@ -1134,8 +1134,9 @@ def load_index(
     path : str or path-like
         A file written by :func:`write_index`.
     labels : path, nibabel image or numpy.ndarray, optional
-        The label map: its shape and affine must match the index's. A NIfTI file is
-        checked by its header alone (no voxel is decompressed); other formats are read.
+        The label map: its shape and affine must match the index's. A path of any
+        volume format :func:`fastseg.load` reads; a NIfTI or MGH file is checked by its
+        header alone (no voxel is read or decompressed).
     shape, affine : optional
         Or the shape (and affine) to check against.
 
@@ -1174,14 +1175,20 @@ def load_index(
 def _file_geometry(
     path: str | os.PathLike[str],
 ) -> tuple[tuple[int, ...], npt.NDArray[np.float64]]:
-    """Shape and affine of a label file as :func:`fastseg.load` gives them: a NIfTI file's
-    from its header, other formats' by reading the file."""
+    """Shape and affine of a label file as :func:`fastseg.load` gives them: a NIfTI or MGH
+    file's from its header, other formats' by reading the file."""
     from fastseg.formats.registry import volume_format
 
-    if volume_format(path).name == "nifti":
+    kind = volume_format(path).name
+    if kind == "nifti":
         from fastseg.formats.nifti import read_geometry
 
         return read_geometry(path)
+    if kind == "mgh" and os.path.exists(path):
+        import nibabel
+
+        header_image: Any = nibabel.load(os.fspath(path))
+        return tuple(header_image.shape), np.asarray(header_image.affine, np.float64)
     from fastseg.io import load
 
     image = load(path)

@@ -11,7 +11,14 @@ from typing import Any
 import fastseg
 from fastseg._batch import expand, split_suffix
 from fastseg.cli.batch import Job, UsageError, prepare_folder
-from fastseg.cli.common import add_command, batch_parent, execute, non_negative, policy
+from fastseg.cli.common import (
+    add_command,
+    add_inputs,
+    batch_parent,
+    execute,
+    non_negative,
+    policy,
+)
 from fastseg.sample_index import SUFFIX as SAMPLE_INDEX_SUFFIX
 from fastseg.sampling import NNUNET_PER_CLASS
 
@@ -109,9 +116,7 @@ def register(commands: Any) -> None:
   fastseg index case.nii.gz                     # writes case.index.fsidx beside it"""
         ),
     )
-    parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="NIfTI files, folders or glob patterns"
-    )
+    add_inputs(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
         "-o",
