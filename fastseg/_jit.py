@@ -211,7 +211,8 @@ def cache_dir() -> str | None:
     >>> folder is None or isinstance(folder, str)
     True
     """
-    import fastseg._kernels._chunks  # noqa: F401  (decorates, and so locates, a kernel)
+    # Importing a kernel module decorates, and so locates, a kernel.
+    from fastseg._kernels import _chunks as chunks_kernels  # noqa: F401
 
     cache = getattr(_DISPATCHERS[0], "_cache", None)
     if getattr(cache, "_cache_path", None) is None:

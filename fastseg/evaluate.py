@@ -328,7 +328,7 @@ class _Pairs:
 def pair_table(ref_view: np.ndarray, pred_view: np.ndarray) -> _Pairs:
     """Every (reference, prediction) value pair of two 3-D views with its voxel count
     and bounding box, sorted by pair."""
-    from fastseg._kernels import evaluate as kernels
+    from fastseg._kernels import evaluate as evaluate_kernels
 
     if ref_view.size == 0:
         empty = np.zeros(0, np.uint64)
@@ -337,7 +337,9 @@ def pair_table(ref_view: np.ndarray, pred_view: np.ndarray) -> _Pairs:
     chunks = max(1, min(chunks_for(ref_view.size), rows))
     bits = 10
     while True:
-        ref, pred, count, box, overflow = kernels.pair_table(ref_view, pred_view, bits, chunks)
+        ref, pred, count, box, overflow = evaluate_kernels.pair_table(
+            ref_view, pred_view, bits, chunks
+        )
         if not overflow:
             break
         bits += 3
@@ -588,7 +590,7 @@ def _instance_metrics(
     size_bins: Sequence[float],
     empty: Empty,
 ) -> tuple[dict[str, np.ndarray], InstancePairs]:
-    from fastseg._kernels import evaluate as kernels
+    from fastseg._kernels import evaluate as evaluate_kernels
 
     ref_maps = _component_maps(ref_source, classes, ref_instances, connectivity, "ref_instances")
     pred_maps = _component_maps(
@@ -632,7 +634,7 @@ def _instance_metrics(
         index = np.flatnonzero(eligible)
         # Best first: highest IoU, then the smaller reference id, then prediction id.
         order = index[np.lexsort((cp[index], cr[index], -iou[index]))]
-        matched = kernels.greedy_match(order, cr, cp, n_ref, n_pred)
+        matched = evaluate_kernels.greedy_match(order, cr, cp, n_ref, n_pred)
         for row in range(n):
             in_ref = ref_row == row
             in_pred = pred_row == row
@@ -993,7 +995,7 @@ def _distance_columns(
     tolerance: float,
     empty: Empty,
 ) -> dict[str, np.ndarray]:
-    from fastseg._kernels import evaluate as kernels
+    from fastseg._kernels import evaluate as evaluate_kernels
 
     if method == "deepmind" and ndim == 1:
         raise ValueError("surface='deepmind' needs 2-D or 3-D maps, as DeepMind's package does")
@@ -1042,7 +1044,7 @@ def _distance_columns(
         start = pairs.box[involved, :3].min(axis=0)
         stop = pairs.box[involved, 3:].max(axis=0)
         membership = _membership(c.values, high)
-        pred_to_ref, ref_to_pred, pred_areas, ref_areas = kernels.class_surfaces(
+        pred_to_ref, ref_to_pred, pred_areas, ref_areas = evaluate_kernels.class_surfaces(
             ref_view, pred_view, membership, membership,
             start.astype(np.int64), (stop - start).astype(np.int64), pad, view_spacing,
             surfels, code_of, canonical_full, code_area,

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 import fastseg
 import fastseg.components
-from fastseg._kernels import components as kernels
+from fastseg._kernels import components as components_kernels
 
 INTEGER_DTYPES = (
     np.uint8,
@@ -577,7 +577,9 @@ def test_threads_and_memory_order_do_not_change_the_result(
         pytest.skip("numba has a single thread here; nothing to compare threads=2 against")
     volume = structured_volume
     serial = fastseg.label(volume, connectivity=connectivity, threads=1)
-    with mock.patch.object(kernels, "link_runs", wraps=kernels.link_runs) as link_runs:
+    with mock.patch.object(
+        components_kernels, "link_runs", wraps=components_kernels.link_runs
+    ) as link_runs:
         parallel = fastseg.label(volume, connectivity=connectivity, threads=2)
     # The premise of the comparison: the rows really were linked in separate slabs.
     assert link_runs.call_args.args[-1] == 2
@@ -602,7 +604,9 @@ def test_many_slabs_match_one(slabs: int) -> None:
     with (
         mock.patch.object(fastseg.components, "_MIN_ROWS_PER_SLAB", 1),
         mock.patch.object(fastseg.components, "current_threads", return_value=slabs),
-        mock.patch.object(kernels, "link_runs", wraps=kernels.link_runs) as link_runs,
+        mock.patch.object(
+            components_kernels, "link_runs", wraps=components_kernels.link_runs
+        ) as link_runs,
     ):
         for connectivity, cc in expected.items():
             for kind in ("C", "F"):

@@ -1416,10 +1416,10 @@ def test_platynereis_volume(shared_data: Any) -> None:
     st.integers(1, 9),
 )
 def test_count_present_counts_distinct_values(values: np.ndarray, chunks: int) -> None:
-    from fastseg._kernels.relabel import count_present
+    from fastseg._kernels import relabel as relabel_kernels
 
     high = int(values.max())
-    assert count_present(values, high + 1, chunks) == np.unique(values).size
+    assert relabel_kernels.count_present(values, high + 1, chunks) == np.unique(values).size
 
 
 @pytest.mark.parametrize(
