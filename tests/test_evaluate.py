@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference as ref_impl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 import fastseg
-from tests import reference as ref_impl
 
 # -- inputs -------------------------------------------------------------------------------
 
