@@ -11,27 +11,21 @@ The synthetic case is built by ``report.py``'s own builders (pytest puts this fo
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from paths import shared_data_path
 from report import ct_like_case, sitk_images
 
 import fastseg
-
-# Real volumes live beside the project (../shared/data), never inside it; a fresh clone
-# elsewhere has no such folder and the benchmarks that need them skip.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def load_volume(name: str) -> np.ndarray:
     """``name`` from the shared data folder as nibabel hands it out (no copy, so a NIfTI
     volume stays in Fortran order); skips the calling test when the file is absent."""
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} is absent (expected beside the project)")
+    path = shared_data_path(name) / name
     nibabel = pytest.importorskip("nibabel")
     return np.asanyarray(nibabel.load(path).dataobj)
 

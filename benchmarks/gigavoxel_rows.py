@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from paths import SHARED_DATA
 from report import (
-    SHARED_DATA,
     Row,
     Skip,
     Verdict,

@@ -37,6 +37,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import numpy as np
+from paths import ROOT, SHARED_DATA
 
 import fastseg
 
@@ -44,9 +45,6 @@ if __name__ == "__main__":
     # Row modules import this file as "report": one module, so that their Skip is ours.
     sys.modules.setdefault("report", sys.modules[__name__])
 
-ROOT = Path(__file__).resolve().parents[1]
-# Real volumes live beside the project (../shared/data), never inside it.
-SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_REPEAT = 7
 
 T = TypeVar("T")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import reference as ref
 import scipy.ndimage as ndi
-from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
+from shared_data import shared_data_path
 from strategies import small_volumes
 
 import fastseg

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
+from shared_data import shared_data_path
 from strategies import small_volumes
 
 import fastseg

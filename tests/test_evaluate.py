@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
+from shared_data import shared_data_path
 
 import fastseg
 
@@ -24,8 +25,6 @@ import fastseg
 @pytest.fixture(scope="module")
 def torso(request: pytest.FixtureRequest) -> tuple[np.ndarray, tuple[float, ...]]:
     """A crop of the torso labels (several organs, anisotropic voxels) as the reference."""
-    from tests.conftest import shared_data_path
-
     nibabel = pytest.importorskip("nibabel")
     image = nibabel.load(shared_data_path("torso_labels.nii.gz") / "torso_labels.nii.gz")
     labels = np.asanyarray(image.dataobj)[150:250, 120:210, 35:60]

@@ -19,10 +19,10 @@ import numba
 import numpy as np
 import pytest
 import reference as ref
-from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
+from shared_data import shared_data_path
 from strategies import INTEGER_DTYPES, LABEL_DTYPES, label_arrays, layout
 
 import fastseg
