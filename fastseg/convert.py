@@ -93,7 +93,7 @@ def to_instances(
     semantic: npt.NDArray[Any],
     schema: Schema,
     *,
-    connectivity: int | None = 26,
+    connectivity: int | None = None,
     split: bool = True,
 ) -> tuple[npt.NDArray[Any], SegmentMap]:
     """Recover instances from a semantic map, with the segment map that explains them.
@@ -109,7 +109,8 @@ def to_instances(
         Semantic map whose values are the schema's category values (0 background).
     schema : Schema
     connectivity : int, optional
-        As in :func:`fastseg.label` (default 26, full connectivity in 2-D as well).
+        As in :func:`fastseg.label` (default: full, 26 in 3-D and 8 in 2-D); 26 means
+        full connectivity in 2-D as well.
     split : bool, optional
         One instance per connected component (default) or per category.
 
