@@ -5,8 +5,9 @@ The suites run only when asked for (the project's testpaths is ``tests``):
 
     python -m pytest benchmarks --benchmark-enable
 
-The synthetic case is built by ``report.py``'s own builders (pytest puts this folder on
-``sys.path`` before importing this file), so the suites and the report time the same inputs.
+The synthetic case is built by the report's own builders in ``inputs.py`` (pytest puts
+this folder on ``sys.path`` before importing this file), so the suites and the report time
+the same inputs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from inputs import ct_like_case, sitk_images
 from paths import shared_data_path
-from report import ct_like_case, sitk_images
 
 import fastseg
 
@@ -68,7 +69,7 @@ def components(connectomics: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def ct_like() -> tuple[np.ndarray, np.ndarray]:
-    """A CT-sized synthetic case (``report.ct_like_case``): 500 x 400 x 240 uint8 labels
+    """A CT-sized synthetic case (``inputs.ct_like_case``): 500 x 400 x 240 uint8 labels
     with 40 ids in blocky organs and an int16 image, both in Fortran order."""
     return ct_like_case()
 

@@ -38,17 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from checks import same_relabeling, same_statistics, same_values
+from harness import Row, Skip, Verdict, anchor_module
+from inputs import Volumes
 from paths import SHARED_DATA
-from report import (
-    Row,
-    Skip,
-    Verdict,
-    Volumes,
-    anchor_module,
-    same_relabeling,
-    same_statistics,
-    same_values,
-)
 
 import fastseg
 

@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import cpu_model, format_seconds, git_revision, progress, version
 from paths import SHARED_DATA
-from report import cpu_model, format_seconds, git_revision, progress, version
 
 LOADER_VOLUMES = ("torso_labels", "aal", "platynereis_nuclei")
 SAMPLES_PER_VOLUME = 2
