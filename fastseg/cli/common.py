@@ -211,6 +211,12 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         default=default_suffix,
         help=f"added to the input's name without --out (default {default_suffix})",
     )
+    add_overwrite_choice(group)
+    return parent
+
+
+def add_overwrite_choice(group: Any) -> None:
+    """``--overwrite`` or ``--skip-existing``: what to do with outputs that exist."""
     overwrite = group.add_mutually_exclusive_group()
     overwrite.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never an input)"
@@ -220,14 +226,17 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         action="store_true",
         help="skip inputs whose outputs exist (to resume an interrupted run)",
     )
-    return parent
 
 
-def add_names(parser: argparse.ArgumentParser, *, segment_map: bool = True) -> None:
-    """``--schema`` and ``--segment-map``: what the ids mean."""
+def add_names(
+    parser: argparse.ArgumentParser, *, segment_map: bool = True, required: bool = False
+) -> None:
+    """``--schema`` and ``--segment-map``: what the ids mean (``required`` for commands
+    that cannot run without them)."""
     parser.add_argument(
         "--schema",
         metavar="FILE",
+        required=required,
         help="what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, ITK-SNAP "
         "labels or BIDS dseg.tsv (detected from the file)",
     )
@@ -235,8 +244,22 @@ def add_names(parser: argparse.ArgumentParser, *, segment_map: bool = True) -> N
         parser.add_argument(
             "--segment-map",
             metavar="FILE",
+            required=required,
             help="RedBrick segmentMap JSON naming the instance ids (classIds need --schema)",
         )
+
+
+CONNECTIVITIES = (4, 6, 8, 18, 26)
+
+
+def add_connectivity(parser: Any, *, of: str = "the components") -> None:
+    """``--connectivity``, of ``of``; default full connectivity, as in the library."""
+    parser.add_argument(
+        "--connectivity",
+        type=int,
+        choices=CONNECTIVITIES,
+        help=f"of {of} (default: full, 26 in 3-D and 8 in 2-D)",
+    )
 
 
 def policy(args: argparse.Namespace) -> OutputPolicy:

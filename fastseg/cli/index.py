@@ -11,7 +11,16 @@ from typing import Any
 import fastseg
 from fastseg._batch import expand, split_suffix
 from fastseg.cli.batch import Job, UsageError, prepare_folder
-from fastseg.cli.common import add_command, batch_parent, execute, non_negative, policy
+from fastseg.cli.common import (
+    add_command,
+    add_connectivity,
+    add_inputs,
+    add_overwrite_choice,
+    batch_parent,
+    execute,
+    non_negative,
+    policy,
+)
 from fastseg.sampling import NNUNET_PER_CLASS
 
 SUFFIX = ".npz"
@@ -108,9 +117,7 @@ def register(commands: Any) -> None:
   fastseg index case.nii.gz                     # writes case.index.npz beside it"""
         ),
     )
-    parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="NIfTI files, folders or glob patterns"
-    )
+    add_inputs(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
         "-o",
@@ -119,11 +126,7 @@ def register(commands: Any) -> None:
         help="output folder: <name>.npz at each input's path below a folder argument; "
         "default: <name>.index.npz beside each input",
     )
-    overwrite = output.add_mutually_exclusive_group()
-    overwrite.add_argument("--overwrite", action="store_true", help="replace existing files")
-    overwrite.add_argument(
-        "--skip-existing", action="store_true", help="skip inputs whose index exists"
-    )
+    add_overwrite_choice(output)
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument(
         "--per-class",
@@ -150,12 +153,7 @@ def register(commands: Any) -> None:
         metavar="N",
         help="also this many locations per instance (connected component of a class)",
     )
-    sampling.add_argument(
-        "--connectivity",
-        type=int,
-        choices=(4, 6, 8, 18, 26),
-        help="of the instances (default: full)",
-    )
+    add_connectivity(sampling, of="the instances")
     sampling.add_argument(
         "--seed", type=non_negative(int), default=0, help="seed of the sample (default 0)"
     )

@@ -12,6 +12,7 @@ from fastseg.cli.batch import Job, plan, prepare_folder
 from fastseg.cli.common import (
     add_command,
     add_inputs,
+    add_names,
     batch_parent,
     check_shared,
     execute,
@@ -38,10 +39,7 @@ def register(commands: Any) -> None:
       --schema taxonomy.json --unknown background""",
     )
     add_inputs(parser)
-    parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
-    parser.add_argument(
-        "--segment-map", metavar="FILE", required=True, help="RedBrick segmentMap JSON"
-    )
+    add_names(parser, required=True)
     parser.add_argument(
         "--unknown",
         choices=("error", "background", "keep"),
