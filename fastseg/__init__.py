@@ -2,8 +2,10 @@
 
 Relabeling, connected components, per-instance statistics and instance <-> semantic
 conversions on numpy label arrays, with the category schemas of RedBrick AI, nnU-Net,
-ITK-SNAP and BIDS and NIfTI input and output. Kernels are compiled with numba on first
-use: importing fastseg compiles nothing and does not import numba.
+ITK-SNAP, BIDS, dcmqi, atlas label lists and 3D Slicer, and label volumes read and
+written in every format of :mod:`fastseg.formats` (NIfTI, MGH/MGZ, NRRD, Slicer
+``.seg.nrrd``, MetaImage). Kernels are compiled with numba on first use: importing
+fastseg compiles nothing and does not import numba.
 """
 
 from fastseg._jit import ThreadSetting, cache_dir, get_threads, set_threads

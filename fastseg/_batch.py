@@ -219,7 +219,9 @@ def expand(
         elif seen[key] != path:
             problems.append(Outcome(path, "skipped", f"the same file as {seen[key]}"))
 
-    suffixes = ", ".join(sorted(volume_suffixes()))
+    from fastseg.formats import volume_suffix_list
+
+    suffixes = volume_suffix_list()
     for spec in specs:
         if os.path.isdir(spec):
             files = walk(spec, exclude=excluded)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import sys
 import threading
@@ -98,7 +99,6 @@ def _source_hash(path: str, mtime: float, size: int) -> bytes:
 @functools.cache
 def _cache_classes() -> tuple[type, type]:
     """numba cache classes that store fastseg's kernels under :func:`cache_root`."""
-    import importlib
 
     # numba's cache classes, untyped here: fastseg's subclasses below are typed.
     caching: Any = importlib.import_module("numba.core.caching")
@@ -164,8 +164,29 @@ def _compile(func: Callable[..., Any]) -> Any:
     # RuntimeError: no cache directory can be created or read; compile in memory.
     with contextlib.suppress(RuntimeError):
         dispatcher._cache = cache_class(dispatcher.py_func)
+    _compile_callees_without_literals(dispatcher)
     _DISPATCHERS.append(dispatcher)
     return dispatcher
+
+
+def _compile_callees_without_literals(dispatcher: Any) -> None:
+    """Make calls from other kernels compile ``dispatcher`` for plain argument types.
+
+    A kernel called from another with a constant argument (``f(row, 0, n)``, or a loop
+    counter before its first increment) would otherwise be compiled once more for the
+    literal type ``Literal[int](0)``: a second specialisation per constant that costs a
+    full compile and gains nothing, since LLVM folds constants after inlining anyway.
+    """
+    types = importlib.import_module("numba.core.types")
+    unliteral = types.unliteral
+    call_template = dispatcher.get_call_template
+
+    def get_call_template(args: Any, kws: Any) -> Any:
+        return call_template(
+            tuple(unliteral(a) for a in args), {k: unliteral(v) for k, v in kws.items()}
+        )
+
+    dispatcher.get_call_template = get_call_template
 
 
 def kernel() -> Callable[[F], F]:
@@ -235,7 +256,6 @@ def on_first_compile(notice: Callable[[], None] | None) -> None:
 
 
 def _listen_for_compiles() -> None:
-    import importlib
 
     event: Any = importlib.import_module("numba.core.event")
 

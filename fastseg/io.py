@@ -9,10 +9,11 @@ unless ``format=`` says.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +78,50 @@ class LabelImage:
         if len(self.segments) == 1:
             return next(iter(self.segments.values()))
         return None
+
+    def relabeled(
+        self,
+        labels: npt.NDArray[Any],
+        mapping: Mapping[int, int],
+        *,
+        missing: Literal["keep", "drop"] | int = "keep",
+    ) -> LabelImage:
+        """This image holding ``labels``, its own ids mapped through ``mapping``.
+
+        For writing the result with ``fastseg.save(path, labels, like=...)``: what the
+        header says about the ids follows them. A Slicer ``.seg.nrrd``'s segments take
+        their new values (see :func:`fastseg.formats.slicer.remap_segments`); other
+        formats say nothing about ids, and only the labels change.
+
+        Parameters
+        ----------
+        labels : numpy.ndarray
+            ``self.labels`` mapped (:func:`fastseg.remap`, :func:`fastseg.renumber`).
+        mapping : mapping of int to int
+            Old id -> new id.
+        missing : {"keep", "drop"} or int, optional
+            Segments whose value the mapping lacks keep it (default), are dropped
+            (``"drop"``, for :func:`fastseg.renumber`'s mapping), or take this value.
+
+        Raises
+        ------
+        ValueError
+            If two segments of one Slicer layer would take the same value.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastseg
+        >>> image = fastseg.LabelImage(np.array([0, 5, 9], np.uint8), np.eye(4))
+        >>> labels, mapping = fastseg.renumber(image.labels)
+        >>> image.relabeled(labels, mapping, missing="drop").labels
+        array([0, 1, 2], dtype=uint8)
+        """
+        if self.format == "seg.nrrd" and self.segments and self.header is not None:
+            from fastseg.formats.slicer import remap_segments
+
+            return remap_segments(self, labels, mapping, missing=missing)
+        return dataclasses.replace(self, labels=labels)
 
 
 def load(path: str | os.PathLike[str], *, format: str | None = None) -> LabelImage:

@@ -379,6 +379,21 @@ def write_index(
     return index
 
 
+def _file_geometry(path: str) -> tuple[tuple[int, ...], Any]:
+    """Shape and affine of a label file: from the header where nibabel reads the format
+    (the voxels stay on disk), else as :func:`fastseg.load` reads it."""
+    from fastseg.formats.registry import volume_format
+    from fastseg.io import load
+
+    if volume_format(path).name in ("nifti", "mgh") and os.path.exists(path):
+        import nibabel
+
+        header_image: Any = nibabel.load(path)
+        return tuple(header_image.shape), header_image.affine
+    image = load(path)
+    return tuple(image.labels.shape), image.affine
+
+
 def load_index(
     path: str | os.PathLike[str],
     *,
@@ -393,8 +408,9 @@ def load_index(
     path : str or path-like
         A file written by :func:`write_index`.
     labels : path, nibabel image or numpy.ndarray, optional
-        The label map: its shape and affine must match the index's. A NIfTI path is
-        checked by its header alone (the voxels are not read).
+        The label map: its shape and affine must match the index's. A path of any
+        volume format :func:`fastseg.load` reads; a NIfTI or MGH file is checked by its
+        header alone (the voxels are not read).
     shape, affine : optional
         Or the shape (and affine) to check against.
 
@@ -451,10 +467,7 @@ def load_index(
     )
     if labels is not None:
         if isinstance(labels, str | os.PathLike):
-            import nibabel
-
-            header_image: Any = nibabel.load(os.fspath(labels))
-            shape, affine = tuple(header_image.shape), header_image.affine
+            shape, affine = _file_geometry(os.fspath(labels))
         else:
             array, image_affine = _geometry.unpack_image(labels, "labels")
             shape = tuple(np.shape(array))  # type: ignore[call-overload]

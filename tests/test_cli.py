@@ -956,6 +956,130 @@ def redbrick_export(folder: Path) -> Path:
     return folder
 
 
+def sdk_tasks_json(folder: Path, series: list[tuple[str, dict[str, str]]]) -> Path:
+    """A tasks.json as the RedBrick SDK's export writes it: one task, its series with
+    items, a list of segmentations and a full-form segmentMap each."""
+    listed = []
+    for name, segment_map in series:
+        listed.append(
+            {
+                "name": name,
+                "items": [f"images/case-1/{name}/0001.dcm"],
+                "segmentations": [f"segmentations/case-1/{name}.nii.gz"],
+                "segmentMap": {
+                    ident: {"category": category, "attributes": {"reviewed": ident == "1"}}
+                    for ident, category in segment_map.items()
+                },
+                "binaryMask": False,
+                "semanticMask": False,
+                "pngMask": False,
+            }
+        )
+    tasks = [
+        {
+            "taskId": "9c1f2b",
+            "name": "case-1",
+            "currentStageName": "END",
+            "status": "COMPLETED",
+            "series": [*listed, {"name": "PET", "items": ["images/case-1/PET/0001.dcm"]}],
+            "classification": {"attributes": {}},
+        }
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tasks.json").write_text(json.dumps(tasks, indent=2))
+    return folder / "tasks.json"
+
+
+CT_MAP = {"1": "Vertebra", "2": "Disc"}
+MR_MAP = {"1": "Disc", "2": "Liver"}
+
+
+def test_series_chooses_the_segment_map_of_a_tasks_json(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--segment-map tasks.json with several series needs --series (a name or task/name);
+    the chosen series' map names the ids in info and stats and gives to-semantic's values."""
+    tasks = sdk_tasks_json(tmp_path / "export", [("CT", CT_MAP), ("MR", MR_MAP)])
+    labels = np.zeros((4, 3, 2), np.uint8)
+    labels[0] = 1
+    labels[1, :2] = 2
+    source = save(tmp_path / "seg.nii.gz", labels)
+    names = ["--segment-map", tasks, "--schema", case.taxonomy]
+    for chosen, segment_map in (("MR", MR_MAP), ("case-1/CT", CT_MAP), ("CT", CT_MAP)):
+        status, out, err = run(capsys, "info", source, "--json", *names, "--series", chosen)
+        assert status == 0, err
+        (report,) = [json.loads(line) for line in out.splitlines()]
+        assert [row["name"] for row in report["ids"]] == [
+            "background", segment_map["1"], segment_map["2"]
+        ]  # fmt: skip
+
+        table = tmp_path / f"stats-{chosen.replace('/', '-')}.csv"
+        status, _, err = run(capsys, "stats", source, *names, "--series", chosen, "-o", table)
+        assert status == 0, err
+        rows = read_csv(table)
+        assert [(r["id"], r["category"], r["reviewed"]) for r in rows] == [
+            ("1", segment_map["1"], "True"),
+            ("2", segment_map["2"], "False"),
+        ]
+
+        out_file = tmp_path / f"semantic-{chosen.replace('/', '-')}.nii.gz"
+        status, _, err = run(
+            capsys, "to-semantic", source, "-o", out_file, *names, "--series", chosen
+        )
+        assert status == 0, err
+        values = np.array([0] + [CATEGORY_VALUE[segment_map[k]] for k in ("1", "2")])
+        np.testing.assert_array_equal(read(out_file), values[labels])
+
+
+def test_series_errors_are_one_usage_line_naming_the_series(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = sdk_tasks_json(tmp_path / "export", [("CT", CT_MAP), ("MR", MR_MAP)])
+    source = case.inputs[0]
+    command = ["--segment-map", tasks, "--schema", case.taxonomy]
+    for argv, expected in (
+        (
+            ["info", source, *command],
+            f"{tasks}: 2 series have segment maps; choose one with --series (a series "
+            "name, or task/name): case-1/CT, case-1/MR",
+        ),
+        (
+            ["to-semantic", source, *command, "--series", "PET"],
+            f"{tasks}: no series 'PET' has a segment map; choose one with --series (a "
+            "series name, or task/name): case-1/CT, case-1/MR",
+        ),
+        (
+            ["stats", source, *command, "--series", "case-2/CT"],
+            f"{tasks}: no series 'case-2/CT' has a segment map",
+        ),
+        (
+            ["info", source, "--segment-map", case.segment_map, "--series", "CT"],
+            f"{case.segment_map}: a segmentMap holds one segment map; --series chooses a "
+            "series of a RedBrick tasks.json",
+        ),
+        (["info", source, "--series", "CT"], "--series chooses a series of --segment-map"),
+    ):
+        status, out, err = run(capsys, *argv)
+        assert status == 2, argv
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"fastseg {argv[0]}: error: {expected}"), err
+        assert "series=" not in err
+    assert not (case.folder / "case0_semantic.nii.gz").exists()
+
+
+def test_a_tasks_json_with_one_series_needs_no_series(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = sdk_tasks_json(tmp_path / "export", [("CT", CT_MAP)])
+    source = save(tmp_path / "seg.nii.gz", np.array([[[0, 1, 2]]], np.uint8))
+    status, out, err = run(
+        capsys, "info", source, "--json", "--segment-map", tasks, "--schema", case.taxonomy
+    )
+    assert status == 0, err
+    assert [row["name"] for row in json.loads(out)["ids"]] == ["background", "Vertebra", "Disc"]
+
+
 def test_redbrick_semantic_layout_with_stats(
     case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

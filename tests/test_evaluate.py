@@ -483,6 +483,36 @@ def test_cli_pairs_folders_and_writes_nnunet_summary(tmp_path: Path) -> None:
     assert summary["foreground_mean"]["Dice"] == pytest.approx(np.mean(dices))
 
 
+def test_cli_worker_processes_score_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-j 2`` scores cases in worker processes, as every other command runs files; the
+    table is the same as in one process, and an unpaired file fails on its own line."""
+    from fastseg.cli import main
+
+    rng = np.random.default_rng(3)
+    for folder in ("pred", "ref"):
+        (tmp_path / folder).mkdir()
+    for name in ("a.nii.gz", "b.nii.gz", "c.nii.gz"):
+        reference = rng.integers(0, 3, (7, 6, 5), dtype=np.uint8)
+        _write(tmp_path / "ref" / name, reference)
+        _write(tmp_path / "pred" / name, np.roll(reference, 1, axis=1))
+    _write(tmp_path / "ref" / "unpaired.nii.gz", reference)
+    tables = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"m{jobs}.csv"
+        status = main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "-o", str(out),
+                       "-j", jobs, "--progress", "none"])  # fmt: skip
+        assert status == 1
+        err = capsys.readouterr().err
+        failed = [line for line in err.splitlines() if line.startswith("failed:")]
+        assert len(failed) == 1
+        assert "unpaired.nii.gz: no prediction of that name" in failed[0]
+        tables.append(out.read_text())
+    assert tables[0] == tables[1]
+    assert len(tables[0].splitlines()) == 1 + 3 * 2
+
+
 def test_cli_single_files_and_usage_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

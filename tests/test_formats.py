@@ -457,11 +457,11 @@ def test_nnunet_malformed_labels_raise_naming_file_and_key(
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"", "not a valid JSON file"),
-        (b'{"labels": {"background": 0,}}', "not a valid JSON file"),
+        (b"", "not a readable JSON file"),
+        (b'{"labels": {"background": 0,}}', "not a readable JSON file"),
         (b'{"labels": {"background": 0, "a": 1, "a": 2}}', "duplicate key 'a' in a JSON object"),
         (b'{"labels": {"background": 0}, "labels": {}}', "duplicate key 'labels'"),
-        (b'{"labels": {"background": 0, "caf\xe9": 1}}', "not a valid JSON file"),
+        (b'{"labels": {"background": 0, "caf\xe9": 1}}', "not a readable JSON file"),
     ],
 )
 def test_nnunet_unreadable_json(tmp_path: Path, data: bytes, message: str) -> None:

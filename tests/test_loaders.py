@@ -274,6 +274,11 @@ fastseg.warmup()
 for module in pkgutil.iter_modules(fastseg._kernels.__path__):
     importlib.import_module(f"fastseg._kernels.{module.name}")
 print("uncompiled", *sorted(d.py_func.__qualname__ for d in _jit.dispatchers() if not d.signatures))
+# A constant argument must not cost a specialisation of its own.
+print("literal", *sorted(
+    d.py_func.__qualname__ for d in _jit.dispatchers()
+    for signature in d.signatures if "Literal" in str(signature)
+))
 
 # Every public operation on volumes large enough to be split over threads, both orders.
 rng = np.random.default_rng(0)
@@ -307,7 +312,8 @@ print("compiled", _jit.compile_counts()[1] - before)
 
 def test_warmup_covers_every_kernel_and_operation(tmp_path: Path) -> None:
     """After warmup, in a fresh process with an empty cache: every kernel of every kernel
-    module has a compiled specialisation, and no public operation compiles anything more
+    module has a compiled specialisation, none of them for a literal (constant) argument
+    type, and no public operation compiles anything more
     for a warmed dtype, whatever the size and memory order of its input (component maps
     of large volumes are uint16 or uint32: warmup covers those widths by default)."""
     env = {**os.environ, "FASTSEG_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "2"}
@@ -321,7 +327,7 @@ def test_warmup_covers_every_kernel_and_operation(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines == ["uncompiled", "compiled 0"], result.stdout
+    assert lines == ["uncompiled", "literal", "compiled 0"], result.stdout
 
 
 @pytest.mark.parametrize(

@@ -101,3 +101,24 @@ def test_every_readme_command_runs(workspace: Path, capsys: pytest.CaptureFixtur
     assert (workspace / "mask_components.segmentMap.json").exists()
     assert (workspace / "semantic_instances.segmentMap.json").exists()
     assert (workspace / "Dataset042" / "dataset.json").exists()
+
+
+def test_readme_and_help_texts_name_every_volume_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's command-line section and every help text that names the label files
+    a command reads list the registry's endings, so that none falls behind a format."""
+    from fastseg.formats import volume_suffix_list, volume_suffixes
+
+    intro = README.read_text(encoding="utf-8").split("## Command line", 1)[1].split("```")[0]
+    assert all(f"`{suffix}`" in intro for suffix in volume_suffixes()), intro
+    listed = volume_suffix_list()
+    assert listed.split(", ") == sorted(volume_suffixes())
+    reading = ("info", "label", "to-semantic", "to-instances", "stats", "relabel", "clean",
+               "index", "evaluate")  # fmt: skip
+    for argv in [[], *([command] for command in reading)]:
+        assert main([*argv, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert listed in text, argv
+        assert "NIfTI files" not in text, argv
+        assert "(NIfTI)" not in text, argv

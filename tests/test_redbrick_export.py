@@ -14,6 +14,7 @@ import fastseg
 from fastseg.formats.redbrick import read_taxonomy
 from fastseg.formats.redbrick_export import (
     ExportSeries,
+    OutsidePathError,
     read_export,
     write_binary_export,
     write_binary_semantic_export,
@@ -437,3 +438,67 @@ def test_semantic_export_converts_to_consecutive_labels(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="semantic mask"):
         write_binary_export(read_export(semantic_folder, schema=schema), tmp_path / "nope")
+
+
+# ----------------------------------------------------------------- untrusted tasks.json
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "link", "item"])
+def test_paths_out_of_the_export_are_refused(tmp_path: Path, kind: str) -> None:
+    """tasks.json is not trusted: a segmentation or item outside the folder refuses the
+    whole file (also with on_error), naming the task, series, key and path."""
+    first, _, segment_map, _ = small_case(tmp_path)
+    outside = tmp_path / "elsewhere" / "ct.nii.gz"
+    outside.parent.mkdir()
+    fastseg.save(outside, first)
+    export = write_export(tmp_path / "export", {"seg/t/CT.nii.gz": first}, segment_map, task="t")
+    tasks = json.loads((export / "tasks.json").read_text())
+    series = tasks[0]["series"][0]
+    listed = {
+        "absolute": str(outside),
+        "dotdot": "../elsewhere/ct.nii.gz",
+        "link": "seg/ln.nii.gz",
+        "item": "../elsewhere/ct.nii.gz",
+    }[kind]
+    key = "items" if kind == "item" else "segmentations"
+    if kind == "link":
+        (export / "seg" / "ln.nii.gz").symlink_to(outside)
+    series[key] = [listed]
+    (export / "tasks.json").write_text(json.dumps(tasks))
+    errors: list[ValueError] = []
+    with pytest.raises(OutsidePathError) as raised:
+        read_export(export, on_error=errors.append)
+    assert errors == []
+    message = str(raised.value)
+    why = {"absolute": "is absolute", "link": "(through a link)"}.get(kind, "(..)")
+    assert f"{export.resolve() / 'tasks.json'}: task 't', series 'CT': {key} path {listed} " in (
+        message
+    )
+    assert why in message
+    assert message.endswith("allow_outside_paths=True reads it")
+    assert isinstance(raised.value, ValueError)
+    (read,) = read_export(export, allow_outside_paths=True)
+    expected = outside if key == "segmentations" else export / "seg/t/CT.nii.gz"
+    assert read.segmentations == [expected.resolve()]
+
+
+def test_item_urls_and_paths_inside_are_read(tmp_path: Path) -> None:
+    first, _, segment_map, _ = small_case(tmp_path)
+    export = write_export(tmp_path, {"seg/t/CT.nii.gz": first}, segment_map, task="t")
+    tasks = json.loads((export / "tasks.json").read_text())
+    tasks[0]["series"][0]["items"] = ["https://example.org/a/../ct.dcm", "s3://bucket/ct.dcm"]
+    tasks[0]["series"][0]["segmentations"] = "./seg/t/CT.nii.gz"
+    (export / "tasks.json").write_text(json.dumps(tasks))
+    (series,) = read_export(export)
+    assert series.segmentations == [(export / "seg/t/CT.nii.gz").resolve()]
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_deeply_nested_tasks_json_is_refused(tmp_path: Path, depth: int) -> None:
+    (tmp_path / "tasks.json").write_text("[" * depth + "]" * depth)
+    with pytest.raises(ValueError, match=r"tasks\.json: JSON nested more than 64 levels deep"):
+        read_export(tmp_path)
+    # 64 levels are JSON like any other: a list of (nested, empty) tasks.
+    (tmp_path / "tasks.json").write_text("[" * 64 + "]" * 64)
+    with pytest.raises(ValueError, match="task 0 is not an object"):
+        read_export(tmp_path)

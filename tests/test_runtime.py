@@ -31,34 +31,24 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_import_compiles_nothing_and_does_not_import_numba() -> None:
+def test_import_loads_neither_numba_nor_torch() -> None:
+    """``import fastseg`` compiles nothing and imports no numba; the transforms modules do
+    not import torch, MONAI or TorchIO either. (How long the import takes is a row of
+    ``benchmarks/startup.py``: timings belong in benchmarks, not in tests.)"""
     result = run_python(
         """
         import sys
         import fastseg
         print("numba" in sys.modules, len(fastseg.__all__))
+        import fastseg.transforms, fastseg.transforms_sampling
+        heavy = [m for m in ("numba", "torch", "monai", "torchio") if m in sys.modules]
+        print(",".join(heavy) or "none")
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == "False"
-
-
-def test_import_is_fast_and_loads_neither_numba_nor_torch() -> None:
-    """``import fastseg`` (numpy included) within 0.3 s, best of three fresh processes;
-    the transforms module does not import torch, MONAI or TorchIO either."""
-    code = """
-        import sys, time
-        started = time.perf_counter()
-        import fastseg
-        seconds = time.perf_counter() - started
-        import fastseg.transforms
-        heavy = [m for m in ("numba", "torch", "monai", "torchio") if m in sys.modules]
-        print(seconds, ",".join(heavy) or "none")
-        """
-    runs = [run_python(code) for _ in range(3)]
-    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
-    assert {r.stdout.split()[1] for r in runs} == {"none"}
-    assert min(float(r.stdout.split()[0]) for r in runs) <= 0.3
+    lines = result.stdout.split()
+    assert lines[0] == "False"
+    assert lines[2] == "none"
 
 
 def test_concurrent_calls_from_eight_threads_agree_with_serial_calls() -> None:

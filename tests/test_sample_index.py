@@ -77,6 +77,25 @@ def test_from_a_nifti_file_checked_by_header(tmp_path: Path) -> None:
     fastseg.load_index(path, labels=nibabel.Nifti1Image(labels, AFFINE))
 
 
+@pytest.mark.parametrize("suffix", [".mgz", ".nrrd", ".seg.nrrd", ".mha"])
+def test_checked_against_a_file_of_every_volume_format(tmp_path: Path, suffix: str) -> None:
+    if suffix.endswith("nrrd"):
+        pytest.importorskip("nrrd")
+    if suffix == ".mha":
+        pytest.importorskip("SimpleITK")
+    labels = blocky_volume((6, 5, 4), 3, 2, seed=2)
+    source = tmp_path / f"labels{suffix}"
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    fastseg.save(source, labels, affine=affine)
+    path = tmp_path / "index.npz"
+    fastseg.write_index(path, source, seed=0)
+    np.testing.assert_allclose(fastseg.load_index(path, labels=source).affine, affine, atol=1e-6)
+    other = tmp_path / f"other{suffix}"
+    fastseg.save(other, labels, affine=np.diag([1.0, 0.8, 2.5, 1.0]))
+    with pytest.raises(ValueError, match="another affine"):
+        fastseg.load_index(path, labels=other)
+
+
 @pytest.mark.parametrize("shape", [(0, 3), (1,), (4, 4)])
 def test_empty_and_tiny(tmp_path: Path, shape: tuple[int, ...]) -> None:
     labels = np.zeros(shape, np.uint8)

@@ -149,9 +149,13 @@ def test_dcmqi_metadata(tmp_path: Path) -> None:
     path = write(tmp_path / "two.json", two)
     with pytest.raises(ValueError, match=r"both have value 1 .*series="):
         Schema.load(path)
-    with pytest.raises(ValueError, match="describes 2 label files; choose one with series="):
+    with pytest.raises(
+        ValueError, match=r"describes 2 label files; choose one with series= \(the index of a label"
+    ):
         SegmentMap.load(path)
     assert SegmentMap.load(path, series="1")[1].category == "Spleen"
+    with pytest.raises(registry.SeriesError, match=r"no label file '2'; .*: 0, 1$"):
+        SegmentMap.load(path, series="2")
 
 
 def tasks_json(tmp_path: Path) -> Path:
@@ -180,19 +184,44 @@ def tasks_json(tmp_path: Path) -> Path:
 
 def test_tasks_json_as_a_segment_map(tmp_path: Path) -> None:
     path = tasks_json(tmp_path)
-    with pytest.raises(
-        ValueError, match=r"2 series have segment maps \(choose one .*case-1/CT, case-2/A"
-    ):
+    with pytest.raises(registry.SeriesError) as error:
         SegmentMap.load(path)
+    assert str(error.value) == (
+        f"{path}: 2 series have segment maps; choose one with series= (a series name, or "
+        "task/name): case-1/CT, case-2/A"
+    )
+    assert error.value.available == ("case-1/CT", "case-2/A")
+    assert error.value.describe("--series").startswith("2 series have segment maps; choose one "
+                                                       "with --series (")  # fmt: skip
     assert SegmentMap.load(path, series="CT")[1].category == "Liver"
     chosen = SegmentMap.load(path, series="case-2/A")
     assert chosen[1] == Segment("Spleen", attributes={"ok": True})
-    with pytest.raises(ValueError, match="'PET' names 0"):
+    with pytest.raises(ValueError, match=r"no series 'PET' has a segment map; .*case-1/CT, case"):
         SegmentMap.load(path, series="PET")
+    # A name two tasks share needs its task.
+    tasks = json.loads(path.read_text())
+    tasks[1]["series"][0]["name"] = "CT"
+    twice = write(tmp_path / "twice.json", tasks)
+    with pytest.raises(
+        ValueError, match=r"'CT' names 2 series; .*\(task/name\): case-1/CT, case-2"
+    ):
+        SegmentMap.load(twice, series="CT")
+    assert SegmentMap.load(twice, series="case-2/CT")[1].category == "Spleen"
     single = write(tmp_path / "one.json", json.loads(path.read_text())[:1])
     assert SegmentMap.load(single)[1].category == "Liver"
+    assert SegmentMap.load(single, series="CT")[1].category == "Liver"
+    with pytest.raises(ValueError, match="no series 'MR' has a segment map"):
+        SegmentMap.load(single, series="MR")  # MR has no segmentMap
     series = write(tmp_path / "series.json", {"segmentMap": {"4": ["Abdomen", "Liver"]}})
     assert SegmentMap.load(series)[4].category == ("Abdomen", "Liver")
+    # series= for a file holding one segment map is refused, not ignored.
+    plain = write(tmp_path / "segmentMap.json", {"1": "Liver"})
+    for one, what in ((series, "one series"), (plain, "a segmentMap")):
+        with pytest.raises(registry.SeriesError, match=f"{what} holds one segment map; series="):
+            SegmentMap.load(one, series="CT")
+    labels = write(tmp_path / "labels.json", {"labels": ["Air", "Liver"]})
+    with pytest.raises(registry.SeriesError, match=r"label-list JSON .* holds one segment map"):
+        SegmentMap.load(labels, series="0")
     taxonomy = write(tmp_path / "taxonomy.json", {"objectTypes": [{"category": "L", "classId": 0}]})
     with pytest.raises(ValueError, match="a RedBrick taxonomy names categories, not instances"):
         SegmentMap.load(taxonomy)
@@ -230,9 +259,16 @@ def test_sdk_labels_json_as_a_segment_map(tmp_path: Path) -> None:
         {"category": [["object", "Liver"]], "dicom": {"instanceid": 1}, "volumeindex": 1},
     ]
     path = write(tmp_path / "two.json", two)
-    with pytest.raises(ValueError, match=r"labels of 2 series \(volumeindex \[0, 1\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels of 2 series \(volumeindex \[0, 1\]\); choose one with series= \(a "
+        r"volumeindex\): 0, 1$",
+    ):
         SegmentMap.load(path)
     assert list(SegmentMap.load(path, series="1")) == [1]
+    for unknown in ("2", "CT", "\u0663"):  # ARABIC-INDIC DIGIT THREE is a digit, not an index
+        with pytest.raises(registry.SeriesError, match=f"no labels of series '{unknown}'"):
+            SegmentMap.load(path, series=unknown)
 
 
 def test_schema_and_segment_map_modules_do_not_import_formats() -> None:
@@ -313,3 +349,61 @@ def test_schema_command_writes_a_complete_nnunet_dataset_json(
         return
     manager = LabelManager(content["labels"], content.get("regions_class_order"))
     assert list(manager.all_labels) == [0, 1, 2]
+
+
+def _nest(levels: int) -> Any:
+    """A list ``levels`` deep (``[]`` is one level)."""
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+# Each format's document, with a value where the format allows any JSON (attributes,
+# metadata), so that only its depth is wrong; and how deep the containers around it go.
+DEEP_DOCUMENTS: dict[str, tuple[Any, int]] = {
+    "nnunet": ({"labels": {"background": 0, "Liver": 1}, "extra": "DEEP"}, 1),
+    "redbrick": ({"objectTypes": [{"category": "Liver", "classId": 0, "hint": "DEEP"}]}, 3),
+    "dcmqi": ({"segmentAttributes": [[{"labelID": 1, "SegmentLabel": "Liver", "x": "DEEP"}]]}, 4),
+    "label-list": ({"labels": ["Air", "Liver"], "notes": "DEEP"}, 1),
+}
+
+
+@pytest.mark.parametrize("form", sorted(DEEP_DOCUMENTS))
+@pytest.mark.parametrize("levels", [64, 65, 100_000])
+def test_schema_load_refuses_json_nested_too_deeply(tmp_path: Path, form: str, levels: int) -> None:
+    """Every JSON reader refuses more than 64 levels, naming the file and where, whether
+    the format is detected or given; 64 levels read as usual."""
+    document, around = DEEP_DOCUMENTS[form]
+    # 100,000 levels are beyond what json.loads can recurse into.
+    deep = json.dumps(_nest(levels - around)) if levels < 1000 else "[" * levels + "]" * levels
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(document).replace('"DEEP"', deep))
+    for format in (None, form):
+        if levels == 64:
+            assert Schema.load(path, format).names == ["Liver"]  # type: ignore[arg-type]
+            continue
+        with pytest.raises(ValueError, match="nested more than 64 levels deep") as error:
+            Schema.load(path, format)  # type: ignore[arg-type]
+        message = str(error.value)
+        assert message.startswith(f"{path}: JSON nested more than 64 levels deep")
+        if levels < 1000:
+            assert "(at [" in message
+        assert len(message) < 400
+
+
+@pytest.mark.parametrize("name", ["tasks.json", "segmentMap.json", "labels.json"])
+def test_segment_map_load_refuses_json_nested_too_deeply(tmp_path: Path, name: str) -> None:
+    documents: dict[str, Any] = {
+        "tasks.json": [{"name": "t", "series": [{"segmentMap": {"1": "DEEP"}}]}],
+        "segmentMap.json": {"1": {"category": "Liver", "attributes": {"a": "DEEP"}}},
+        "labels.json": [{"category": "DEEP", "dicom": {"instanceid": 1}}],
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps(documents[name]).replace('"DEEP"', json.dumps(_nest(70))))
+    with pytest.raises(ValueError, match=r"nested more than 64 levels deep \(at \[") as error:
+        SegmentMap.load(path)
+    assert str(error.value).startswith(f"{path}: ")
+    format = {"tasks.json": "redbrick", "segmentMap.json": "redbrick"}.get(name, "redbrick-labels")
+    with pytest.raises(ValueError, match="nested more than 64 levels deep"):
+        registry.load_segment_map(path, format=format)

@@ -3,6 +3,7 @@ SimpleITK, files written by the real tools, and honest reading of damaged files.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import sys
@@ -457,6 +458,26 @@ def test_command_line_walk_finds_every_volume_format(
         "case.MGZ", "case.mha", "case.nii.gz", "case.nrrd", "case.seg.nrrd"
     ]  # fmt: skip
     assert all(row["ids"][-1]["id"] == 9 for row in rows)
+    # stats measures every format (the volume and world centroid from its affine).
+    assert main(["stats", str(tmp_path), "-q", "--format", "json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert sorted((Path(r["file"]).name, r["id"], r["voxel_count"]) for r in table) == [
+        (f"case{suffix}", 9, 1) for suffix in (".MGZ", ".mha", ".nii.gz", ".nrrd", ".seg.nrrd")
+    ]
+    # evaluate pairs and scores every format (against the same files moved by one voxel).
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shifted = np.roll(labels, 1, axis=0)
+    for suffix in (".nii.gz", ".MGZ", ".nrrd", ".seg.nrrd", ".mha"):
+        fastseg.save(moved / f"case{suffix}", shifted, format="mgh" if suffix == ".MGZ" else None)
+    table = tmp_path / "metrics.csv"
+    arguments = [str(tmp_path), str(moved), "-o", str(table), "--metrics", "overlap"]
+    assert main(["evaluate", *arguments]) == 0
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    assert sorted((r["case"], r["class"], r["tp"], r["fp"], r["fn"]) for r in rows) == [
+        (f"case{suffix}", "9", "0", "1", "1")
+        for suffix in (".MGZ", ".mha", ".nii.gz", ".nrrd", ".seg.nrrd")
+    ]
     assert main(["relabel", str(tmp_path / "case.MGZ"), "--renumber", "-q"]) == 0
     written = nibabel.load(tmp_path / "case_relabeled.MGZ")
     assert written.get_data_dtype() == np.uint8  # not float32

@@ -42,6 +42,7 @@ from fastseg.cli.common import (
     epilog,
     stopping_on_signals,
 )
+from fastseg.formats.registry import volume_suffix_list
 
 COMMANDS: tuple[ModuleType, ...] = (
     demo,
@@ -67,8 +68,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         prog="fastseg",
         formatter_class=FORMATTER,
         allow_abbrev=False,
-        description="Fast tools for segmentation label volumes (NIfTI): conversions between "
-        "instance and semantic maps, connected components, statistics, relabeling, cleanup "
+        description=f"Fast tools for segmentation label volumes ({volume_suffix_list()}): "
+        "conversions between instance and semantic maps, connected components, statistics, "
+        "evaluation, relabeling, cleanup "
         "and schema formats, over files, folders and glob patterns. 'fastseg <command> "
         "--help' shows a command's options and examples.",
         epilog=epilog(

@@ -76,9 +76,25 @@ class CleanOptions:
 
 
 def clean_job(options: CleanOptions, job: Job) -> int:
-    """Dust, then keep the largest components, then fill holes; returns the voxels changed."""
+    """Dust, then keep the largest components, then fill holes; returns the voxels changed.
+    The layers of a Slicer file with overlapping segments are label maps of their own,
+    cleaned one by one."""
     image = fastseg.load(job.source)
-    labels = image.labels
+    if image.labels.ndim == 4 and image.format == "seg.nrrd":
+        layers = [
+            cleaned(options, image.labels[..., k], image.spacing)
+            for k in range(image.labels.shape[3])
+        ]
+        labels = np.stack(layers, axis=3)
+    else:
+        labels = cleaned(options, image.labels, image.spacing)
+    prepare_folder(job.outputs[0])
+    fastseg.save(job.outputs[0], labels, like=image)
+    return int(np.count_nonzero(labels != image.labels))
+
+
+def cleaned(options: CleanOptions, labels: Any, spacing: tuple[float, ...]) -> Any:
+    """One label map cleaned as ``options`` say."""
     if options.dust is not None:
         labels = fastseg.dust(labels, options.dust, connectivity=options.connectivity)
     if options.dust_mm3 is not None:
@@ -86,7 +102,7 @@ def clean_job(options: CleanOptions, job: Job) -> int:
             labels,
             options.dust_mm3,
             connectivity=options.connectivity,
-            spacing=image.spacing,
+            spacing=spacing,
         )
     if options.largest_k is not None:
         labels = fastseg.largest_k(
@@ -97,9 +113,7 @@ def clean_job(options: CleanOptions, job: Job) -> int:
         )
     if options.fill_holes:
         labels = fastseg.fill_holes(labels, per_label=not options.foreground)
-    prepare_folder(job.outputs[0])
-    fastseg.save(job.outputs[0], labels, like=image)
-    return int(np.count_nonzero(labels != image.labels))
+    return labels
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line, volume_suffixes
+from fastseg._batch import USER_ERRORS, Outcome, describe_error, one_line
 from fastseg.cli.batch import Job, OutputPolicy, UsageError, open_executor, run_jobs
 from fastseg.cli.progress import PROGRESS_MODES, Progress, Timer, summary
-from fastseg.schema import Schema
+from fastseg.formats.registry import SeriesError, volume_format, volume_suffix_list
+from fastseg.schema import Category, Schema
 from fastseg.segmap import SegmentMap
+
+if TYPE_CHECKING:
+    from fastseg.io import LabelImage
 
 # ---------------------------------------------------------------------- exit statuses
 
@@ -154,7 +156,7 @@ def add_inputs(parser: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help=f"label files ({', '.join(sorted(volume_suffixes()))}), folders (every such "
+        help=f"label files ({volume_suffix_list()}), folders (every such "
         "file below them, hidden ones left out) or glob patterns",
     )
 
@@ -203,8 +205,8 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help="output folder (inputs keep their names and their paths below a folder "
         "argument; a folder inside an input folder is not read as input), or a "
-        "label file name (out.nii.gz) for a single input; default: beside each input "
-        "with --suffix added",
+        "label file name for a single input (out.nii.gz; its ending chooses the format); "
+        "default: beside each input with --suffix added",
     )
     group.add_argument(
         "--suffix",
@@ -228,25 +230,36 @@ def add_overwrite_choice(group: Any) -> None:
     )
 
 
+SCHEMA_HELP = (
+    "what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, label-list JSON, dcmqi "
+    "metadata, ITK-SNAP labels, BIDS dseg.tsv or a .seg.nrrd (detected from the file)"
+)
+SEGMENT_MAP_HELP = (
+    "which category each instance id is: RedBrick segmentMap JSON or export tasks.json "
+    "(see --series), the SDK's labels.json, dcmqi metadata, a label-list JSON or a "
+    "one-layer .seg.nrrd (classIds need --schema)"
+)
+SERIES_HELP = (
+    "the series whose segment map --segment-map takes when its file holds several: a "
+    "series name or TASK/NAME of a tasks.json, a volumeindex of labels.json, a label file "
+    "index of dcmqi metadata (a file with one is used without asking)"
+)
+
+
 def add_names(
     parser: argparse.ArgumentParser, *, segment_map: bool = True, required: bool = False
 ) -> None:
-    """``--schema`` and ``--segment-map``: what the ids mean (``required`` for commands
-    that cannot run without them)."""
-    parser.add_argument(
-        "--schema",
-        metavar="FILE",
-        required=required,
-        help="what the ids mean: nnU-Net dataset.json, RedBrick taxonomy, ITK-SNAP "
-        "labels or BIDS dseg.tsv (detected from the file)",
-    )
+    """``--schema``, and ``--segment-map`` with ``--series``: what the ids mean
+    (``required`` for commands that cannot run without them)."""
+    parser.add_argument("--schema", metavar="FILE", required=required, help=SCHEMA_HELP)
     if segment_map:
-        parser.add_argument(
-            "--segment-map",
-            metavar="FILE",
-            required=required,
-            help="RedBrick segmentMap JSON naming the instance ids (classIds need --schema)",
-        )
+        add_segment_map(parser, required=required)
+
+
+def add_segment_map(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--segment-map FILE`` and ``--series NAME``."""
+    parser.add_argument("--segment-map", metavar="FILE", required=required, help=SEGMENT_MAP_HELP)
+    parser.add_argument("--series", metavar="NAME", help=SERIES_HELP)
 
 
 CONNECTIVITIES = (4, 6, 8, 18, 26)
@@ -331,61 +344,6 @@ def _workers(args: argparse.Namespace) -> str:
 
 # --------------------------------------------------------- files every input needs
 
-MAX_JSON_DEPTH = 64
-"""JSON nested deeper than this is refused (schemas, segment maps and mappings are flat)."""
-
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON file, refused in one line when it is not JSON or nested too deeply.
-
-    Raises
-    ------
-    ValueError
-        Saying what is wrong (without the file's name).
-    OSError
-        If the file cannot be read.
-    """
-    text = Path(path).read_text(encoding="utf-8-sig")
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    except ValueError as error:
-        raise ValueError(f"not JSON: {error}") from None
-
-
-def _depth(text: str) -> int:
-    """The deepest nesting of brackets outside strings (cheap: one pass, no parsing)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def check_json_depth(path: str) -> None:
-    """Refuse a JSON file nested too deeply before a library parser recurses into it."""
-    if not path.lower().endswith(".json") or not os.path.isfile(path):
-        return
-    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-
 
 def _stamp(path: str) -> tuple[str, int, int]:
     info = os.stat(path)
@@ -394,16 +352,15 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=16)
 def _cached_schema(stamp: tuple[str, int, int]) -> Schema:
-    check_json_depth(stamp[0])
     return Schema.load(stamp[0])
 
 
 @functools.lru_cache(maxsize=16)
 def _cached_segment_map(
-    stamp: tuple[str, int, int], schema: tuple[str, int, int] | None
+    stamp: tuple[str, int, int], schema: tuple[str, int, int] | None, series: str | None
 ) -> SegmentMap:
-    check_json_depth(stamp[0])
-    return SegmentMap.load(stamp[0], schema=None if schema is None else _cached_schema(schema))
+    loaded = None if schema is None else _cached_schema(schema)
+    return SegmentMap.load(stamp[0], schema=loaded, series=series)
 
 
 def shared_schema(path: str) -> Schema:
@@ -411,14 +368,24 @@ def shared_schema(path: str) -> Schema:
     return _cached_schema(_stamp(path))
 
 
-def shared_segment_map(path: str, schema: str | None) -> SegmentMap:
-    """A segment map file (``schema`` resolves classIds), read once per process."""
-    return _cached_segment_map(_stamp(path), None if schema is None else _stamp(schema))
+def shared_segment_map(path: str, schema: str | None, series: str | None = None) -> SegmentMap:
+    """A segment map file (``schema`` resolves classIds, ``series`` chooses among the
+    series of a file holding several), read once per process."""
+    schema_stamp = None if schema is None else _stamp(schema)
+    try:
+        return _cached_segment_map(_stamp(path), schema_stamp, series)
+    except SeriesError as error:
+        # The library names its parameter (series=); the command line its flag.
+        raise ValueError(f"{path}: {error.describe('--series')}") from None
 
 
-def check_shared(schema: str | None, segment_map: str | None = None) -> None:
+def check_shared(
+    schema: str | None, segment_map: str | None = None, series: str | None = None
+) -> None:
     """Read the files every input needs once, up front: an unusable one stops the
     command before any job runs (:class:`UsageError`, naming the file once)."""
+    if series is not None and segment_map is None:
+        raise UsageError("--series chooses a series of --segment-map, which is missing")
     if schema is not None:
         try:
             shared_schema(schema)
@@ -426,16 +393,18 @@ def check_shared(schema: str | None, segment_map: str | None = None) -> None:
             raise UsageError(f"{schema}: {describe_error(error, schema)}") from None
     if segment_map is not None:
         try:
-            shared_segment_map(segment_map, schema)
+            shared_segment_map(segment_map, schema, series)
         except USER_ERRORS as error:
             raise UsageError(f"{segment_map}: {describe_error(error, segment_map)}") from None
 
 
-def id_names(schema: str | None, segment_map: str | None) -> Callable[[int], str]:
+def id_names(
+    schema: str | None, segment_map: str | None, series: str | None = None
+) -> Callable[[int], str]:
     """Label id -> its name: the segment map's category for an instance id, else the
     schema's category for a semantic value; "" when neither knows the id."""
     loaded_schema = shared_schema(schema) if schema is not None else None
-    segments = shared_segment_map(segment_map, schema) if segment_map is not None else None
+    segments = shared_segment_map(segment_map, schema, series) if segment_map is not None else None
 
     def name(ident: int) -> str:
         if ident == 0:
@@ -451,6 +420,69 @@ def id_names(schema: str | None, segment_map: str | None) -> Callable[[int], str
         return ""
 
     return name
+
+
+# ------------------------------------------------------ volumes whose ids have names
+
+
+def names_segments(target: str) -> bool:
+    """Whether a volume written to ``target`` names its ids (a Slicer ``.seg.nrrd``)."""
+    return volume_format(target).named_segments
+
+
+def relabeled_like(
+    image: LabelImage,
+    target: str,
+    labels: Any,
+    mapping: Mapping[int, int],
+    missing: Literal["keep", "drop"] | int = "keep",
+) -> LabelImage:
+    """The ``like=`` image for ``labels`` (``image``'s ids mapped through ``mapping``)
+    written to ``target``: where the format names its ids, the names follow them."""
+    if names_segments(target):
+        return image.relabeled(labels, mapping, missing=missing)
+    return image
+
+
+def segments_for(target: str, schema: Schema | None) -> Schema | None:
+    """``schema`` for ``save(..., schema=)`` when ``target``'s format names its ids (new
+    ids replace the input's, and so do their names), else None."""
+    return schema if names_segments(target) else None
+
+
+def instance_segments(segments: SegmentMap, schema: Schema | None) -> Schema:
+    """Names for the ids of an instance map: instance ``k`` of category ``c`` is
+    ``"c k"``, in ``c``'s colour where ``schema`` has it."""
+    categories = []
+    for ident, segment in segments.items():
+        name = category_name(segment.category)
+        color = None
+        if schema is not None:
+            with suppress(KeyError):
+                color = segment.resolve(schema).color
+        categories.append(Category(f"{name} {ident}", ident, color=color))
+    return Schema(categories)
+
+
+def one_label_map(image: LabelImage) -> None:
+    """Refuse a Slicer file whose overlapping segments lie on several layers: its voxels
+    are several label maps, and the command takes one."""
+    if image.labels.ndim == 4 and image.segments is not None and len(image.segments) > 1:
+        raise ValueError(
+            f"its overlapping segments lie on {len(image.segments)} layers, and this command "
+            "takes one label map (fastseg.load gives the layers as labels[..., layer])"
+        )
+
+
+def as_nibabel(image: LabelImage) -> Any:
+    """A label image of any format as a nibabel image, for the functions that take its
+    affine and voxel size with it (:func:`fastseg.stats`, :func:`fastseg.evaluate`): its
+    own header where that is nibabel's (NIfTI, MGH), else the affine's."""
+    import nibabel as _nibabel
+
+    nibabel: Any = _nibabel  # partly annotated
+    header = image.header if hasattr(image.header, "get_zooms") else None
+    return nibabel.Nifti1Image(image.labels, image.affine, header)
 
 
 def category_name(category: Any) -> str:

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from fastseg._batch import USER_ERRORS, describe_error, is_volume
-from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, shared_schema
+import fastseg
+from fastseg._batch import USER_ERRORS, Outcome, describe_error, is_volume
+from fastseg.cli.batch import Job, UsageError
+from fastseg.cli.common import (
+    EXIT_FAILED,
+    OutputExists,
+    add_command,
+    as_nibabel,
+    batch_parent,
+    execute,
+    one_label_map,
+    shared_schema,
+)
 from fastseg.evaluate import Evaluation, evaluate
+from fastseg.formats.registry import volume_suffix_list
 
 __all__ = ["register", "run_evaluate"]
 
@@ -40,37 +51,34 @@ def _case_files(path: str, what: str) -> dict[str, str]:
     return {name: os.path.join(path, name) for name in sorted(os.listdir(path)) if is_volume(name)}
 
 
-def pair_cases(predictions: str, references: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """(case name, prediction path, reference path) of every pair, and one message per
-    file without a partner."""
+def pair_cases(
+    predictions: str, references: str
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """(case name, prediction path, reference path) of every pair, and (path, reason)
+    of every file without a partner."""
     pred = _case_files(predictions, "predictions")
     ref = _case_files(references, "references")
     if os.path.isfile(predictions) and os.path.isfile(references):
         return [(os.path.basename(predictions), predictions, references)], []
     pairs = [(name, pred[name], ref[name]) for name in sorted(pred) if name in ref]
-    problems = [f"{pred[name]}: no reference of that name in {references}" for name in sorted(pred)
+    problems = [(pred[name], f"no reference of that name in {references}") for name in sorted(pred)
                 if name not in ref]  # fmt: skip
-    problems += [f"{ref[name]}: no prediction of that name in {predictions}" for name in sorted(ref)
+    problems += [(ref[name], f"no prediction of that name in {predictions}") for name in sorted(ref)
                  if name not in pred]  # fmt: skip
     return pairs, problems
 
 
-def _score(
-    case: tuple[str, str, str], options: dict[str, Any]
-) -> tuple[str, Evaluation | None, str | None]:
-    import nibabel
-
-    name, pred_path, ref_path = case
-    try:
-        prediction: Any = nibabel.load(pred_path)
-        reference: Any = nibabel.load(ref_path)
-        if prediction.shape != reference.shape:
-            raise ValueError(
-                f"shape {prediction.shape} differs from the reference's {reference.shape}"
-            )
-        return name, evaluate(prediction, reference, **options), None
-    except USER_ERRORS as error:
-        return name, None, f"{pred_path}: {describe_error(error, pred_path)}"
+def score_case(options: dict[str, Any], job: Job) -> Evaluation:
+    """Score one pair of files (``job.data``: case name, prediction, reference); runs in
+    a worker process with ``-j``."""
+    _, pred_path, ref_path = job.data
+    loaded = fastseg.load(pred_path), fastseg.load(ref_path)
+    for image in loaded:
+        one_label_map(image)
+    prediction, reference = (as_nibabel(image) for image in loaded)
+    if prediction.shape != reference.shape:
+        raise ValueError(f"shape {prediction.shape} differs from the reference's {reference.shape}")
+    return evaluate(prediction, reference, **options)
 
 
 def _number(value: Any) -> Any:
@@ -162,7 +170,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if output is not None and os.path.exists(output) and not args.overwrite:
             raise OutputExists(f"{output} exists (--overwrite replaces it)")
     if not pairs and not problems:
-        raise UsageError(f"no NIfTI files in {args.predictions} and {args.references}")
+        raise UsageError(f"no label files in {args.predictions} and {args.references}")
     options: dict[str, Any] = {
         "metrics": args.metrics,
         "tolerance_mm": args.tolerance,
@@ -178,16 +186,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             ) from None
     elif args.labels:
         options["labels"] = args.labels
-    results: list[tuple[str, Evaluation]] = []
-    failures = list(problems)
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for name, result, failure in pool.map(lambda case: _score(case, options), pairs):
-            if failure is not None:
-                failures.append(failure)
-            elif result is not None:
-                results.append((name, result))
-    for failure in failures:
-        print(f"failed: {failure}", file=sys.stderr)
+    jobs = [Job(source=pred_path, data=(name, pred_path, ref_path))
+            for name, pred_path, ref_path in pairs]  # fmt: skip
+    unpaired = [Outcome(path, "failed", reason) for path, reason in problems]
+    status, outcomes = execute(
+        args, functools.partial(score_case, options), jobs, unpaired, noun="case"
+    )
+    names = {job.source: job.data[0] for job in jobs}
+    results = [(names[o.source], o.result) for o in outcomes if o.status == "done"]
     if results:
         _write_table(args.output, results)
         if args.summary is not None:
@@ -195,14 +201,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
             summary = nnunet_summary(results, args.predictions, args.references)
             write_text_atomically(args.summary, json.dumps(summary, indent=1) + "\n")
-    print(f"scored {len(results)} of {len(results) + len(failures)} cases -> {args.output}")
-    return EXIT_FAILED if failures else EXIT_OK
+    elif status == EXIT_FAILED and not args.quiet:
+        print(f"no case scored: {args.output} not written", file=sys.stderr)
+    return status
 
 
 def register(commands: Any) -> None:
     parser = add_command(
         commands,
         "evaluate",
+        parents=[batch_parent()],
         summary="score predicted label maps against references (Dice, HD95, NSD, PQ)",
         description="Score every prediction against the reference of the same file name, "
         "class by class: overlap counts, Dice and IoU, and (--metrics distance) surface "
@@ -217,7 +225,8 @@ def register(commands: Any) -> None:
   fastseg evaluate pred.nii.gz ref.nii.gz --tolerance 2 -o case.csv"""
         ),
     )
-    parser.add_argument("predictions", help="folder (or file) of predicted label maps")
+    endings = volume_suffix_list()
+    parser.add_argument("predictions", help=f"folder (or file) of predicted label maps ({endings})")
     parser.add_argument("references", help="folder (or file) of reference label maps")
     parser.add_argument("-o", "--output", required=True, help="CSV table to write")
     parser.add_argument("--summary", help="nnU-Net v2 summary.json to write")
@@ -242,7 +251,6 @@ def register(commands: Any) -> None:
         "--empty", choices=("nnunet", "monai", "one"), default="nnunet",
         help="convention for classes absent from a map (default nnunet)",
     )  # fmt: skip
-    parser.add_argument("-j", "--jobs", type=int, default=1, help="cases scored at once")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing table or summary"
     )

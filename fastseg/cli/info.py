@@ -42,6 +42,7 @@ def register(commands: Any) -> None:
   fastseg info labels.nii.gz
   fastseg info labelsTr/ --schema dataset.json
   fastseg info case.nii.gz --segment-map segmentMap.json --schema taxonomy.json
+  fastseg info case.nii.gz --segment-map export/tasks.json --series CT --schema taxonomy.json
   fastseg info 'data/**/*.nii.gz' --json > ids.jsonl""",
     )
     add_inputs(parser)
@@ -54,6 +55,7 @@ def register(commands: Any) -> None:
 class InfoOptions:
     schema: str | None
     segment_map: str | None
+    series: str | None = None
 
 
 def stored_dtype(image: fastseg.LabelImage) -> str:
@@ -71,7 +73,7 @@ def info_job(options: InfoOptions, job: Job) -> dict[str, Any]:
     # A 4th axis is time or channels, not space: the voxel's volume is the first three's.
     spacing = list(image.spacing[:SPATIAL_AXES])
     voxel = float(np.prod(spacing)) if spacing else 1.0
-    name = id_names(options.schema, options.segment_map)
+    name = id_names(options.schema, options.segment_map, options.series)
     stored = stored_dtype(image)
     return {
         "file": job.source,
@@ -112,13 +114,13 @@ def format_info(info: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_shared(args.schema, args.segment_map)
+    check_shared(args.schema, args.segment_map, args.series)
     jobs, problems = reading_jobs(args.inputs)
 
     def show(outcome: Outcome, progress: Progress) -> None:
         text = json.dumps(outcome.result) if args.json else format_info(outcome.result)
         progress.result(text)
 
-    work = functools.partial(info_job, InfoOptions(args.schema, args.segment_map))
+    work = functools.partial(info_job, InfoOptions(args.schema, args.segment_map, args.series))
     status, _ = execute(args, work, jobs, problems, on_done=show)
     return status

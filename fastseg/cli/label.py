@@ -19,8 +19,11 @@ from fastseg.cli.common import (
     batch_parent,
     check_shared,
     execute,
+    instance_segments,
+    one_label_map,
     output_parent,
     policy,
+    segments_for,
     shared_schema,
 )
 from fastseg.cli.to_instances import segment_map_path
@@ -58,22 +61,27 @@ class LabelOptions:
 def label_job(options: LabelOptions, job: Job) -> int:
     """Components of one file and their segment map; returns the number of components."""
     image = fastseg.load(job.source)
+    one_label_map(image)
     found = fastseg.label(image.labels, connectivity=options.connectivity)  # type: ignore[arg-type]
-    schema = shared_schema(options.schema) if options.schema is not None else None
+    # A Slicer file names its values itself.
+    schema = shared_schema(options.schema) if options.schema is not None else image.schema
     segments: dict[int, Segment] = {}
     for ident, value in enumerate(found.values.tolist()[1:], start=1):
         if schema is not None:
             if value not in schema.values:
-                raise ValueError(f"value {value} is no category of --schema {options.schema}")
+                where = f"--schema {options.schema}" if options.schema else "the file's segments"
+                raise ValueError(f"value {value} is no category of {where}")
             category = schema.by_value(value).name
         else:
             category = str(value)
         segments[ident] = Segment(category, attributes={"value": value})
     prepare_folder(job.outputs[0])
+    found_map = SegmentMap(segments)
+    names = segments_for(job.outputs[0], instance_segments(found_map, schema))
     # The segment map takes its name last: a failing write leaves neither file.
     with atomic_path(job.outputs[1]) as temporary:
-        SegmentMap(segments).save(temporary)
-        fastseg.save(job.outputs[0], found.labels, like=image)
+        found_map.save(temporary)
+        fastseg.save(job.outputs[0], found.labels, like=image, schema=names)
     return found.count
 
 

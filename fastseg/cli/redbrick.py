@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,6 @@ from fastseg.cli.common import (
     add_command,
     batch_parent,
     category_name,
-    check_json_depth,
     check_shared,
     execute,
     round_volume,
@@ -273,25 +272,6 @@ def _listed(series: Any, key: str) -> list[str]:
     return [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
 
 
-def _check_contained(folder: Path, tasks_file: str, items: list[Any]) -> None:
-    """Refuse paths that are absolute or lead out of the export folder."""
-    root = folder.resolve()
-    for item in items:
-        for key in ("segmentations", "items"):
-            for listed in _listed(item.series, key):
-                resolved = (root / listed).resolve()
-                if PurePath(listed).is_absolute() or ".." in PurePath(listed).parts:
-                    why = "is absolute" if PurePath(listed).is_absolute() else "leads out (..)"
-                elif not resolved.is_relative_to(root):
-                    why = "leads out of the export folder (a link)"
-                else:
-                    continue
-                raise UsageError(
-                    f"{tasks_file}: task {item.task!r}, series {item.name!r}: the path "
-                    f"{listed} {why}; --allow-outside-paths reads it"
-                )
-
-
 def _units(folder: Path, series_list: list[Any]) -> list[dict[str, Any]]:
     """One unit of plain data per series: the series, its task's position, and its
     image files."""
@@ -362,9 +342,12 @@ def _taxonomy(args: argparse.Namespace, folder: Path) -> str | None:
     return None
 
 
-def read_series(folder: Path, taxonomy: str | None) -> tuple[list[Any], list[Outcome]]:
-    """The export's series, and a failed outcome for every series it cannot read."""
-    from fastseg.formats.redbrick_export import read_export
+def read_series(
+    folder: Path, taxonomy: str | None, allow_outside_paths: bool = False
+) -> tuple[list[Any], list[Outcome]]:
+    """The export's series, and a failed outcome for every series it cannot read; a
+    path out of the export folder stops the command (unless ``allow_outside_paths``)."""
+    from fastseg.formats.redbrick_export import OutsidePathError, read_export
 
     tasks_file = str(folder / "tasks.json")
     problems: list[Outcome] = []
@@ -374,8 +357,12 @@ def read_series(folder: Path, taxonomy: str | None) -> tuple[list[Any], list[Out
 
     schema = shared_schema(taxonomy) if taxonomy is not None else None
     try:
-        check_json_depth(tasks_file)
-        series = read_export(folder, schema=schema, on_error=failed)
+        series = read_export(
+            folder, schema=schema, on_error=failed, allow_outside_paths=allow_outside_paths
+        )
+    except OutsidePathError as error:
+        reason = describe_error(ValueError(error.reason), tasks_file)
+        raise UsageError(f"{tasks_file}: {reason}; --allow-outside-paths reads it") from None
     except USER_ERRORS as error:
         raise UsageError(f"{tasks_file}: {describe_error(error, tasks_file)}") from None
     return series, problems
@@ -385,11 +372,9 @@ def run(args: argparse.Namespace) -> int:
     folder, out = export_folder(args.export), Path(args.out)
     taxonomy = _taxonomy(args, folder)
     check_shared(taxonomy)
-    series_list, problems = read_series(folder, taxonomy)
+    series_list, problems = read_series(folder, taxonomy, args.allow_outside_paths)
     if not series_list and not problems:
         raise UsageError(f"{folder / 'tasks.json'}: no series with segmentations")
-    if not args.allow_outside_paths:
-        _check_contained(folder, str(folder / "tasks.json"), series_list)
     units = _units(folder, series_list)
     _check_out(folder, out, units, args.overwrite)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import fastseg
-from fastseg._batch import split_suffix
+from fastseg._batch import describe_error, split_suffix
 from fastseg._files import atomic_path, write_text_atomically
 from fastseg.cli.batch import Job, UsageError, plan, prepare_folder
 from fastseg.cli.common import (
@@ -21,9 +21,10 @@ from fastseg.cli.common import (
     non_negative,
     output_parent,
     policy,
-    read_json,
+    relabeled_like,
     unmapped,
 )
+from fastseg.formats.registry import read_json
 
 
 def register(commands: Any) -> None:
@@ -151,15 +152,22 @@ def relabel_job(options: RelabelOptions, job: Job) -> int:
                 f"{found[0]} voxels hold ids the mapping lacks: {found[1]} "
                 "(--missing keep keeps them, --missing ID writes ID instead)"
             ) from None
-        fastseg.save(job.outputs[0], labels, like=image)
+        # Segments whose value the mapping lacks follow --missing ("error": no voxel
+        # holds their value, or remap would have failed, so they go).
+        missing: Literal["keep", "drop"] | int = "drop"
+        if options.missing == "keep" or isinstance(options.missing, int):
+            missing = "keep" if options.missing == "keep" else int(options.missing)
+        like = relabeled_like(image, job.outputs[0], labels, options.mapping, missing)
+        fastseg.save(job.outputs[0], labels, like=like)
         return len(options.mapping)
     labels, mapping = fastseg.renumber(image.labels)
+    like = relabeled_like(image, job.outputs[0], labels, mapping, "drop")
     # The mapping goes to its temporary file first and takes its name last, so that a
     # failing write (a full disk) leaves neither file, and the labels never appear
     # beside a missing or stale mapping for longer than one rename.
     with atomic_path(job.outputs[1]) as temporary:
         write_text_atomically(temporary, mapping_text(mapping))
-        fastseg.save(job.outputs[0], labels, like=image)
+        fastseg.save(job.outputs[0], labels, like=like)
     return len(mapping)
 
 
@@ -185,8 +193,7 @@ def run(args: argparse.Namespace) -> int:
             if args.invert:
                 mapping = inverted(mapping)
         except (ValueError, OSError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            raise UsageError(f"{args.mapping}: {reason}") from None
+            raise UsageError(f"{args.mapping}: {describe_error(error, args.mapping)}") from None
         # Background is no id to map: 0 stays 0 unless the mapping says otherwise.
         mapping.setdefault(0, 0)
     extra = (lambda out: [mapping_path(out)]) if mapping is None else (lambda _: [])

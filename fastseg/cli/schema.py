@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from fastseg._batch import USER_ERRORS, describe_error
 from fastseg.cli.batch import UsageError
-from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command, check_json_depth
+from fastseg.cli.common import EXIT_FAILED, EXIT_OK, OutputExists, add_command
 from fastseg.formats.registry import (
     SchemaFormat,
     schema_formats,
@@ -57,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.overwrite:
         raise OutputExists(f"the output {args.output} exists (--overwrite replaces it)")
     try:
-        check_json_depth(args.input)
         schema = Schema.load(args.input, args.from_format)
         if args.renumber:
             schema = consecutive(schema)

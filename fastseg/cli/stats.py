@@ -20,11 +20,13 @@ from fastseg.cli.common import (
     add_command,
     add_inputs,
     add_names,
+    as_nibabel,
     batch_parent,
     category_name,
     check_shared,
     execute,
     id_names,
+    one_label_map,
     round_volume,
     shared_segment_map,
 )
@@ -78,8 +80,9 @@ def register(commands: Any) -> None:
         "--image-name",
         metavar="TEMPLATE",
         help="with --images: the image's name, from the label file's {name}, {stem} (name "
-        "without .nii/.nii.gz), {ext} and {entities} (stem without its last _suffix, for "
-        "BIDS), e.g. '{stem}_0001{ext}' or '{entities}_T1w.nii.gz'",
+        "without its volume ending), {ext} (that ending, e.g. .nii.gz) and {entities} "
+        "(stem without its last _suffix, for BIDS), e.g. '{stem}_0001{ext}' or "
+        "'{entities}_T1w.nii.gz'",
     )
     parser.add_argument("--surface", action="store_true", help="add the surface area in mm²")
     parser.set_defaults(handler=run)
@@ -90,6 +93,7 @@ class StatsOptions:
     schema: str | None
     segment_map: str | None
     surface: bool
+    series: str | None = None
 
 
 VOLUME_COLUMNS = ("volume",)
@@ -99,7 +103,7 @@ def _describe_segments(options: StatsOptions) -> Any:
     """id -> (category, attributes) of the segment map, or None without one."""
     if options.segment_map is None:
         return None
-    segments = shared_segment_map(options.segment_map, options.schema)
+    segments = shared_segment_map(options.segment_map, options.schema, options.series)
 
     def describe(ident: int) -> dict[str, Any]:
         if ident in segments:
@@ -117,9 +121,10 @@ def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
 
     nibabel: Any = _nibabel  # partly annotated
     image = fastseg.load(job.source)
+    one_label_map(image)
     # As a nibabel image, the labels bring their affine, which fastseg.stats checks
     # against the intensity image's.
-    labels: Any = nibabel.Nifti1Image(image.labels, image.affine, image.header)
+    labels = as_nibabel(image)
     first: dict[str, Any] = {"file": job.source}
     if job.data is None:
         table = fastseg.stats(labels, surface=options.surface)
@@ -132,7 +137,7 @@ def stats_job(options: StatsOptions, job: Job) -> list[dict[str, Any]]:
         except Exception as error:  # nibabel raises many kinds for damaged files
             reason = one_line(str(error)) or type(error).__name__
             raise ValueError(f"image {path}: not a readable NIfTI image ({reason})") from error
-    name = id_names(options.schema, options.segment_map)
+    name = id_names(options.schema, options.segment_map, options.series)
     segments = _describe_segments(options)
     named = options.schema is not None or options.segment_map is not None
     rows = []
@@ -173,7 +178,7 @@ def table_text(rows: list[dict[str, Any]], form: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_shared(args.schema, args.segment_map)
+    check_shared(args.schema, args.segment_map, args.series)
     form = args.format or ("json" if (args.out or "").lower().endswith(".json") else "csv")
     inputs, problems = expand(args.inputs)
     if args.image is not None and len(inputs) + len(problems) != 1:
@@ -202,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"the table {args.out} would replace an input")
         if os.path.exists(args.out) and not args.overwrite:
             raise OutputExists(f"{args.out} exists (--overwrite replaces it)")
-    work = functools.partial(stats_job, StatsOptions(args.schema, args.segment_map, args.surface))
+    work = functools.partial(
+        stats_job, StatsOptions(args.schema, args.segment_map, args.surface, args.series)
+    )
     status, outcomes = execute(args, work, jobs, problems)
     done = [o for o in outcomes if o.status == "done"]
     if not done and any(o.status == "failed" for o in outcomes):

@@ -18,8 +18,11 @@ from fastseg.cli.common import (
     batch_parent,
     check_shared,
     execute,
+    instance_segments,
+    one_label_map,
     output_parent,
     policy,
+    segments_for,
     shared_schema,
 )
 
@@ -65,12 +68,14 @@ def segment_map_path(output: str) -> str:
 def instances_job(options: InstancesOptions, job: Job) -> int:
     """Semantic map -> instances (connected components) and their segment map."""
     image = fastseg.load(job.source)
+    one_label_map(image)
     schema = shared_schema(options.schema)
     instances, found = fastseg.to_instances(
         image.labels, schema, connectivity=options.connectivity, split=options.split
     )
     prepare_folder(job.outputs[0])
-    fastseg.save(job.outputs[0], instances, like=image)
+    names = segments_for(job.outputs[0], instance_segments(found, schema))
+    fastseg.save(job.outputs[0], instances, like=image, schema=names)
     found.save(job.outputs[1])
     return len(found)
 

@@ -16,8 +16,10 @@ from fastseg.cli.common import (
     batch_parent,
     check_shared,
     execute,
+    one_label_map,
     output_parent,
     policy,
+    segments_for,
     shared_schema,
     shared_segment_map,
     unmapped,
@@ -36,7 +38,9 @@ def register(commands: Any) -> None:
   fastseg to-semantic case.nii.gz --segment-map segmentMap.json --schema taxonomy.json
   fastseg to-semantic instances/ -o semantic/ --segment-map map.json --schema dataset.json -j 4
   fastseg to-semantic case.nii.gz -o case_sem.nii.gz --segment-map map.json \\
-      --schema taxonomy.json --unknown background""",
+      --schema taxonomy.json --unknown background
+  fastseg to-semantic seg.nii.gz --segment-map export/tasks.json --series case-1/CT \\
+      --schema taxonomy.json""",
     )
     add_inputs(parser)
     add_names(parser, required=True)
@@ -54,13 +58,15 @@ class SemanticOptions:
     schema: str
     segment_map: str
     unknown: str
+    series: str | None = None
 
 
 def semantic_job(options: SemanticOptions, job: Job) -> None:
     """Instance map -> semantic map through the segment map."""
     image = fastseg.load(job.source)
+    one_label_map(image)
     schema = shared_schema(options.schema)
-    segments = shared_segment_map(options.segment_map, options.schema)
+    segments = shared_segment_map(options.segment_map, options.schema, options.series)
     try:
         semantic = fastseg.to_semantic(image.labels, segments, schema, unknown=options.unknown)  # type: ignore[arg-type]
     except ValueError as error:
@@ -72,13 +78,13 @@ def semantic_job(options: SemanticOptions, job: Job) -> None:
             "(--unknown background makes them 0, --unknown keep keeps them)"
         ) from None
     prepare_folder(job.outputs[0])
-    fastseg.save(job.outputs[0], semantic, like=image)
+    fastseg.save(job.outputs[0], semantic, like=image, schema=segments_for(job.outputs[0], schema))
 
 
 def run(args: argparse.Namespace) -> int:
-    check_shared(args.schema, args.segment_map)
+    check_shared(args.schema, args.segment_map, args.series)
     jobs, problems = plan(args.inputs, args.out, args.suffix, policy(args))
     work = functools.partial(
-        semantic_job, SemanticOptions(args.schema, args.segment_map, args.unknown)
+        semantic_job, SemanticOptions(args.schema, args.segment_map, args.unknown, args.series)
     )
     return execute(args, work, jobs, problems)[0]

@@ -29,6 +29,6 @@ Schemas and segment maps:
   binary layouts
 """
 
-from fastseg.formats.registry import FORMATS, Format, volume_suffixes
+from fastseg.formats.registry import FORMATS, Format, volume_suffix_list, volume_suffixes
 
-__all__ = ["FORMATS", "Format", "volume_suffixes"]
+__all__ = ["FORMATS", "Format", "volume_suffix_list", "volume_suffixes"]

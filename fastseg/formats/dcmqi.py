@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastseg._files import write_text_atomically
-from fastseg.formats.registry import read_json
+from fastseg.formats.registry import SeriesError, read_json
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 
@@ -133,19 +133,14 @@ def read_segment_map(
     """The segments of one label file of dcmqi metadata as a segment map."""
     content, source = _load(path)
     files = _files(content, source)
+    available, naming = [str(i) for i in range(len(files))], "the index of a label file"
     if series is None:
         if len(files) != 1:
-            raise ValueError(
-                f"{source}: describes {len(files)} label files; choose one with series= "
-                f"(0 to {len(files) - 1})"
-            )
+            raise SeriesError(source, f"describes {len(files)} label files", available, naming)
         chosen = files[0]
     else:
-        if not series.isdigit() or int(series) >= len(files):
-            raise ValueError(
-                f"{source}: series must be the index of a label file, 0 to {len(files) - 1}; "
-                f"got {series!r}"
-            )
+        if series not in available:
+            raise SeriesError(source, f"no label file {series!r}", available, naming)
         chosen = files[int(series)]
     return SegmentMap({c.value: Segment(c.name) for c in chosen})
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg._files import write_text_atomically
-from fastseg.formats.registry import excerpt
+from fastseg.formats.registry import excerpt, read_json
 from fastseg.schema import Category, Schema
 
 __all__ = ["read_dataset_json", "write_dataset_json"]
@@ -421,13 +421,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _load_json(path: Path, source: str) -> Any:
-    data = path.read_bytes()
     try:
-        return json.loads(data.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
+        return read_json(path, object_pairs_hook=_unique_keys)
     except _DuplicateKeyError as error:
         raise ValueError(f"{source}: {error}") from None
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{source}: not a valid JSON file: {error}") from None
 
 
 def recognise(document: Any) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastseg._files import write_text_atomically
-from fastseg.formats.registry import excerpt
+from fastseg.formats.registry import SeriesError, excerpt, read_json
 from fastseg.schema import Category, Schema
 from fastseg.segmap import Segment, SegmentMap
 
@@ -217,8 +217,7 @@ def _load_json_object(
     if isinstance(source, Mapping):
         return source
     path = Path(source)
-    with path.open(encoding="utf-8") as stream:
-        loaded = json.load(stream)
+    loaded = read_json(path)
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: a RedBrick {what} is a JSON object, got {type(loaded).__name__}")
     return loaded
@@ -804,41 +803,35 @@ def read_segment_map_file(
 
     Raises
     ------
+    SeriesError
+        If ``tasks.json`` holds several series with segment maps and ``series`` does not
+        choose one of them, or names none or several (the message lists them, cut to a
+        readable length; ``available`` holds them all); or ``series`` is given for a
+        file holding one segment map.
     ValueError
-        If the file holds no segment map, or several series and ``series`` does not
-        choose one of them (the message lists them, cut to a readable length), or the
-        segment map is malformed (naming the file).
-    """
-    from fastseg.formats.registry import read_json
+        If the file holds no segment map, is nested too deeply, or the segment map is
+        malformed (naming the file).
 
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from fastseg.formats.redbrick import read_segment_map_file
+    >>> path = os.path.join(tempfile.mkdtemp(), "tasks.json")
+    >>> series = [{"name": "CT", "segmentMap": {"1": "Liver"}},
+    ...           {"name": "MR", "segmentMap": {"1": "Spleen"}}]
+    >>> with open(path, "w") as stream:
+    ...     json.dump([{"name": "case-1", "series": series}], stream)
+    >>> read_segment_map_file(path, series="MR")[1].category
+    'Spleen'
+    >>> read_segment_map_file(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fastseg.formats.registry.SeriesError: ...: 2 series ... series= (...): case-1/CT, case-1/MR
+    """
     source = os.fspath(path)
     document = read_json(source)
     if isinstance(document, list):
-        found: list[tuple[str, str, Mapping[str, Any]]] = []
-        for index, task in enumerate(document):
-            if not isinstance(task, Mapping):
-                raise ValueError(f"{source}: task {index} is not an object")
-            task_name = str(task.get("name") or task.get("taskId") or f"task-{index}")
-            for position, item in enumerate(task.get("series") or []):
-                if isinstance(item, Mapping) and item.get("segmentMap"):
-                    name = str(item.get("name") or chr(position + ord("A")))
-                    found.append((task_name, name, item["segmentMap"]))
-        if not found:
-            raise ValueError(f"{source}: no series of this tasks.json has a segmentMap")
-        if series is None and len(found) == 1:
-            chosen = found[0][2]
-        else:
-            matches = [f for f in found if series in (f[1], f"{f[0]}/{f[1]}")]
-            listed = excerpt(", ".join(f"{t}/{n}" for t, n, _ in found))
-            if series is None or len(matches) != 1:
-                what = "choose one" if series is None else f"{series!r} names {len(matches)}"
-                raise ValueError(
-                    f"{source}: {len(found)} series have segment maps ({what} with series= a "
-                    f"name, or task/name): {listed}"
-                )
-            chosen = matches[0][2]
-    elif isinstance(document, Mapping) and "segmentMap" in document:
-        chosen = document["segmentMap"]
+        chosen = _tasks_series(document, source, series)
     elif isinstance(document, Mapping) and (
         "objectTypes" in document or isinstance(document.get("categories"), list)
     ):
@@ -846,6 +839,13 @@ def read_segment_map_file(
             f"{source}: a RedBrick taxonomy names categories, not instances; pass it as the "
             "schema and the series' segmentMap (or tasks.json) as the segment map"
         )
+    elif series is not None:
+        one = isinstance(document, Mapping) and "segmentMap" in document
+        raise SeriesError(
+            source, f"{'one series' if one else 'a segmentMap'} holds one segment map"
+        )
+    elif isinstance(document, Mapping) and "segmentMap" in document:
+        chosen = document["segmentMap"]
     else:
         chosen = document
     if not isinstance(chosen, Mapping):
@@ -854,6 +854,43 @@ def read_segment_map_file(
         return read_segment_map(chosen, schema=schema)
     except ValueError as error:
         raise ValueError(f"{source}: {excerpt(str(error))}") from None
+
+
+def _series_maps(tasks: list[Any], source: str) -> list[tuple[str, str, Any]]:
+    """(task, series, segmentMap) of every series of ``tasks`` with a segment map."""
+    found: list[tuple[str, str, Any]] = []
+    for index, task in enumerate(tasks):
+        if not isinstance(task, Mapping):
+            raise ValueError(f"{source}: task {index} is not an object")
+        task_name = str(task.get("name") or task.get("taskId") or f"task-{index}")
+        listed = task.get("series") or []
+        if not isinstance(listed, list):
+            raise ValueError(f"{source}: task {task_name!r}: series must be a list")
+        for position, item in enumerate(listed):
+            if isinstance(item, Mapping) and item.get("segmentMap"):
+                name = str(item.get("name") or chr(position + ord("A")))
+                found.append((task_name, name, item["segmentMap"]))
+    return found
+
+
+def _tasks_series(tasks: list[Any], source: str, series: str | None) -> Any:
+    """The segmentMap of the series of ``tasks`` that ``series`` names."""
+    found = _series_maps(tasks, source)
+    if not found:
+        raise ValueError(f"{source}: no series of this tasks.json has a segmentMap")
+    if series is None and len(found) == 1:
+        return found[0][2]
+    available = [f"{task}/{name}" for task, name, _ in found]
+    naming = "a series name, or task/name"
+    if series is None:
+        raise SeriesError(source, f"{len(found)} series have segment maps", available, naming)
+    matches = [entry for entry in found if series in (entry[1], f"{entry[0]}/{entry[1]}")]
+    if not matches:
+        raise SeriesError(source, f"no series {series!r} has a segment map", available, naming)
+    if len(matches) > 1:
+        tasks_of = [f"{task}/{name}" for task, name, _ in matches]
+        raise SeriesError(source, f"{series!r} names {len(matches)} series", tasks_of, "task/name")
+    return matches[0][2]
 
 
 def read_labels_file(
@@ -869,8 +906,6 @@ def read_labels_file(
     ``dicom.groupids`` become overlap groups. Labels of several series
     (``volumeindex``) need ``series`` (the index, from 0).
     """
-    from fastseg.formats.registry import read_json
-
     source = os.fspath(path)
     labels = read_json(source)
     if not recognise_labels(labels):
@@ -881,15 +916,15 @@ def read_labels_file(
         if isinstance(label.get("dicom"), Mapping) and label["dicom"].get("instanceid")
     ]
     volumes = sorted({int(label.get("volumeindex") or 0) for label in instances})
+    available, naming = [str(v) for v in volumes], "a volumeindex"
     if series is not None:
-        if not series.isdigit():
-            raise ValueError(f"{source}: series must be a volume index (0, 1, ...), got {series!r}")
+        if not (series.isascii() and series.isdigit()) or int(series) not in volumes:
+            problem = f"no labels of series {series!r}"
+            raise SeriesError(source, problem, available, naming)
         instances = [i for i in instances if int(i.get("volumeindex") or 0) == int(series)]
     elif len(volumes) > 1:
-        raise ValueError(
-            f"{source}: labels of {len(volumes)} series (volumeindex {volumes}); choose one "
-            "with series="
-        )
+        problem = f"labels of {len(volumes)} series (volumeindex {volumes})"
+        raise SeriesError(source, problem, available, naming)
     entries: dict[str, Any] = {}
     for label in instances:
         ident = str(label["dicom"]["instanceid"])

@@ -27,7 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ import numpy.typing as npt
 from fastseg._files import write_text_atomically
 from fastseg.convert import binary_masks, to_semantic
 from fastseg.formats.redbrick import read_segment_map
-from fastseg.formats.registry import excerpt
+from fastseg.formats.registry import excerpt, read_json
 from fastseg.io import LabelImage, load, save
 from fastseg.relabel import unique
 from fastseg.schema import Schema
@@ -44,6 +44,7 @@ from fastseg.segmap import SegmentMap
 
 __all__ = [
     "ExportSeries",
+    "OutsidePathError",
     "instance_volumes",
     "read_export",
     "write_binary_export",
@@ -56,6 +57,23 @@ AFFINE_TOLERANCE = 1e-4
 
 _INSTANCE_FILE = re.compile(r"(?:instance|category)-(\d+)\.nii(\.gz)?")
 _UNSAFE = re.compile(r"[^\w.\- ]+")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_LISTED_FILES = ("segmentations", "items")
+"""The keys of a series that list files: its segmentations and its images."""
+
+
+class OutsidePathError(ValueError):
+    """A ``tasks.json`` lists a file by an absolute path or outside its export folder.
+
+    Attributes
+    ----------
+    reason : str
+        The message without the hint on how to read such files anyway.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}; allow_outside_paths=True reads it")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -101,8 +119,16 @@ def read_export(
     *,
     schema: Schema | None = None,
     on_error: Callable[[ValueError], None] | None = None,
+    allow_outside_paths: bool = False,
 ) -> list[ExportSeries]:
     """Read the series of a RedBrick AI export folder.
+
+    ``tasks.json`` is not trusted: a file it lists (a series' ``segmentations`` or
+    ``items``) by an absolute path, or by a relative one that leads out of the folder
+    (``..``, or a link pointing elsewhere), is refused unless ``allow_outside_paths``.
+    Item URLs (``https://...``, ``s3://...``) are not local files and are not checked.
+    JSON nested more than :data:`~fastseg.formats.registry.MAX_JSON_DEPTH` levels
+    deep is refused before anything is read from it.
 
     Parameters
     ----------
@@ -115,6 +141,9 @@ def read_export(
     on_error : callable, optional
         Called with the error of a series that cannot be read (its message names the
         file, task and series), which is then left out; by default the error is raised.
+        A path outside the folder is no such error: it refuses the whole file.
+    allow_outside_paths : bool, optional
+        Read files that ``tasks.json`` lists by absolute paths or outside the folder.
 
     Returns
     -------
@@ -123,9 +152,13 @@ def read_export(
 
     Raises
     ------
+    OutsidePathError
+        If a series lists a file outside the folder (naming the task, series, key and
+        path), unless ``allow_outside_paths``.
     ValueError
-        If ``tasks.json`` is missing or malformed, a series points at a file that does
-        not exist, or a segment map cannot be read (naming the file and task).
+        If ``tasks.json`` is missing, malformed or nested too deeply, a series points at
+        a file that does not exist, or a segment map cannot be read (naming the file and
+        task).
 
     Examples
     --------
@@ -142,10 +175,9 @@ def read_export(
     if not tasks_file.is_file():
         raise ValueError(f"{tasks_file}: no such file (a RedBrick export holds tasks.json)")
     try:
-        with tasks_file.open(encoding="utf-8") as stream:
-            tasks = json.load(stream)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{tasks_file}: not readable JSON ({error})") from None
+        tasks = read_json(tasks_file)
+    except OSError as error:
+        raise ValueError(f"{tasks_file}: not readable ({error.strerror or error})") from None
     if not isinstance(tasks, list):
         raise ValueError(f"{tasks_file}: expected a list of tasks, got {type(tasks).__name__}")
     found: list[ExportSeries] = []
@@ -160,9 +192,11 @@ def read_export(
                     raise ValueError(
                         f"{tasks_file}: task {task_name!r}: series {position} is not an object"
                     )
+                if not allow_outside_paths:
+                    _check_contained(root, tasks_file, task_name, position, series)
                 entry = _read_series(root, tasks_file, task_name, position, series, schema)
             except ValueError as error:
-                if on_error is None:
+                if on_error is None or isinstance(error, OutsidePathError):
                     raise
                 on_error(error)
                 continue
@@ -182,6 +216,35 @@ def read_export(
     return found
 
 
+def _series_name(series: Mapping[str, Any], position: int) -> str:
+    return str(series.get("name") or chr(position + ord("A")))
+
+
+def _check_contained(
+    root: Path, tasks_file: Path, task: str, position: int, series: Mapping[str, Any]
+) -> None:
+    """Refuse a file the series lists by an absolute path or outside ``root``."""
+    for key in _LISTED_FILES:
+        raw = series.get(key)
+        listed = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        for path in listed:
+            if not isinstance(path, str) or not path or _URL.match(path):
+                continue
+            pure = PurePath(path)
+            if pure.is_absolute() or PureWindowsPath(path).is_absolute():
+                why = "is absolute"
+            elif ".." in pure.parts:
+                why = "leads out of the export folder (..)"
+            elif not (root / path).resolve().is_relative_to(root):
+                why = "leads out of the export folder (through a link)"
+            else:
+                continue
+            name = _series_name(series, position)
+            raise OutsidePathError(
+                f"{tasks_file}: task {task!r}, series {name!r}: {key} path {path} {why}"
+            )
+
+
 def _read_series(
     root: Path,
     tasks_file: Path,
@@ -190,7 +253,7 @@ def _read_series(
     series: Mapping[str, Any],
     schema: Schema | None,
 ) -> tuple[str, list[Path], SegmentMap] | None:
-    name = str(series.get("name") or chr(position + ord("A")))
+    name = _series_name(series, position)
     where = f"{tasks_file}: task {task!r}, series {name!r}"
     raw = series.get("segmentations")
     if raw is None or raw == [] or raw == "":

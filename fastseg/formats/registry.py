@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,16 +35,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "MAX_JSON_DEPTH",
     "Format",
     "SchemaFormat",
+    "SeriesError",
     "VolumeFormat",
     "by_name",
     "load_schema",
     "load_segment_map",
+    "read_json",
     "save_schema",
     "schema_format",
     "schema_formats",
     "volume_format",
+    "volume_suffix_list",
     "volume_suffixes",
     "writable_schema_formats",
 ]
@@ -81,6 +85,11 @@ class Format:
         For JSON formats told apart by content: ``f(document, kind) -> bool``.
     extra : str or None
         The optional dependency group (``pip install 'fastseg[extra]'``) it needs.
+    chooses_series : bool
+        A file may hold several segment maps, chosen with ``series=``.
+    named_segments : bool
+        A volume file names its ids (segments with names and colours, ``save``'s
+        ``schema=``), so that what they mean has to follow when the ids change.
     """
 
     name: str
@@ -93,6 +102,8 @@ class Format:
     reads_segment_map: str | None = None
     recognise: str | None = None
     extra: str | None = None
+    chooses_series: bool = False
+    named_segments: bool = False
 
     @property
     def schema(self) -> bool:
@@ -128,6 +139,7 @@ FORMATS: tuple[Format, ...] = (
         "3D Slicer segmentations (voxels and segments)",
         volume=True,
         extra="slicer",
+        named_segments=True,
     ),
     Format("nrrd", "nrrd", (".nrrd", ".nhdr"), "NRRD volumes", volume=True, extra="slicer"),
     Format(
@@ -148,6 +160,7 @@ FORMATS: tuple[Format, ...] = (
         writes_schema="write_taxonomy",
         reads_segment_map="read_segment_map_file",
         recognise="recognise",
+        chooses_series=True,
     ),
     Format(
         "redbrick-labels",
@@ -156,6 +169,7 @@ FORMATS: tuple[Format, ...] = (
         "RedBrick AI SDK labels.json (a list of labels)",
         reads_segment_map="read_labels_file",
         recognise="recognise_labels",
+        chooses_series=True,
     ),
     Format(
         "dcmqi",
@@ -166,6 +180,7 @@ FORMATS: tuple[Format, ...] = (
         writes_schema="write_schema",
         reads_segment_map="read_segment_map",
         recognise="recognise",
+        chooses_series=True,
     ),
     Format(
         "label-list",
@@ -243,6 +258,19 @@ def volume_suffixes() -> tuple[str, ...]:
     return tuple(sorted(suffixes, key=lambda s: (-len(s), s)))
 
 
+def volume_suffix_list() -> str:
+    """Every volume file ending, alphabetically, for help texts and messages: written
+    from :data:`FORMATS`, so that no text falls behind a new format.
+
+    Examples
+    --------
+    >>> from fastseg.formats import volume_suffix_list
+    >>> volume_suffix_list()
+    '.mgh, .mgz, .mha, .mhd, .nhdr, .nii, .nii.gz, .nrrd, .seg.nrrd'
+    """
+    return ", ".join(sorted(volume_suffixes()))
+
+
 def schema_formats() -> tuple[str, ...]:
     """The names of the formats a schema can be read from."""
     return tuple(f.name for f in FORMATS if f.schema)
@@ -276,6 +304,42 @@ def volume_format(path: str | os.PathLike[str], format: str | None = None) -> Fo
     )
 
 
+class SeriesError(ValueError):
+    """A segment map file holds several series and ``series`` chose none of them (or
+    one it does not hold), or holds a single segment map and ``series`` was given.
+
+    Attributes
+    ----------
+    source : str
+        The file.
+    problem : str
+        What is wrong, e.g. ``"2 series have segment maps"``.
+    available : tuple of str
+        The series there are to choose from (empty: the file has none).
+    naming : str
+        How a series is named, e.g. ``"a name, or task/name"``.
+    """
+
+    def __init__(
+        self, source: str, problem: str, available: Sequence[str] = (), naming: str = "a name"
+    ) -> None:
+        self.source = source
+        self.problem = problem
+        self.available = tuple(available)
+        self.naming = naming
+        super().__init__(f"{source}: {self.describe('series=')}")
+
+    def describe(self, option: str) -> str:
+        """The message without the file, naming ``option`` as the way to choose."""
+        if not self.available:
+            return (
+                f"{self.problem}; {option} chooses a series of a RedBrick tasks.json or "
+                "labels.json, or a label file of dcmqi metadata"
+            )
+        listed = excerpt(", ".join(self.available))
+        return f"{self.problem}; choose one with {option} ({self.naming}): {listed}"
+
+
 def excerpt(text: str, limit: int = _MAX_ERROR) -> str:
     """``text`` cut to ``limit`` characters, saying how much was left out."""
     if len(text) <= limit:
@@ -283,12 +347,111 @@ def excerpt(text: str, limit: int = _MAX_ERROR) -> str:
     return f"{text[:limit]} ... ({len(text) - limit} more characters)"
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON document, or ValueError naming the file."""
+MAX_JSON_DEPTH = 64
+"""JSON nested deeper than this is refused: schemas, segment maps, mappings and
+``tasks.json`` are a few levels deep, and deeper documents would make readers recurse."""
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
+    """A JSON document, or ValueError naming the file.
+
+    Every JSON reader of :mod:`fastseg.formats` reads through here, so that a file that
+    is not JSON, or is nested more than :data:`MAX_JSON_DEPTH` levels deep (where the
+    readers would recurse without bound), is refused the same way everywhere.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The JSON file (UTF-8, with or without a byte order mark).
+    object_pairs_hook : callable, optional
+        Passed to :func:`json.loads` (e.g. to refuse duplicate keys).
+
+    Raises
+    ------
+    ValueError
+        If the file is not JSON, or is nested too deeply (naming the file and where).
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from fastseg.formats.registry import read_json
+    >>> path = Path(tempfile.mkdtemp()) / "deep.json"
+    >>> _ = path.write_text("[" * 65 + "]" * 65)
+    >>> read_json(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...deep.json: JSON nested more than 64 levels deep (at [0][0]...)
+    """
+    source = os.fspath(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        document = json.loads(
+            Path(path).read_text(encoding="utf-8-sig"), object_pairs_hook=object_pairs_hook
+        )
+    except RecursionError:
+        raise ValueError(f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{os.fspath(path)}: not a readable JSON file ({error})") from None
+        raise ValueError(f"{source}: not a readable JSON file ({error})") from None
+    where = _too_deep(document)
+    if where is not None:
+        raise ValueError(
+            f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep (at {where})"
+        )
+    return document
+
+
+def _too_deep(document: Any) -> str | None:
+    """Where ``document`` first nests deeper than :data:`MAX_JSON_DEPTH` (a path of
+    keys and indices, cut to a readable length), or None. Walks level by level, without
+    recursing; the path is looked for only in a document that is too deep."""
+    level = [document] if type(document) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            return _deep_path(document)
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if type(value) is dict else value
+            below.extend([c for c in children if type(c) is dict or type(c) is list])
+        level = below
+    return None
+
+
+def _deep_path(document: Any) -> str:
+    """The keys and indices down to the first value deeper than :data:`MAX_JSON_DEPTH`."""
+    trail: list[str] = []
+    value = document
+    while True:
+        items = value.items() if type(value) is dict else enumerate(value)
+        for key, child in items:
+            if type(child) in (dict, list) and _deeper_than(child, MAX_JSON_DEPTH - len(trail) - 1):
+                trail.append(f"[{json.dumps(key)}]")
+                value = child
+                break
+        else:
+            return excerpt("".join(trail), 60)
+        if len(trail) >= MAX_JSON_DEPTH:
+            return excerpt("".join(trail), 60)
+
+
+def _deeper_than(document: Any, levels: int) -> bool:
+    level = [document]
+    for _ in range(levels):
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if type(value) is dict else value
+            below.extend([c for c in children if type(c) is dict or type(c) is list])
+        if not below:
+            return False
+        level = below
+    return True
 
 
 def _describe(document: Any) -> str:
@@ -384,6 +547,10 @@ def load_segment_map(
         raise FileNotFoundError(f"{os.fspath(path)}: no such file")
     entry = by_name(format, kind="segment map") if format else _format_of(path, "segment map")
     assert entry.reads_segment_map is not None
+    if series is not None and not entry.chooses_series:
+        raise SeriesError(
+            os.fspath(path), f"a file of {entry.description} holds one segment map, no series"
+        )
     segment_map: SegmentMap = entry.function(entry.reads_segment_map)(path, schema, series)
     return segment_map
 

@@ -54,16 +54,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from fastseg.schema import Category, Schema
 
+if TYPE_CHECKING:
+    from fastseg.io import LabelImage
+
 __all__ = [
     "read_seg_nrrd_layers",
     "read_seg_nrrd_schema",
+    "remap_segments",
     "seg_nrrd_header",
     "write_seg_nrrd",
 ]
@@ -635,6 +639,111 @@ def write_volume(
 ) -> None:
     """Write a label map as a Slicer ``.seg.nrrd`` (see :func:`fastseg.save`)."""
     _write(os.fspath(path), labels, high, affine, schema, like)
+
+
+def remap_segments(
+    image: LabelImage,
+    labels: npt.NDArray[Any],
+    mapping: Mapping[int, int],
+    *,
+    missing: Literal["keep", "drop"] | int = "keep",
+) -> LabelImage:
+    """A Slicer image whose ids were mapped: ``labels`` with the segments following them.
+
+    Every segment's ``LabelValue`` becomes its value's image under ``mapping``, as the
+    voxels did (:func:`fastseg.remap`, :func:`fastseg.renumber`); its other fields (ID,
+    name, colour, tags, extent, layer) stay as they are, and the segments are numbered
+    again from 0 in their order. Layers keep their segments: the mapping applies to every
+    layer alike.
+
+    Parameters
+    ----------
+    image : LabelImage
+        As read from a ``.seg.nrrd`` file (:func:`fastseg.load`).
+    labels : numpy.ndarray
+        ``image.labels`` with its ids mapped through ``mapping``.
+    mapping : mapping of int to int
+        Old value -> new value. A segment whose new value is 0 is dropped (its voxels
+        became background).
+    missing : {"keep", "drop"} or int, optional
+        Segments whose value ``mapping`` lacks keep it (``"keep"``, default, as
+        :func:`fastseg.remap` keeps such ids), are dropped (``"drop"``: for the mapping
+        :func:`fastseg.renumber` returns, which lacks only the values no voxel holds), or
+        take the given value.
+
+    Returns
+    -------
+    LabelImage
+        ``labels``, the image's affine, and a header and ``segments`` holding the
+        remapped segments; :func:`fastseg.save` with ``like=`` it writes a Slicer file
+        whose segments match its voxels.
+
+    Raises
+    ------
+    ValueError
+        If two segments of one layer would take the same value (a segment is one value
+        of its layer; naming both), or ``missing`` is none of the above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastseg
+    >>> from fastseg.formats.slicer import remap_segments
+    >>> header = {
+    ...     "Segment0_ID": "Segment_1", "Segment0_LabelValue": "3", "Segment0_Name": "liver",
+    ...     "Segment1_ID": "Segment_2", "Segment1_LabelValue": "7", "Segment1_Name": "tumor",
+    ...     "Segment2_ID": "Segment_3", "Segment2_LabelValue": "9", "Segment2_Name": "empty",
+    ... }
+    >>> image = fastseg.LabelImage(np.array([[[0, 3, 7]]], np.uint8), np.eye(4), header,
+    ...                            "seg.nrrd", read_seg_nrrd_layers(header))
+    >>> labels, mapping = fastseg.renumber(image.labels)
+    >>> renumbered = remap_segments(image, labels, mapping, missing="drop")
+    >>> [(c.name, c.value) for c in renumbered.segments[0]]
+    [('liver', 1), ('tumor', 2)]
+    >>> renumbered.header["Segment1_LabelValue"]
+    '2'
+    """
+    from fastseg.io import LabelImage
+
+    if not (missing in ("keep", "drop") or (isinstance(missing, int) and missing >= 0)):
+        raise ValueError(f"missing must be 'keep', 'drop' or an id >= 0, got {missing!r}")
+    fields: dict[int, dict[str, str]] = {}
+    for key, value in image.header.items():
+        match = _SEGMENT_KEY.fullmatch(key)
+        if match is not None:
+            fields.setdefault(int(match.group(1)), {})[match.group(2)] = str(value)
+    kept: list[dict[str, str]] = []
+    taken: dict[tuple[int, int], str] = {}
+    for index in sorted(fields):
+        segment = fields[index]
+        where = f"segment {index}"
+        value = _integer(segment.get("LabelValue", ""), "LabelValue", where)
+        layer = _integer(segment.get("Layer", "0"), "Layer", where)
+        new: int | None
+        if value in mapping:
+            new = int(mapping[value])
+        elif missing == "keep":
+            new = value
+        elif missing == "drop":
+            new = None
+        else:
+            new = int(missing)
+        if not new:
+            continue
+        name = segment.get("Name") or segment.get("ID") or where
+        if (layer, new) in taken:
+            raise ValueError(
+                f"segments {taken[layer, new]!r} and {name!r} (layer {layer}) would both take "
+                f"value {new}; a .seg.nrrd segment is one value of its layer, so map them "
+                "apart or write another format"
+            )
+        taken[layer, new] = name
+        kept.append({**segment, "LabelValue": str(new)})
+    header = {key: value for key, value in image.header.items() if not _SEGMENT_KEY.fullmatch(key)}
+    for index, segment in enumerate(kept):
+        header.update({f"Segment{index}_{field}": value for field, value in segment.items()})
+    segments = read_seg_nrrd_layers(_Named(header, "<remapped segments>"))
+    return LabelImage(labels, image.affine, header, image.format, segments)
 
 
 def read_schema(path: str | os.PathLike[str]) -> Schema:
