@@ -313,9 +313,9 @@ print("compiled", _jit.compile_counts()[1] - before)
 def test_warmup_covers_every_kernel_and_operation(tmp_path: Path) -> None:
     """After warmup, in a fresh process with an empty cache: every kernel of every kernel
     module has a compiled specialisation, none of them for a literal (constant) argument
-    type, and no public operation compiles anything more
-    for a warmed dtype, whatever the size and memory order of its input (component maps
-    of large volumes are uint16 or uint32: warmup covers those widths by default)."""
+    type, and no public operation compiles anything more for a warmed dtype, whatever the
+    size and memory order of its input (component maps of large volumes are uint16 or
+    uint32: warmup covers those widths by default)."""
     env = {**os.environ, "FASTSEG_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(COVERAGE_SCRIPT)],

@@ -278,7 +278,9 @@ def test_synthetic_export(tmp_path: Path, seed: int) -> None:
 
 def test_torso_export(tmp_path: Path) -> None:
     folder = shared_data_path("torso_labels.nii.gz", "torso_labels.json")
-    organs = fastseg.load(folder / "torso_labels.nii.gz").labels
+    # Every other voxel in plane: all organs stay, and the binary layout (a gzip file per
+    # instance) writes a quarter of the bytes.
+    organs = np.asfortranarray(fastseg.load(folder / "torso_labels.nii.gz").labels[::2, ::2])
     labels = json.loads((folder / "torso_labels.json").read_text())["labels"]
     names = [name for name, value in sorted(labels.items(), key=lambda kv: kv[1]) if value]
     check_export(tmp_path, organs, names)

@@ -87,12 +87,13 @@ def _can_bind_mount_read_only(tmp_path: Path) -> bool:
     return result.returncode == 0
 
 
-# The script every installed copy runs: a cold process compiles, a warm one loads.
+# The script every installed copy runs: a cold process compiles, a warm one loads. Two
+# operations whose kernels call other kernels, and are among the quickest to compile.
 INSTALLED_SCRIPT = """
 import json, numpy as np, fastseg
 from fastseg._jit import compile_counts
 labels = np.array([[1, 0, 1], [1, 0, 2]], np.uint8)
-result = [fastseg.label(labels).count, fastseg.unique(labels).tolist()]
+result = [fastseg.remap(labels, {2: 3}).max().item(), fastseg.unique(labels).tolist()]
 print(json.dumps({"result": result, "cache_dir": fastseg.cache_dir(), "counts": compile_counts(),
                   "package": fastseg.__file__}))
 """
