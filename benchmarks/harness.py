@@ -28,6 +28,7 @@ import numpy as np
 from paths import ROOT, SHARED_DATA
 
 import fastseg
+from fastseg._jit import max_threads
 
 DEFAULT_REPEAT = 7
 
@@ -293,8 +294,8 @@ def header(numba: Any, repeat: int) -> list[str]:
         "",
         f"- date: {now}",
         f"- machine: {cpu_model()}, {cores}, {platform.system()} {platform.release()}",
-        f"- numba threads: {numba.get_num_threads()} (pool size {numba.config.NUMBA_NUM_THREADS})"
-        "; the anchors run single-threaded",
+        f"- fastseg threads: {fastseg.get_threads()} (of {max_threads()} this process "
+        "may use); the anchors run single-threaded",
         f"- versions: Python {platform.python_version()}, numpy {np.__version__}, "
         f"numba {numba.__version__}, fastseg {fastseg.__version__} (git {git_revision()})",
         "- anchor versions: "
@@ -393,7 +394,7 @@ def parse_args(argv: Sequence[str] | None, description: str) -> argparse.Namespa
         "--threads",
         type=int,
         metavar="N",
-        help="numba threads for fastseg (default: numba's default, NUMBA_NUM_THREADS)",
+        help="threads for fastseg (default: every CPU this process may use, or NUMBA_NUM_THREADS)",
     )
     parser.add_argument(
         "--gigavoxel",
@@ -414,14 +415,15 @@ def parse_args(argv: Sequence[str] | None, description: str) -> argparse.Namespa
 
 
 def use_threads(threads: int | None) -> Any:
-    """numba (untyped), with ``threads`` threads for fastseg when given."""
+    """numba (untyped, for the report's header), with fastseg set to ``threads`` threads
+    when given (fastseg runs kernels on its own threads, not numba's)."""
     numba: Any = importlib.import_module("numba")
     if threads is not None:
-        pool = int(numba.config.NUMBA_NUM_THREADS)
-        if not 1 <= threads <= pool:
+        limit = max_threads()
+        if not 1 <= threads <= limit:
             raise SystemExit(
-                f"--threads must be between 1 and {pool} (numba's pool size; "
-                "raise it with NUMBA_NUM_THREADS)"
+                f"--threads must be between 1 and {limit} (the CPUs this process may use; "
+                "NUMBA_NUM_THREADS changes it)"
             )
-        numba.set_num_threads(threads)
+        fastseg.set_threads(threads)
     return numba
