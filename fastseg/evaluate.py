@@ -25,7 +25,7 @@ import numpy.typing as npt
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._files import atomic_path
-from fastseg._jit import chunks_for, run_chunks, thread_limit
+from fastseg._jit import chunks_for, run_tasks, thread_limit
 from fastseg.schema import Schema
 
 __all__ = ["Evaluation", "EvaluationMetric", "InstancePairs", "evaluate"]
@@ -1034,15 +1034,20 @@ def _distance_columns(
     else:
         code_area, canonical_full = np.zeros(1), 0
 
-    def score(c: EvaluationClass) -> _SurfaceRow:
-        pred_empty = not _present(pred_values, c.values)
-        ref_empty = not _present(ref_values, c.values)
-        if ref_empty or pred_empty:
-            return _empty_surface_row(ref_empty, pred_empty, empty)
+    def box_of(c: EvaluationClass) -> tuple[np.ndarray, np.ndarray] | None:
+        """The class's box over both maps, None when either map lacks the class."""
+        if not (_present(pred_values, c.values) and _present(ref_values, c.values)):
+            return None
         values = np.array(c.values, np.uint64)
         involved = np.isin(ref_values, values) | np.isin(pred_values, values)
-        start = pairs.box[involved, :3].min(axis=0)
-        stop = pairs.box[involved, 3:].max(axis=0)
+        return pairs.box[involved, :3].min(axis=0), pairs.box[involved, 3:].max(axis=0)
+
+    def score(c: EvaluationClass, box: tuple[np.ndarray, np.ndarray] | None) -> _SurfaceRow:
+        if box is None:
+            pred_empty = not _present(pred_values, c.values)
+            ref_empty = not _present(ref_values, c.values)
+            return _empty_surface_row(ref_empty, pred_empty, empty)
+        start, stop = box
         membership = _membership(c.values, high)
         pred_to_ref, ref_to_pred, pred_areas, ref_areas = evaluate_kernels.class_surfaces(
             ref_view, pred_view, membership, membership,
@@ -1053,15 +1058,19 @@ def _distance_columns(
             pred_to_ref, ref_to_pred, pred_areas, ref_areas, method, percentile, tolerance
         )
 
-    # Classes are independent and the kernel releases the GIL: classes run as chunks on
-    # fastseg's threads, each writing its own row.
+    # Classes are independent and the kernel releases the GIL: they run as tasks on
+    # fastseg's threads, largest box first so that no thread is left with the big ones
+    # at the end, each writing its own row.
+    boxes = [box_of(c) for c in classes]
+    sizes = [0 if box is None else int(np.prod(box[1] - box[0])) for box in boxes]
+    order = sorted(range(len(classes)), key=lambda c: -sizes[c])
     rows: list[_SurfaceRow] = [_SurfaceRow() for _ in classes]
 
-    def score_chunk(c: int, chunks: int) -> None:
-        rows[c] = score(classes[c])
+    def score_task(t: int) -> None:
+        c = order[t]
+        rows[c] = score(classes[c], boxes[c])
 
-    if classes:
-        run_chunks(score_chunk, len(classes))
+    run_tasks(score_task, len(classes))
     return {
         "hd": np.array([r.hd for r in rows], np.float64),
         "hd95": np.array([r.hd95 for r in rows], np.float64),
