@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from report import SHARED_DATA, ct_like_case
+from inputs import ct_like_case
+from paths import SHARED_DATA
 
 import fastseg
 

@@ -1,4 +1,4 @@
-"""Report rows for class-balanced sampling, on the CT-sized synthetic case of ``report.py``
+"""Report rows for class-balanced sampling, on the CT-sized synthetic case of ``inputs.py``
 (500 x 400 x 240 uint8, 40 classes, Fortran order as nibabel gives it).
 
 - ``fastseg.locations`` (10,000 locations per class) against MONAI's
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import Row, Verdict, Volumes, _ct_like, anchor_module
+from harness import Row, Verdict, anchor_module
+from inputs import Volumes, ct_like
 
 import fastseg
 
@@ -81,7 +82,7 @@ def _same_sample_sizes(fast: fastseg.Locations, anchor: dict[Any, Any], label: s
 
 def rows(v: Volumes) -> list[Row]:
     def labels() -> np.ndarray:
-        return _ct_like(v)[0]
+        return ct_like(v)[0]
 
     def monai_indices() -> Any:
         utils = anchor_module("monai.transforms.utils")

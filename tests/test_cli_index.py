@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel
 import numpy as np
 import pytest
-from test_stats import blocky_volume
+from strategies import blocky_volume
 
 import fastseg
 from fastseg.cli import main

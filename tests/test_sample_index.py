@@ -10,8 +10,8 @@ import nibabel
 import numpy as np
 import pytest
 import reference as ref
-from conftest import shared_data_path
-from test_stats import blocky_volume
+from shared_data import shared_data_path
+from strategies import blocky_volume
 
 import fastseg
 from fastseg import sample_index

@@ -13,7 +13,9 @@ from fastseg._batch import expand, split_suffix
 from fastseg.cli.batch import Job, UsageError, prepare_folder
 from fastseg.cli.common import (
     add_command,
+    add_connectivity,
     add_inputs,
+    add_overwrite_choice,
     batch_parent,
     execute,
     non_negative,
@@ -125,11 +127,7 @@ def register(commands: Any) -> None:
         help="output folder: <name>.fsidx at each input's path below a folder argument; "
         "default: <name>.index.fsidx beside each input",
     )
-    overwrite = output.add_mutually_exclusive_group()
-    overwrite.add_argument("--overwrite", action="store_true", help="replace existing files")
-    overwrite.add_argument(
-        "--skip-existing", action="store_true", help="skip inputs whose index exists"
-    )
+    add_overwrite_choice(output)
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument(
         "--per-class",
@@ -156,12 +154,7 @@ def register(commands: Any) -> None:
         metavar="N",
         help="also this many locations per instance (connected component of a class)",
     )
-    sampling.add_argument(
-        "--connectivity",
-        type=int,
-        choices=(4, 6, 8, 18, 26),
-        help="of the instances (default: full)",
-    )
+    add_connectivity(sampling, of="the instances")
     sampling.add_argument(
         "--seed", type=non_negative(int), default=0, help="seed of the sample (default 0)"
     )

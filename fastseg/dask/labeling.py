@@ -86,14 +86,14 @@ def _label_block(
     """Label a block on its own: its summary, and its first and last layer of piece ids
     along each axis (``sides[2 * axis + last]``). The piece map itself is dropped: it
     is labelled again when the block is numbered, so no task keeps it meanwhile."""
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     with thread_limit(1):
         pieces, count, values = fastseg.label(
             compact(block), connectivity=cast(Connectivity, connectivity), background=background
         )
         view, transposed = as_label_array(pieces).view_3d()
-        first = blockfaces.first_voxels(view, transposed, count, corner, shape)
+        first = blockfaces_kernels.first_voxels(view, transposed, count, corner, shape)
     # An axis of length 0 has one block along it, so no boundary asks for its layers.
     sides = tuple(
         np.take(pieces, end, axis) if pieces.shape[axis] else pieces
@@ -154,13 +154,13 @@ def _face(lower: Near, upper: Near, axis: int, reach: int) -> tuple[np.ndarray, 
     so that diagonal contacts reaching into them are found; contacts reaching back into
     the previous blocks are found by the boundaries of those.
     """
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     lower_ids, lower_values = _extended(lower, axis, True)
     upper_ids, upper_values = _extended(upper, axis, False)
     # A pair of pieces touches in many places: kept once, the pairs waiting for the join
     # grow with the pieces, not with the area of the boundaries.
-    pairs = blockfaces.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
+    pairs = blockfaces_kernels.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
     return _gathered([pairs])
 
 
@@ -182,7 +182,7 @@ def _resolve(
 ) -> tuple[list[np.ndarray], int, np.ndarray]:
     """Join the pieces of every block: per block, a table from its own ids to the final
     ids; the number of components; the input value of each component."""
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     counts = np.array([s.values.size - 1 for s in summaries], np.int64)
     node_start = np.zeros(len(summaries) + 1, np.int64)
@@ -195,7 +195,7 @@ def _resolve(
 
     left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
     right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
-    number = blockfaces.join_pieces(first, nodes(left), nodes(right))
+    number = blockfaces_kernels.join_pieces(first, nodes(left), nodes(right))
     count = int(number.max()) if number.size else 0
     check_dtype_holds(dtype, 0, count, "out_dtype")
     values = np.empty(count + 1, values_dtype)
@@ -214,12 +214,14 @@ def _relabel(pieces: np.ndarray, table: np.ndarray) -> np.ndarray:
     if pieces.ndim < 2 or pieces.flags.c_contiguous or not pieces.flags.f_contiguous:
         with thread_limit(1):
             return fastseg.remap(pieces, table, out_dtype=table.dtype)
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     out = np.empty(pieces.shape, table.dtype)
     # 2-D blocks get a middle axis of length one, so one 3-D kernel serves both.
     shape_3d = pieces.shape if pieces.ndim == 3 else (pieces.shape[0], 1, pieces.shape[1])
-    blockfaces.number_transposed(pieces.T.reshape(shape_3d[::-1]), table, out.reshape(shape_3d))
+    blockfaces_kernels.number_transposed(
+        pieces.T.reshape(shape_3d[::-1]), table, out.reshape(shape_3d)
+    )
     return out
 
 

@@ -307,10 +307,10 @@ def _write_sparse_gzip(image: Any, data: np.ndarray, path: str) -> bool:
     """
     if data.size == 0 or (data.ndim > 1 and not data.flags.f_contiguous):
         return False
-    from fastseg._kernels.masks import nonzero_span
+    from fastseg._kernels import nifti as nifti_kernels
 
     flat = data.reshape(-1, order="F")
-    first, last = (int(i) for i in nonzero_span(flat.view(unsigned_of(flat.dtype))))
+    first, last = (int(i) for i in nifti_kernels.nonzero_span(flat.view(unsigned_of(flat.dtype))))
     if last - first + 1 > flat.size // 2:
         return False
     header = image.header.copy()
