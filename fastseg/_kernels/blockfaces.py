@@ -1,18 +1,24 @@
 """Joining the components of separately labelled blocks of a chunked volume.
 
-Each block of a chunked volume is labelled on its own (:mod:`fastseg._kernels.components`),
-so one object crossing block boundaries arrives as several *pieces*, one per block.
-These kernels find which pieces touch across the boundaries between blocks and join
-them into components numbered like a labeling of the whole volume:
+Each block of a chunked volume is labelled on its own, so one object crossing block
+boundaries arrives as several *pieces*, one per block. A block is labelled by the runs
+and union-find of :mod:`fastseg._kernels.components` (:func:`block_runs`), and never
+painted whole until its final numbers are known; these kernels work on its runs:
 
-- :func:`first_voxels`: where each piece of a block starts, as a row-major (C order)
-  index into the whole volume;
+- :func:`block_runs`: the runs of a block and the piece each run belongs to, on one
+  thread (the pieces are numbered by their first run in memory order, the same way
+  every time the block is labelled);
+- :func:`piece_first_keys`: where each piece starts, as a row-major (C order) index into the
+  whole volume;
+- :func:`run_layers`: the first and last layer of piece ids along each axis, painted
+  from the runs;
 - :func:`face_pairs`: the pairs of pieces that touch across one boundary plane, from
   the layers of voxels on either side of it;
 - :func:`join_pieces`: union-find over the pairs, numbering every component by its
   first voxel, the numbering of a labeling of the whole volume;
-- :func:`number_transposed`: each block's final numbers, written in C order whatever
-  the block's memory order.
+- :func:`paint_transposed`: a block's final numbers painted from its runs in C order,
+  for a Fortran-ordered block (C-ordered blocks use
+  :func:`fastseg._kernels.components.paint`).
 
 Pieces are identified by *provisional ids*: 0 for background, otherwise a block's
 offset plus the piece's id within the block, with offsets far enough apart that no two
@@ -24,49 +30,115 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import kernel
+from fastseg._kernels import components
 from fastseg._kernels.components import _find
 
 _NO_KEY = np.iinfo(np.int64).max
 
 
+def block_runs(
+    view: np.ndarray, background: int, connectivity: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs and pieces of a non-empty block on one thread: ``(row_offsets, run_start,
+    pieces, values)``.
+
+    ``view`` is the block as :meth:`fastseg._arrays.LabelArray.view_3d` gives it;
+    ``pieces[k]`` is the piece of run ``k`` (0 for background and for each row's
+    sentinel), numbered 1, 2, ... by first run in memory order; ``values[i]`` is the
+    value of piece ``i`` (index 0 left at 0). The same kernels as
+    :func:`fastseg.label`, with the same argument types, so no specialisation of
+    their own.
+    """
+    _, n1, n2 = view.shape
+    row_offsets = components.count_runs(view, 1)
+    n_runs = int(row_offsets[-1])
+    run_start = np.empty(n_runs, np.int32 if n2 < 2**31 else np.int64)
+    run_value = np.empty(n_runs, view.dtype)
+    pieces = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
+    components.find_runs(view, row_offsets, run_start, run_value, 1)
+    components.link_runs(
+        n1, n2, np.uint64(background), row_offsets, run_start, run_value, pieces, connectivity, 1
+    )
+    values = components.number_components(pieces, run_value)
+    return row_offsets, run_start, pieces, values
+
+
 @kernel()
-def first_voxels(
-    view: np.ndarray,
+def piece_first_keys(
+    n1: int,
     transposed: bool,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    pieces: np.ndarray,
     count: int,
     start: tuple[int, int, int],
     shape: tuple[int, int, int],
 ) -> np.ndarray:
     """Row-major index into the whole volume of the first voxel of each piece (0..count).
 
-    ``view`` is a block's piece map as a C-contiguous 3-D view (the transpose of the
-    block for a Fortran-ordered one, ``transposed``); ``start`` is the block's corner and
-    ``shape`` the whole volume's, both in the block's (caller's) axes. Translation keeps
-    the lexicographic order of indices, so the first voxel of a piece within its block
-    is also the first among its voxels in the whole volume. Index 0 (background) is
-    left at the largest int64.
+    The runs are those of :func:`block_runs` on a block's 3-D view of ``n1`` rows per
+    plane (the transpose of the block for a Fortran-ordered one, ``transposed``);
+    ``start`` is the block's corner and ``shape`` the whole volume's, both in the
+    block's (caller's) axes. Translation keeps the lexicographic order of indices, so
+    the first voxel of a piece within its block is also the first among its voxels in
+    the whole volume. Index 0 (background) is left at the largest int64.
     """
     first = np.full(count + 1, _NO_KEY, np.int64)
-    n0, n1, n2 = view.shape
     s0, s1, s2 = start
     _, m1, m2 = shape
-    for p in range(n0):
-        for y in range(n1):
-            row = view[p, y]
-            previous = 0
-            for x in range(n2):
-                piece = np.int64(row[x])
-                # Along a row only the start of a run can be a piece's first voxel: the
-                # row axis is the last caller axis, or (transposed) the first one.
-                if piece != previous and piece != 0:
-                    if transposed:
-                        key = ((s0 + x) * m1 + s1 + y) * m2 + s2 + p
-                    else:
-                        key = ((s0 + p) * m1 + s1 + y) * m2 + s2 + x
-                    if key < first[piece]:
-                        first[piece] = key
-                previous = piece
+    for r in range(row_offsets.size - 1):
+        p = r // n1
+        y = r % n1
+        # Only the start of a run can be a piece's first voxel.
+        for k in range(row_offsets[r], row_offsets[r + 1] - 1):
+            piece = pieces[k]
+            x = np.int64(run_start[k])
+            if transposed:
+                key = ((s0 + x) * m1 + s1 + y) * m2 + s2 + p
+            else:
+                key = ((s0 + p) * m1 + s1 + y) * m2 + s2 + x
+            if key < first[piece]:
+                first[piece] = key
+    first[0] = _NO_KEY
     return first
+
+
+@kernel()
+def _paint_row(
+    out: np.ndarray, row: int, row_offsets: np.ndarray, run_start: np.ndarray, pieces: np.ndarray
+) -> None:
+    """Write the pieces of the runs of ``row`` into the 1-D ``out``."""
+    for k in range(row_offsets[row], row_offsets[row + 1] - 1):
+        piece = pieces[k]
+        for x in range(run_start[k], run_start[k + 1]):
+            out[x] = piece
+
+
+@kernel()
+def run_layers(
+    n0: int, n1: int, n2: int, row_offsets: np.ndarray, run_start: np.ndarray, pieces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first and last layer of piece ids of a non-empty 3-D view along each of its
+    axes, ``(first0, last0, first1, last1, first2, last2)``, each in the view's
+    remaining axes: painted from the runs, never the whole block."""
+    first0 = np.empty((n1, n2), pieces.dtype)
+    last0 = np.empty((n1, n2), pieces.dtype)
+    first1 = np.empty((n0, n2), pieces.dtype)
+    last1 = np.empty((n0, n2), pieces.dtype)
+    first2 = np.empty((n0, n1), pieces.dtype)
+    last2 = np.empty((n0, n1), pieces.dtype)
+    for y in range(n1):
+        _paint_row(first0[y], y, row_offsets, run_start, pieces)
+        _paint_row(last0[y], (n0 - 1) * n1 + y, row_offsets, run_start, pieces)
+    for p in range(n0):
+        _paint_row(first1[p], p * n1, row_offsets, run_start, pieces)
+        _paint_row(last1[p], p * n1 + n1 - 1, row_offsets, run_start, pieces)
+        for y in range(n1):
+            r = p * n1 + y
+            first2[p, y] = pieces[row_offsets[r]]
+            # Every row ends with a sentinel entry: its last run is the one before.
+            last2[p, y] = pieces[row_offsets[r + 1] - 2]
+    return first0, last0, first1, last1, first2, last2
 
 
 @kernel()
@@ -159,27 +231,33 @@ def join_pieces(first_keys: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
     return number
 
 
-# Side of the square tiles of :func:`number_transposed`: 32 x 32 elements of the source
-# and of the output stay in L1 while they are read across and written along.
-_TILE = 32
-
-
 @kernel()
-def number_transposed(pieces: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
-    """``out[i, j, k] = table[pieces[k, j, i]]``: a block's final numbers in C order.
+def paint_transposed(
+    out: np.ndarray,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    pieces: np.ndarray,
+    numbers: np.ndarray,
+) -> None:
+    """``out[x, y, p] = numbers[piece at (p, y, x)]``: a Fortran-ordered block's final
+    numbers, painted from the runs of its view ``(p, y, x)`` into C order.
 
-    ``pieces`` is the C-contiguous view of a Fortran-ordered block (axes reversed).
-    dask assembles computed blocks into a C-ordered array, where Fortran-ordered blocks
-    (nibabel's volumes give them) cost a transposing copy several times slower than the
-    whole labeling; writing the numbers transposed here, in tiles that keep both sides
-    in cache, does that copy at the cost of a plain lookup.
+    dask assembles computed blocks into a C-ordered array (and zarr stores C order),
+    where a Fortran-ordered block would cost a transposing copy several times slower
+    than painting. Each plane ``y`` is painted into a small buffer first, whose rows
+    are one element longer than a plane's rows so that its columns do not fall into
+    the same cache sets, and copied from there row by row.
     """
-    n2, n1, n0 = pieces.shape
-    for j in range(n1):
-        for i0 in range(0, n0, _TILE):
-            i1 = min(i0 + _TILE, n0)
-            for k0 in range(0, n2, _TILE):
-                k1 = min(k0 + _TILE, n2)
-                for i in range(i0, i1):
-                    for k in range(k0, k1):
-                        out[i, j, k] = table[pieces[k, j, i]]
+    n2, n1, n0 = out.shape
+    buffer = np.empty((n2, n0 + 1), out.dtype)
+    for y in range(n1):
+        for p in range(n0):
+            row = p * n1 + y
+            for k in range(row_offsets[row], row_offsets[row + 1] - 1):
+                value = out.dtype.type(numbers[pieces[k]])
+                for x in range(run_start[k], run_start[k + 1]):
+                    buffer[x, p] = value
+        for x in range(n2):
+            plane = out[x, y]
+            for p in range(n0):
+                plane[p] = buffer[x, p]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -21,7 +21,6 @@ from dask.graph_manipulation import bind
 import fastseg
 from fastseg._arrays import as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
-from fastseg._jit import thread_limit
 from fastseg.components import Components, Connectivity
 from fastseg.dask._graph import Tasks, check_labels, compact, corners, lifted
 from fastseg.dtypes import check_dtype_holds, fit_dtype
@@ -75,6 +74,43 @@ class _Pieces:
     """Row-major index into the whole volume of each piece's first voxel."""
 
 
+class _Runs(NamedTuple):
+    """A block labelled by runs (:func:`fastseg._kernels.blockfaces.block_runs`)."""
+
+    view: np.ndarray
+    """The block as a C-contiguous 3-D view (its transpose if ``transposed``)."""
+    transposed: bool
+    row_offsets: np.ndarray
+    run_start: np.ndarray
+    pieces: np.ndarray
+    """Piece of each run, numbered by first run in memory order: the same every time."""
+    values: np.ndarray
+    """Input value of each piece, in the block's dtype (index 0: background)."""
+
+
+def _runs(block: np.ndarray, connectivity: int, background: int) -> _Runs:
+    """Label a (3-D) block by runs, without painting it."""
+    from fastseg._kernels import blockfaces as blockfaces_kernels
+
+    source = as_label_array(compact(block))
+    view, transposed = source.view_3d()
+    if source.size:
+        row_offsets, run_start, pieces, flat_values = blockfaces_kernels.block_runs(
+            view, background, connectivity
+        )
+    else:
+        row_offsets = np.zeros(view.shape[0] * view.shape[1] + 1, np.int64)
+        run_start = np.zeros(0, np.int32)
+        pieces = np.zeros(0, np.int32)
+        flat_values = np.zeros(1, view.dtype)
+    flat_values[0] = background
+    if source.dtype.kind == "b":
+        values = flat_values.view(source.dtype)
+    else:
+        values = flat_values.astype(source.dtype)
+    return _Runs(view, transposed, row_offsets, run_start, pieces, values)
+
+
 def _label_block(
     block: np.ndarray,
     connectivity: int,
@@ -84,71 +120,73 @@ def _label_block(
     offset: int,
 ) -> tuple[_Pieces, tuple[np.ndarray, ...]]:
     """Label a block on its own: its summary, and its first and last layer of piece ids
-    along each axis (``sides[2 * axis + last]``). The piece map itself is dropped: it
-    is labelled again when the block is numbered, so no task keeps it meanwhile."""
+    along each axis (``sides[2 * axis + last]``). The block is labelled by runs and only
+    its boundary layers are painted: it is labelled again when it is numbered, so no
+    task keeps its piece map meanwhile."""
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
-    with thread_limit(1):
-        pieces, count, values = fastseg.label(
-            compact(block), connectivity=cast(Connectivity, connectivity), background=background
+    runs = _runs(block, connectivity, background)
+    count = runs.values.size - 1
+    first = blockfaces_kernels.piece_first_keys(
+        runs.view.shape[1], runs.transposed, runs.row_offsets, runs.run_start, runs.pieces,
+        count, corner, shape,
+    )  # fmt: skip
+    layers: tuple[np.ndarray, ...]
+    if block.size:
+        n0, n1, n2 = runs.view.shape
+        layers = blockfaces_kernels.run_layers(
+            n0, n1, n2, runs.row_offsets, runs.run_start, runs.pieces
         )
-        view, transposed = as_label_array(pieces).view_3d()
-        first = blockfaces_kernels.first_voxels(view, transposed, count, corner, shape)
-    # An axis of length 0 has one block along it, so no boundary asks for its layers.
-    sides = tuple(
-        np.take(pieces, end, axis) if pieces.shape[axis] else pieces
-        for axis in range(3)
-        for end in (0, -1)
-    )
-    return _Pieces(offset, values, first), sides
+    else:  # no boundary asks for the layers of an empty volume
+        layers = tuple(
+            np.zeros([n for a, n in enumerate(runs.view.shape) if a != axis], np.int32)
+            for axis in range(3)
+            for _ in (0, 1)
+        )
+    # Layers along the view's axes, in its remaining axes; the transpose (a Fortran-
+    # ordered block) reverses both.
+    if runs.transposed:
+        sides = tuple(layers[2 * (2 - axis) + last].T for axis in range(3) for last in (0, 1))
+    else:
+        sides = layers
+    return _Pieces(offset, runs.values, first), sides
 
 
-def _layer(
-    sides: tuple[np.ndarray, ...], summary: _Pieces, axis: int, last: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """The first or last layer of a block along ``axis``: provisional ids and values."""
-    layer = sides[2 * axis + last]
-    ids = layer.astype(np.uint64)
-    ids[layer != 0] += np.uint64(summary.offset)
-    values = summary.values.astype(np.uint64)[layer]
-    return np.ascontiguousarray(ids), np.ascontiguousarray(values)
-
-
-Near = list[list[tuple[tuple[np.ndarray, ...], _Pieces] | None]]
-"""A block's sides and summary, and those of the next blocks along a boundary plane
-(``near[r][s]``: ``r``, ``s`` steps along the plane's two axes; None: absent)."""
+Near = tuple[Any, ...]
+"""A block's sides and summary, and those of the next blocks along a boundary plane,
+flat: ``near[2 * (r + 2 * s)]`` the sides and ``near[2 * (r + 2 * s) + 1]`` the summary
+of the block ``r``, ``s`` steps along the plane's two axes (None: absent)."""
 
 
 def _extended(near: Near, axis: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A block's layer beside a boundary normal to ``axis``, extended by one row and one
-    column from the next blocks' layers."""
-    layers = [
-        [None if block is None else _layer(*block, axis, last) for block in row] for row in near
-    ]
-    own = layers[0][0]
-    assert own is not None
-    n0, n1 = own[0].shape
-    rows = n0 + (layers[1][0] is not None)
-    columns = n1 + (layers[0][1] is not None)
-    out_ids = np.zeros((rows, columns), np.uint64)
-    out_values = np.zeros((rows, columns), np.uint64)
+    """A block's layer beside a boundary normal to ``axis`` (provisional ids and input
+    values), extended by one row and one column from the next blocks' layers."""
+    n0, n1 = near[0][2 * axis + last].shape
+    rows = n0 + (near[2] is not None)
+    columns = n1 + (near[4] is not None)
+    ids = np.zeros((rows, columns), np.uint64)
+    values = np.zeros((rows, columns), np.uint64)
     for r in (0, 1):
         for s in (0, 1):
-            part = layers[r][s]
-            if part is None:
+            sides, summary = near[2 * (r + 2 * s)], near[2 * (r + 2 * s) + 1]
+            if sides is None:
                 continue
+            # Of the next blocks, only the row or column beside this block's layer.
+            layer = sides[2 * axis + last][: 1 if r else n0, : 1 if s else n1]
             target = (
                 slice(n0, n0 + 1) if r else slice(0, n0),
                 slice(n1, n1 + 1) if s else slice(0, n1),
             )
-            source = (slice(0, 1) if r else slice(0, n0), slice(0, 1) if s else slice(0, n1))
-            out_ids[target] = part[0][source]
-            out_values[target] = part[1][source]
-    return out_ids, out_values
+            offset = np.uint64(summary.offset)
+            ids[target] = np.where(layer != 0, layer.astype(np.uint64) + offset, np.uint64(0))
+            values[target] = summary.values[layer]
+    return ids, values
 
 
-def _face(lower: Near, upper: Near, axis: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of provisional ids touching across one boundary between two blocks.
+def _face(axis: int, reach: int, *near: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of provisional ids touching across one boundary between two blocks, from
+    the lower and the upper block's :data:`Near` (``near[:8]``, ``near[8:]``; a pair
+    repeats where it touches in places far apart, :func:`_gathered` keeps it once).
 
     Each side is extended by one row and column into the next blocks along the plane,
     so that diagonal contacts reaching into them are found; contacts reaching back into
@@ -156,20 +194,22 @@ def _face(lower: Near, upper: Near, axis: int, reach: int) -> tuple[np.ndarray, 
     """
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
-    lower_ids, lower_values = _extended(lower, axis, True)
-    upper_ids, upper_values = _extended(upper, axis, False)
-    # A pair of pieces touches in many places: kept once, the pairs waiting for the join
-    # grow with the pieces, not with the area of the boundaries.
-    pairs = blockfaces_kernels.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
-    return _gathered([pairs])
+    lower_ids, lower_values = _extended(near[:8], axis, True)
+    upper_ids, upper_values = _extended(near[8:], axis, False)
+    return blockfaces_kernels.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
 
 
 def _gathered(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of provisional ids from several boundaries, each pair once."""
+    """Pairs of provisional ids from several boundaries, each pair once: a pair of pieces
+    touches in many places, and kept once, the pairs waiting for the join grow with the
+    pieces, not with the area of the boundaries."""
     left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
     right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
-    unique = np.unique(np.stack([left, right], axis=1), axis=0)
-    return unique[:, 0].copy(), unique[:, 1].copy()
+    order = np.lexsort((right, left))
+    left, right = left[order], right[order]
+    keep = np.ones(left.size, bool)
+    keep[1:] = (left[1:] != left[:-1]) | (right[1:] != right[:-1])
+    return left[keep], right[keep]
 
 
 def _resolve(
@@ -202,39 +242,33 @@ def _resolve(
     values[0] = background
     values[number] = np.concatenate([s.values[1:] for s in summaries])
     tables = [
-        np.concatenate([[0], number[node_start[b] : node_start[b + 1]]]).astype(dtype)
+        np.concatenate([np.zeros(1, np.int64), number[node_start[b] : node_start[b + 1]]])
         for b in range(len(summaries))
     ]
     return tables, count, values
 
 
-def _relabel(pieces: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """A block's final numbers from its provisional ones, always C-ordered: dask joins
-    blocks into a C-ordered array, and Fortran-ordered ones would be transposed there."""
-    if pieces.ndim < 2 or pieces.flags.c_contiguous or not pieces.flags.f_contiguous:
-        with thread_limit(1):
-            return fastseg.remap(pieces, table, out_dtype=table.dtype)
-    from fastseg._kernels import blockfaces as blockfaces_kernels
-
-    out = np.empty(pieces.shape, table.dtype)
-    # 2-D blocks get a middle axis of length one, so one 3-D kernel serves both.
-    shape_3d = pieces.shape if pieces.ndim == 3 else (pieces.shape[0], 1, pieces.shape[1])
-    blockfaces_kernels.number_transposed(
-        pieces.T.reshape(shape_3d[::-1]), table, out.reshape(shape_3d)
-    )
-    return out
-
-
 def _number_block(
-    block: np.ndarray, connectivity: int, background: int, table: np.ndarray
+    block: np.ndarray, connectivity: int, background: int, table: np.ndarray, dtype: str
 ) -> np.ndarray:
     """A block's final numbers: labelled again (the same pieces as the first time) and
-    numbered through its table."""
-    with thread_limit(1):
-        pieces = fastseg.label(
-            compact(block), connectivity=cast(Connectivity, connectivity), background=background
-        ).labels
-    return _relabel(pieces, table)
+    painted through its table, always in C order: dask joins blocks into a C-ordered
+    array (zarr stores them so), where Fortran-ordered ones would be transposed."""
+    from fastseg._kernels import blockfaces as blockfaces_kernels
+    from fastseg._kernels import components as components_kernels
+
+    runs = _runs(block, connectivity, background)
+    out = np.empty(block.shape, dtype)
+    if not out.size:
+        return out
+    if runs.transposed:
+        blockfaces_kernels.paint_transposed(
+            out, runs.row_offsets, runs.run_start, runs.pieces, table
+        )
+    else:
+        view = out.reshape(runs.view.shape)
+        components_kernels.paint(view, runs.row_offsets, runs.run_start, runs.pieces, table, 1)
+    return out
 
 
 def label(
@@ -335,11 +369,12 @@ def label(
     sides: dict[tuple[int, ...], Any] = {}
     summaries: dict[tuple[int, ...], Any] = {}
 
-    def near(index: tuple[int, ...], axis: int) -> list[list[Any]]:
-        """The sides and summary of block ``index`` and, where contacts reach diagonally
-        across a boundary normal to ``axis``, those of the next blocks along it."""
+    def near(index: tuple[int, ...], axis: int) -> list[Any]:
+        """The keys of the sides and summary of block ``index`` and, where contacts reach
+        diagonally across a boundary normal to ``axis``, of the next blocks along it
+        (a flat :data:`Near`)."""
         first_axis, second_axis = (a for a in range(3) if a != axis)
-        found: list[list[Any]] = [[None, None], [None, None]]
+        found: list[Any] = [None] * 8
         for r, s in ((0, 0), (1, 0), (0, 1), (1, 1)):
             other = list(index)
             other[first_axis] += r
@@ -350,7 +385,8 @@ def label(
                 and other[second_axis] < grid[second_axis]
             ):
                 at = tuple(other)
-                found[r][s] = (tuple, [sides[at], summaries[at]])
+                found[2 * (r + 2 * s)] = sides[at]
+                found[2 * (r + 2 * s) + 1] = summaries[at]
         return found
 
     # Slab by slab along the first axis: the blocks of slab s, then the boundaries of slab
@@ -384,7 +420,7 @@ def label(
                     index = (slab - 1, *rest)
                     if index[axis] + 1 < grid[axis]:
                         after = tuple(i + (a == axis) for a, i in enumerate(index))
-                        face = (_face, near(index, axis), near(after, axis), axis, reach)
+                        face = (_face, axis, reach, *near(index, axis), *near(after, axis))
                         faces.append(tasks.add("face", (axis, *index), face))
             pairs.append(tasks.add("pairs", (slab - 1,), (_gathered, faces)))
         anchor = pairs[-1] if slab >= 1 else next(iter(summaries.values()))
@@ -412,7 +448,7 @@ def label(
             (operator.getitem, joined.key, 0),
             int(np.ravel_multi_index(index, grid)),
         )
-        number = (_number_block, (again.name, *index), kind, int(background), table)
+        number = (_number_block, (again.name, *index), kind, int(background), table, str(dtype))
         numbering.add("labels", index, number)
     labels = numbering.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
     count, values = tasks.delayed(count_key), tasks.delayed(values_key)
