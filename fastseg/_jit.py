@@ -352,7 +352,7 @@ def run_tasks(task: Callable[[int], Any], tasks: int) -> None:
 
     claim = itertools.count()  # next() on a count is atomic under the GIL
 
-    def work(_: int = 0) -> None:
+    def work() -> None:
         for t in claim:
             if t >= tasks:
                 return
