@@ -16,13 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from report import Row, Volumes, anchor_module, same_values
+from checks import same_values
+from harness import Row, anchor_module
+from inputs import Volumes
 
 import fastseg
 
 
 def irregular_ct_like_case() -> np.ndarray:
-    """``report.ct_like_case``'s labels with blocks of random widths: 500 x 400 x 240
+    """``inputs.ct_like_case``'s labels with blocks of random widths: 500 x 400 x 240
     uint8, ids 0..40 in 25 x 20 x 12 blocks, F order. In the equal 20^3 blocks of the
     report's case many classes have two largest components of the same size, and which
     one a library keeps is arbitrary; here sizes rarely tie, so results compare exactly."""

@@ -5,33 +5,28 @@ The suites run only when asked for (the project's testpaths is ``tests``):
 
     python -m pytest benchmarks --benchmark-enable
 
-The synthetic case is built by ``report.py``'s own builders (pytest puts this folder on
-``sys.path`` before importing this file), so the suites and the report time the same inputs.
+The synthetic case is built by the report's own builders in ``inputs.py`` (pytest puts
+this folder on ``sys.path`` before importing this file), so the suites and the report time
+the same inputs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from report import ct_like_case, sitk_images
+from inputs import ct_like_case, sitk_images
+from paths import shared_data_path
 
 import fastseg
-
-# Real volumes live beside the project (../shared/data), never inside it; a fresh clone
-# elsewhere has no such folder and the benchmarks that need them skip.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def load_volume(name: str) -> np.ndarray:
     """``name`` from the shared data folder as nibabel hands it out (no copy, so a NIfTI
     volume stays in Fortran order); skips the calling test when the file is absent."""
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} is absent (expected beside the project)")
+    path = shared_data_path(name) / name
     nibabel = pytest.importorskip("nibabel")
     return np.asanyarray(nibabel.load(path).dataobj)
 
@@ -74,7 +69,7 @@ def components(connectomics: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def ct_like() -> tuple[np.ndarray, np.ndarray]:
-    """A CT-sized synthetic case (``report.ct_like_case``): 500 x 400 x 240 uint8 labels
+    """A CT-sized synthetic case (``inputs.ct_like_case``): 500 x 400 x 240 uint8 labels
     with 40 ids in blocky organs and an int16 image, both in Fortran order."""
     return ct_like_case()
 

@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from paths import SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-CONNECTOMICS = ROOT.parent / "shared" / "data" / "connectomics.nii.gz"
+CONNECTOMICS = SHARED_DATA / "connectomics.nii.gz"
 CHUNK = 128
 TILE = 512
 

@@ -26,7 +26,9 @@ import itertools
 from typing import Any
 
 import numpy as np
-from report import Row, Verdict, Volumes, anchor_module, same_partition
+from checks import same_partition
+from harness import Row, Verdict, anchor_module
+from inputs import Volumes
 
 import fastseg
 
@@ -96,7 +98,7 @@ def dask_image_label(darr: Any) -> tuple[np.ndarray, int]:
 def same_partition_as_dask_image(
     fast: fastseg.Components, anchor: tuple[np.ndarray, int]
 ) -> Verdict:
-    # dask-image's labels are int32, which report.same_partition cannot mix with uint64.
+    # dask-image's labels are int32, which checks.same_partition cannot mix with uint64.
     return same_partition(fast, anchor[0].astype(np.uint32))
 
 

@@ -22,7 +22,8 @@ import warnings
 from typing import Any
 
 import numpy as np
-from report import Row, Verdict, Volumes, anchor_module
+from harness import Row, Verdict, anchor_module
+from inputs import Volumes
 
 import fastseg
 

@@ -8,7 +8,7 @@
   in Fortran order: 131,072 boxes, of which neighbours with the same label merge, so
   that labeling is mostly bookkeeping.
 
-Rows per volume: ``label`` at 26 and 6 connectivity, with numba's threads and with one,
+Rows per volume: ``label`` at 26 and 6 connectivity, with every thread and with one,
 against ``cc3d.connected_components``; ``stats`` of the 26-connected component map against
 ``cc3d.statistics``; ``renumber`` and ``remap`` (a dict of every id) against fastremap;
 ``largest_k(labels, 1)`` against cc3d doing the same job (label, count, keep the largest
@@ -38,17 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import (
-    SHARED_DATA,
-    Row,
-    Skip,
-    Verdict,
-    Volumes,
-    anchor_module,
-    same_relabeling,
-    same_statistics,
-    same_values,
-)
+from checks import same_relabeling, same_statistics, same_values
+from harness import Row, Skip, Verdict, anchor_module
+from inputs import Volumes
+from paths import SHARED_DATA
 
 import fastseg
 

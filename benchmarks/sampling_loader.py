@@ -3,10 +3,10 @@ RandCropByLabelClassesd, and the peak memory of fastseg.locations.
 
     python benchmarks/sampling_loader.py [--samples N] [--epochs N]
 
-The case is report.py's CT-sized synthetic volume (500 x 400 x 240 uint8 labels with 40
-classes and an int16 image, Fortran order), held in memory before the workers fork. Every
-sample crops two 96³ patches of image and label together, classes drawn with equal
-ratios (background included, as MONAI's ``num_classes=41``):
+The case is the report's CT-sized synthetic volume, ``inputs.ct_like_case`` (500 x 400 x
+240 uint8 labels with 40 classes and an int16 image, Fortran order), held in memory
+before the workers fork. Every sample crops two 96³ patches of image and label together,
+classes drawn with equal ratios (background included, as MONAI's ``num_classes=41``):
 
 - MONAI computes the index arrays of every class on every sample (``map_classes_to_indices``);
 - fastseg draws centres from the case's sample index file (``fastseg.write_index``,
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import ct_like_case
+from inputs import ct_like_case
 
 import fastseg
 from fastseg.transforms_sampling import RandCropByClassesd
@@ -74,7 +74,7 @@ def peak_memory_line() -> str:
     code = """
 import numpy as np, fastseg, sys
 sys.path.insert(0, "benchmarks")
-from report import ct_like_case
+from inputs import ct_like_case
 labels = ct_like_case()[0]
 fastseg.locations(labels[:50, :50, :50].copy(order="F"), seed=0)
 fastseg.locations(labels, seed=0)
@@ -93,8 +93,11 @@ before = rss()
 found = fastseg.locations(labels, seed=0)
 print(hwm() - before, labels.nbytes, sum(v.nbytes for v in found.values()))
 """
+    # A fixed mmap threshold: freed blocks go back to the system at once instead of
+    # staying resident for the next allocation to reuse, which would hide it.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 16))
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout.split()
     peak, volume, output = (int(x) for x in out)
     return (
@@ -116,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="fastseg-bench-crops-"))
     label_file = folder / "labels.nii.gz"
     fastseg.save(label_file, labels, affine=np.eye(4))
-    index_file = folder / "index.npz"
+    index_file = folder / "index.fsidx"
     fastseg.write_index(index_file, label_file, mode="nnunet", seed=0)
     data = {"image": image[None], "label": labels[None], "index": str(index_file)}
     ratios = [1.0] * 41

@@ -1,4 +1,4 @@
-"""Report rows for class-balanced sampling, on the CT-sized synthetic case of ``report.py``
+"""Report rows for class-balanced sampling, on the CT-sized synthetic case of ``inputs.py``
 (500 x 400 x 240 uint8, 40 classes, Fortran order as nibabel gives it).
 
 - ``fastseg.locations`` (10,000 locations per class) against MONAI's
@@ -7,8 +7,10 @@
 - ``fastseg.locations(mode="nnunet")`` against nnU-Net v2's preprocessing
   (``DefaultPreprocessor._sample_foreground_locations``, nnunetv2 2.8.1), mirrored below
   because nnunetv2 is not a benchmark dependency;
-- ``fastseg.load_index`` of the case's index file against reading the label file it
-  describes with nibabel (what a loader without an index reads).
+- ``fastseg.load_index`` of the case's index file, alone, checked against the label
+  file's header (shape and affine), and with every class's locations decoded (they are
+  decoded when first asked for), against reading the label file it describes with
+  nibabel (what a loader without an index reads).
 
 The rows join the table of ``report.py`` through its ``ROW_MODULES``.
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import Row, Verdict, Volumes, _ct_like, anchor_module
+from harness import Row, Verdict, anchor_module
+from inputs import Volumes, ct_like
 
 import fastseg
 
@@ -79,7 +82,7 @@ def _same_sample_sizes(fast: fastseg.Locations, anchor: dict[Any, Any], label: s
 
 def rows(v: Volumes) -> list[Row]:
     def labels() -> np.ndarray:
-        return _ct_like(v)[0]
+        return ct_like(v)[0]
 
     def monai_indices() -> Any:
         utils = anchor_module("monai.transforms.utils")
@@ -103,7 +106,7 @@ def rows(v: Volumes) -> list[Row]:
             folder = Path(tempfile.mkdtemp(prefix="fastseg-bench-index-"))
             label_file = folder / "labels.nii.gz"
             fastseg.save(label_file, labels(), affine=np.diag([0.8, 0.8, 1.5, 1.0]))
-            index_file = folder / "index.npz"
+            index_file = folder / "index.fsidx"
             fastseg.write_index(index_file, label_file, mode="nnunet", seed=0)
             return label_file, index_file
 
@@ -111,7 +114,7 @@ def rows(v: Volumes) -> list[Row]:
 
     def label_file() -> Path:
         index_path()
-        return Path(str(index_path()).replace("index.npz", "labels.nii.gz"))
+        return Path(str(index_path()).replace("index.fsidx", "labels.nii.gz"))
 
     def read_labels() -> np.ndarray:
         nibabel = anchor_module("nibabel")
@@ -146,6 +149,20 @@ def rows(v: Volumes) -> list[Row]:
         Row(
             "load_index, CT-sized synthetic (nnU-Net sizes, 468,560 locations)",
             lambda: fastseg.load_index(index_path()),
+            "nibabel: read the label file (.nii.gz)",
+            read_labels,
+            target=0.1,
+        ),
+        Row(
+            "load_index(labels=<.nii.gz>): checked against the label file's header",
+            lambda: fastseg.load_index(index_path(), labels=label_file()),
+            "nibabel: read the label file (.nii.gz)",
+            read_labels,
+            target=0.1,
+        ),
+        Row(
+            "load_index(...).indices: every class's locations decoded",
+            lambda: fastseg.load_index(index_path(), labels=label_file()).indices,
             "nibabel: read the label file (.nii.gz)",
             read_labels,
             target=0.1,

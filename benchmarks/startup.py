@@ -34,10 +34,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from report import cpu_model, format_seconds, git_revision, progress, version
+from harness import cpu_model, format_seconds, git_revision, progress, version
+from paths import SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 LOADER_VOLUMES = ("torso_labels", "aal", "platynereis_nuclei")
 SAMPLES_PER_VOLUME = 2
 

@@ -14,8 +14,8 @@ benchmarks in it:
 
 Every benchmark makes one untimed warm-up call (numba compiles, or loads its cache, on a
 kernel's first use) and then ``ROUNDS`` timed calls. The SimpleITK measurements are
-``report.py``'s own. ``benchmarks/report.py`` times the same operations interleaved and
-checks that the results agree.
+the report's own (``core_rows.py``). ``benchmarks/report.py`` times the same operations
+interleaved and checks that the results agree.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from report import sitk_intensity, sitk_shape
+from core_rows import sitk_intensity, sitk_shape
 
 import fastseg
 

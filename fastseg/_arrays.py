@@ -53,9 +53,9 @@ class LabelArray:
                 self._range.append((0, 0))
             else:
                 from fastseg._jit import chunks_for
-                from fastseg._kernels._chunks import value_range
+                from fastseg._kernels import _chunks as chunks_kernels
 
-                low, high = value_range(self.flat, chunks_for(self.size))
+                low, high = chunks_kernels.value_range(self.flat, chunks_for(self.size))
                 self._range.append((int(low), int(high)))
         return self._range[0]
 

@@ -232,7 +232,8 @@ def cache_dir() -> str | None:
     >>> folder is None or isinstance(folder, str)
     True
     """
-    import fastseg._kernels._chunks  # noqa: F401  (decorates, and so locates, a kernel)
+    # Importing a kernel module decorates, and so locates, a kernel.
+    from fastseg._kernels import _chunks as chunks_kernels  # noqa: F401
 
     cache = getattr(_DISPATCHERS[0], "_cache", None)
     if getattr(cache, "_cache_path", None) is None:
@@ -329,6 +330,42 @@ def run_chunks(chunk_kernel: Callable[..., Any], chunks: int, *args: Any) -> Non
     finally:
         # Never return, nor raise, while a chunk still writes into the caller's arrays.
         wait(futures)
+    for future in futures:
+        future.result()
+
+
+def run_tasks(task: Callable[[int], Any], tasks: int) -> None:
+    """Run ``task(t)`` for every ``t`` in ``0 .. tasks - 1``, each on whichever thread is
+    free next (at most :func:`current_threads` at once), in the order given.
+
+    For independent tasks of very different cost (one class's box may be a hundred
+    times another's): given largest first, threads stay busy until the end, where
+    :func:`run_chunks`' fixed groups leave one thread with the big ones. Each task
+    writes only its own results, so which thread ran it changes nothing.
+    """
+    workers = min(tasks, current_threads())
+    if workers <= 1:
+        for t in range(tasks):
+            task(t)
+        return
+    import itertools
+
+    claim = itertools.count()  # next() on a count is atomic under the GIL
+
+    def work() -> None:
+        for t in claim:
+            if t >= tasks:
+                return
+            task(t)
+
+    from concurrent.futures import wait
+
+    pool = _thread_pool()
+    futures: list[Future[None]] = [pool.submit(work) for _ in range(1, workers)]
+    try:
+        work()
+    finally:
+        wait(futures)  # never return while a task still writes into the caller's arrays
     for future in futures:
         future.result()
 

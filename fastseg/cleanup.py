@@ -305,9 +305,9 @@ def _fill_enclosed(
     candidates, first_node = np.unique(region_value[by_value], return_index=True)
     first_node = np.r_[first_node, by_value.size].astype(np.int64)
 
-    from fastseg._kernels.holes import enclosing_labels
+    from fastseg._kernels import cleanup as cleanup_kernels
 
-    choice = enclosing_labels(
+    choice = cleanup_kernels.enclosing_labels(
         region_value,
         sizes,
         is_background,

@@ -125,7 +125,7 @@ def label(
         )
     view, transposed = source.view_3d()
 
-    from fastseg._kernels import components as kernels
+    from fastseg._kernels import components as components_kernels
 
     with thread_limit(threads):
         n0, n1, n2 = view.shape
@@ -133,7 +133,7 @@ def label(
         chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
         bg = np.uint64(background)
         if source.size:
-            row_offsets = kernels.count_runs(view, chunks)
+            row_offsets = components_kernels.count_runs(view, chunks)
         else:
             row_offsets = np.zeros(rows + 1, np.int64)
         n_runs = int(row_offsets[-1])
@@ -141,10 +141,12 @@ def label(
         run_value = np.empty(n_runs, view.dtype)
         parent = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         if n_runs:
-            kernels.find_runs(view, row_offsets, run_start, run_value, chunks)
-            kernels.link_runs(n1, n2, bg, row_offsets, run_start, run_value, parent, kind, chunks)
+            components_kernels.find_runs(view, row_offsets, run_start, run_value, chunks)
+            components_kernels.link_runs(
+                n1, n2, bg, row_offsets, run_start, run_value, parent, kind, chunks
+            )
         if n_runs:
-            values_flat = kernels.number_components(parent, run_value)
+            values_flat = components_kernels.number_components(parent, run_value)
         else:
             values_flat = np.zeros(1, source.flat.dtype)
         count = values_flat.size - 1
@@ -153,7 +155,7 @@ def label(
         if transposed and count > 1:
             # One table of first voxels per chunk: parallel only while the tables stay
             # small next to the run arrays.
-            numbers = kernels.renumber_row_major(
+            numbers = components_kernels.renumber_row_major(
                 view.shape, row_offsets, run_start, parent, count,
                 chunks if count * chunks <= n_runs else 1,
             )  # fmt: skip
@@ -170,7 +172,7 @@ def label(
             check_dtype_holds(dtype, 0, count, "out_dtype")
         out_view = np.empty(view.shape, dtype)
         if out_view.size:
-            kernels.paint(out_view, row_offsets, run_start, parent, numbers, chunks)
+            components_kernels.paint(out_view, row_offsets, run_start, parent, numbers, chunks)
 
     out = out_view.reshape(view.shape[3 - source.original.ndim :])
     if transposed:
@@ -234,16 +236,18 @@ def each(
     _, high = dense.value_range()
     view, transposed = dense.view_3d()
 
-    from fastseg._kernels import measure
+    from fastseg._kernels import stats as stats_kernels
     from fastseg.stats import block_count
 
     no_image = np.zeros((1, 1, 1), np.float64)
-    ints, _ = measure.measure(view, no_image, False, False, high + 1, block_count(view, high + 1))
-    boxes = ints[:, measure.MIN0 : measure.STOP2 + 1]
+    ints, _ = stats_kernels.measure(
+        view, no_image, False, False, high + 1, block_count(view, high + 1)
+    )
+    boxes = ints[:, stats_kernels.MIN0 : stats_kernels.STOP2 + 1]
     ndim = source.original.ndim
     original = source.original
     for k in range(1, high + 1):
-        if ints[k, measure.COUNT] == 0:
+        if ints[k, stats_kernels.COUNT] == 0:
             continue
         identity = int(old_ids[k]) if old_ids is not None else k
         bbox = _caller_box(boxes[k], ndim, transposed)
@@ -308,9 +312,9 @@ def component_values(components: npt.NDArray[Any], labels: npt.NDArray[Any]) -> 
             f"largest, stays small"
         )
 
-    from fastseg._kernels.measure import values_per_id
+    from fastseg._kernels import stats as stats_kernels
 
-    result, _, conflict, first, second = values_per_id(ids.flat, values.flat, n_ids)
+    result, _, conflict, first, second = stats_kernels.values_per_id(ids.flat, values.flat, n_ids)
     if conflict >= 0:
         raise ValueError(
             f"component {conflict} covers more than one value of labels ({int(first)} and "

@@ -93,7 +93,7 @@ def to_instances(
     semantic: npt.NDArray[Any],
     schema: Schema,
     *,
-    connectivity: int | None = 26,
+    connectivity: int | None = None,
     split: bool = True,
 ) -> tuple[npt.NDArray[Any], SegmentMap]:
     """Recover instances from a semantic map, with the segment map that explains them.
@@ -109,7 +109,8 @@ def to_instances(
         Semantic map whose values are the schema's category values (0 background).
     schema : Schema
     connectivity : int, optional
-        As in :func:`fastseg.label` (default 26, full connectivity in 2-D as well).
+        As in :func:`fastseg.label` (default: full, 26 in 3-D and 8 in 2-D); 26 means
+        full connectivity in 2-D as well.
     split : bool, optional
         One instance per connected component (default) or per category.
 
@@ -250,9 +251,9 @@ def binary_masks(
     source, old_ids = dense_ids(as_label_array(instances, name="instances"))
     _, high = source.value_range() if source.size else (0, 0)
 
-    from fastseg._kernels.masks import fill_runs, runs_by_id
+    from fastseg._kernels import convert as convert_kernels
 
-    offsets, starts, stops = runs_by_id(source.flat, high + 1)
+    offsets, starts, stops = convert_kernels.runs_by_id(source.flat, high + 1)
     present = np.flatnonzero(np.diff(offsets)[: high + 1])
     dense_of = {(int(old_ids[k]) if old_ids is not None else int(k)): int(k) for k in present}
     ids = list(segment_map) if segment_map is not None else sorted(dense_of)
@@ -268,7 +269,7 @@ def binary_masks(
         for value in owners[ident]:
             k = dense_of.get(value)
             if k is not None:
-                fill_runs(
+                convert_kernels.fill_runs(
                     flat, starts[offsets[k] : offsets[k + 1]], stops[offsets[k] : offsets[k + 1]]
                 )
         yield ident, mask

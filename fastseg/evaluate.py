@@ -25,7 +25,7 @@ import numpy.typing as npt
 from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._files import atomic_path
-from fastseg._jit import chunks_for, run_chunks, thread_limit
+from fastseg._jit import chunks_for, run_tasks, thread_limit
 from fastseg.schema import Schema
 
 __all__ = ["Evaluation", "EvaluationMetric", "InstancePairs", "evaluate"]
@@ -328,7 +328,7 @@ class _Pairs:
 def pair_table(ref_view: np.ndarray, pred_view: np.ndarray) -> _Pairs:
     """Every (reference, prediction) value pair of two 3-D views with its voxel count
     and bounding box, sorted by pair."""
-    from fastseg._kernels import evaluate as kernels
+    from fastseg._kernels import evaluate as evaluate_kernels
 
     if ref_view.size == 0:
         empty = np.zeros(0, np.uint64)
@@ -337,7 +337,9 @@ def pair_table(ref_view: np.ndarray, pred_view: np.ndarray) -> _Pairs:
     chunks = max(1, min(chunks_for(ref_view.size), rows))
     bits = 10
     while True:
-        ref, pred, count, box, overflow = kernels.pair_table(ref_view, pred_view, bits, chunks)
+        ref, pred, count, box, overflow = evaluate_kernels.pair_table(
+            ref_view, pred_view, bits, chunks
+        )
         if not overflow:
             break
         bits += 3
@@ -588,7 +590,7 @@ def _instance_metrics(
     size_bins: Sequence[float],
     empty: Empty,
 ) -> tuple[dict[str, np.ndarray], InstancePairs]:
-    from fastseg._kernels import evaluate as kernels
+    from fastseg._kernels import evaluate as evaluate_kernels
 
     ref_maps = _component_maps(ref_source, classes, ref_instances, connectivity, "ref_instances")
     pred_maps = _component_maps(
@@ -632,7 +634,7 @@ def _instance_metrics(
         index = np.flatnonzero(eligible)
         # Best first: highest IoU, then the smaller reference id, then prediction id.
         order = index[np.lexsort((cp[index], cr[index], -iou[index]))]
-        matched = kernels.greedy_match(order, cr, cp, n_ref, n_pred)
+        matched = evaluate_kernels.greedy_match(order, cr, cp, n_ref, n_pred)
         for row in range(n):
             in_ref = ref_row == row
             in_pred = pred_row == row
@@ -993,7 +995,7 @@ def _distance_columns(
     tolerance: float,
     empty: Empty,
 ) -> dict[str, np.ndarray]:
-    from fastseg._kernels import evaluate as kernels
+    from fastseg._kernels import evaluate as evaluate_kernels
 
     if method == "deepmind" and ndim == 1:
         raise ValueError("surface='deepmind' needs 2-D or 3-D maps, as DeepMind's package does")
@@ -1032,17 +1034,22 @@ def _distance_columns(
     else:
         code_area, canonical_full = np.zeros(1), 0
 
-    def score(c: EvaluationClass) -> _SurfaceRow:
-        pred_empty = not _present(pred_values, c.values)
-        ref_empty = not _present(ref_values, c.values)
-        if ref_empty or pred_empty:
-            return _empty_surface_row(ref_empty, pred_empty, empty)
+    def box_of(c: EvaluationClass) -> tuple[np.ndarray, np.ndarray] | None:
+        """The class's box over both maps, None when either map lacks the class."""
+        if not (_present(pred_values, c.values) and _present(ref_values, c.values)):
+            return None
         values = np.array(c.values, np.uint64)
         involved = np.isin(ref_values, values) | np.isin(pred_values, values)
-        start = pairs.box[involved, :3].min(axis=0)
-        stop = pairs.box[involved, 3:].max(axis=0)
+        return pairs.box[involved, :3].min(axis=0), pairs.box[involved, 3:].max(axis=0)
+
+    def score(c: EvaluationClass, box: tuple[np.ndarray, np.ndarray] | None) -> _SurfaceRow:
+        if box is None:
+            pred_empty = not _present(pred_values, c.values)
+            ref_empty = not _present(ref_values, c.values)
+            return _empty_surface_row(ref_empty, pred_empty, empty)
+        start, stop = box
         membership = _membership(c.values, high)
-        pred_to_ref, ref_to_pred, pred_areas, ref_areas = kernels.class_surfaces(
+        pred_to_ref, ref_to_pred, pred_areas, ref_areas = evaluate_kernels.class_surfaces(
             ref_view, pred_view, membership, membership,
             start.astype(np.int64), (stop - start).astype(np.int64), pad, view_spacing,
             surfels, code_of, canonical_full, code_area,
@@ -1051,15 +1058,19 @@ def _distance_columns(
             pred_to_ref, ref_to_pred, pred_areas, ref_areas, method, percentile, tolerance
         )
 
-    # Classes are independent and the kernel releases the GIL: classes run as chunks on
-    # fastseg's threads, each writing its own row.
+    # Classes are independent and the kernel releases the GIL: they run as tasks on
+    # fastseg's threads, largest box first so that no thread is left with the big ones
+    # at the end, each writing its own row.
+    boxes = [box_of(c) for c in classes]
+    sizes = [0 if box is None else int(np.prod(box[1] - box[0])) for box in boxes]
+    order = sorted(range(len(classes)), key=lambda c: -sizes[c])
     rows: list[_SurfaceRow] = [_SurfaceRow() for _ in classes]
 
-    def score_chunk(c: int, chunks: int) -> None:
-        rows[c] = score(classes[c])
+    def score_task(t: int) -> None:
+        c = order[t]
+        rows[c] = score(classes[c], boxes[c])
 
-    if classes:
-        run_chunks(score_chunk, len(classes))
+    run_tasks(score_task, len(classes))
     return {
         "hd": np.array([r.hd for r in rows], np.float64),
         "hd95": np.array([r.hd95 for r in rows], np.float64),

@@ -30,28 +30,23 @@ _TABLE_ALWAYS = 1 << 16
 _TABLE_MAX = 1 << 24
 
 
-def _kernels() -> Any:
-    from fastseg._kernels import relabel
-
-    return relabel
-
-
 def _count_values(labels: LabelArray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values (uint64) and their counts (int64) of a non-empty label array."""
-    kernels = _kernels()
+    from fastseg._kernels import relabel as relabel_kernels
+
     chunks = chunks_for(labels.size)
     if labels.flat.itemsize <= 2:
         span = 1 << (8 * labels.flat.itemsize)
-        counts = kernels.count_in_table(labels.flat, np.uint64(0), span, chunks)
+        counts = relabel_kernels.count_in_table(labels.flat, np.uint64(0), span, chunks)
         present = np.flatnonzero(counts)
         return present.astype(np.uint64), counts[present]
     # Wider ids are counted in hash tables: one probe per run of equal values costs no
     # more than a table lookup, and memory never scales with the largest id.
     bits = 12
     while True:
-        keys, counts, overflow = kernels.count_hashed(labels.flat, bits, chunks)
+        keys, counts, overflow = relabel_kernels.count_hashed(labels.flat, bits, chunks)
         if not overflow:
-            return kernels.merge_counts(keys, counts)  # type: ignore[no-any-return]
+            return relabel_kernels.merge_counts(keys, counts)
         bits += 4
 
 
@@ -158,14 +153,15 @@ def _mapping_arrays(mapping: object) -> tuple[np.ndarray, np.ndarray]:
 
 def _resolve_missing(missing: object) -> tuple[int, int | None]:
     """(kernel mode, fill value) for the ``missing`` argument."""
-    kernels = _kernels()
+    from fastseg._kernels import relabel as relabel_kernels
+
     if isinstance(missing, str):
         if missing == "keep":
-            return kernels.KEEP, None
+            return relabel_kernels.KEEP, None
         if missing == "error":
-            return kernels.ERROR, None
+            return relabel_kernels.ERROR, None
     elif isinstance(missing, int | np.integer) and not isinstance(missing, bool):
-        return kernels.FILL, int(missing)
+        return relabel_kernels.FILL, int(missing)
     raise ValueError(f'missing must be "keep", "error" or an integer fill value, got {missing!r}')
 
 
@@ -187,7 +183,8 @@ def _apply(
     their own. ``complete`` says that ``keys`` holds every value present in ``source``
     (renumber knows this), so holes in a flat table can never be hit.
     """
-    kernels = _kernels()
+    from fastseg._kernels import relabel as relabel_kernels
+
     unsigned = unsigned_of(out.dtype)
     target = out.view(unsigned)
     fill_bits = np.uint64(np.array(fill, dtype=out.dtype).view(unsigned).item())
@@ -201,21 +198,21 @@ def _apply(
         table[offsets] = values.astype(out.dtype)
         known[offsets] = True
         if complete or known.all():
-            result = kernels.remap_dense(
+            result = relabel_kernels.remap_dense(
                 source.flat, np.uint64(low), table.view(unsigned), target, mode, fill_bits, chunks
             )
             return int(result[0]), int(result[1])
-        result = kernels.remap_through_table(
+        result = relabel_kernels.remap_through_table(
             source.flat, np.uint64(low), table.view(unsigned), known, target, mode, fill_bits,
             chunks,
         )  # fmt: skip
     else:
-        from fastseg._kernels._hashing import build_table
+        from fastseg._kernels import _hashing as hashing_kernels
 
-        table_keys, table_values, used, bits = build_table(
+        table_keys, table_values, used, bits = hashing_kernels.build_table(
             keys, values.astype(out.dtype).view(unsigned)
         )
-        result = kernels.remap_through_hash(
+        result = relabel_kernels.remap_through_hash(
             source.flat, table_keys, table_values, used, bits, target, mode, fill_bits, chunks
         )
     return int(result[0]), int(result[1])
@@ -246,7 +243,8 @@ def _remap_arrays(
     complete: bool = False,
 ) -> np.ndarray:
     mode, fill = _resolve_missing(missing)
-    kernels = _kernels()
+    from fastseg._kernels import relabel as relabel_kernels
+
     native = source.dtype.newbyteorder("=")
     # Keys the input dtype cannot hold never match; dropping them (and their values)
     # keeps tables small and the output dtype no wider than the data needs.
@@ -271,7 +269,7 @@ def _remap_arrays(
             )
         check_dtype_holds(native, low, high, "the input dtype")
         out_flat = source.writable_flat("labels").view(native)
-        if mode == kernels.ERROR:
+        if mode == relabel_kernels.ERROR:
             _raise_if_missing(source, keys)
         _apply(source, keys, values, out_flat, mode, fill or 0, complete=complete)
         return source.original
@@ -284,9 +282,9 @@ def _remap_arrays(
         check_dtype_holds(dtype, low, high, "out_dtype")
     out, out_flat = source.empty(dtype)
     n_missing, largest = _apply(source, keys, values, out_flat, mode, fill or 0, complete=complete)
-    if mode == kernels.ERROR and n_missing:
+    if mode == relabel_kernels.ERROR and n_missing:
         _raise_missing(source, keys, n_missing)
-    if mode == kernels.KEEP and n_missing and largest > _dtype_range(dtype)[1]:
+    if mode == relabel_kernels.KEEP and n_missing and largest > _dtype_range(dtype)[1]:
         if out_dtype is not None:
             check_dtype_holds(dtype, low, largest, "out_dtype")
         dtype = fit_dtype(max(high, largest), min(low, 0))
@@ -485,13 +483,14 @@ def _renumber_hashed(
     the output; once every value is known and sorted, a second pass over the output
     translates slots into the new ids.
     """
-    kernels = _kernels()
+    from fastseg._kernels import relabel as relabel_kernels
+
     chunks = chunks_for(source.size)
     bits = 16
     while True:
         slot_dtype = fit_dtype((1 << bits) - 1)
         slots, slots_flat = source.empty(slot_dtype)
-        keys, used, overflow = kernels.hash_slots(source.flat, bits, slots_flat, chunks)
+        keys, used, overflow = relabel_kernels.hash_slots(source.flat, bits, slots_flat, chunks)
         if not overflow:
             break
         bits += 4
@@ -510,7 +509,7 @@ def _renumber_hashed(
         out, out_flat = slots, slots_flat
     else:
         out, out_flat = source.empty(dtype)
-    kernels.translate_slots(slots_flat, tables, out_flat, chunks)
+    relabel_kernels.translate_slots(slots_flat, tables, out_flat, chunks)
     return out, sorted_keys, new_ids
 
 
@@ -616,8 +615,10 @@ def id_table_size(source: LabelArray, *, count_any: bool = False) -> int | None:
     if high < _DENSE_ALWAYS:
         return high + 1
     if high < _COUNTED_MAX:
+        from fastseg._kernels import relabel as relabel_kernels
+
         chunks = min(chunks_for(source.size), _COUNT_CHUNKS)
-        distinct = int(_kernels().count_present(source.flat, high + 1, chunks))
+        distinct = int(relabel_kernels.count_present(source.flat, high + 1, chunks))
     elif count_any:
         distinct = int(_count_values(source)[0].size)
     else:

@@ -192,7 +192,7 @@ def _sample(
     ndim = len(source.shape)
     if wanted.size == 0:
         return []
-    from fastseg._kernels import sampling as kernels
+    from fastseg._kernels import sampling as sampling_kernels
 
     offsets = np.zeros(wanted.size + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
@@ -202,7 +202,9 @@ def _sample(
     slots = np.full(high + 1, -1, np.int64)
     slots[wanted] = np.arange(wanted.size)
     limits = _initial_limits(counts, sizes)
-    keys, found = kernels.bottom_k(view, slots, offsets, sizes, limits, strides, seed_key, blocks)
+    keys, found = sampling_kernels.bottom_k(
+        view, slots, offsets, sizes, limits, strides, seed_key, blocks
+    )
     short = np.flatnonzero(found < sizes)
     if short.size:
         # Fewer keys than asked for lay below a limit (or the id has fewer voxels):
@@ -212,7 +214,7 @@ def _sample(
         again = np.zeros(short.size + 1, np.int64)
         np.cumsum(sizes[short], out=again[1:])
         unlimited = np.full(short.size, np.uint64(_ALL_ONES), np.uint64)
-        more, more_found = kernels.bottom_k(
+        more, more_found = sampling_kernels.bottom_k(
             view, slots, again, sizes[short], unlimited, strides, seed_key, blocks
         )
         for j, s in enumerate(short.tolist()):
@@ -224,7 +226,7 @@ def _sample(
     for s in range(wanted.size):
         chosen = keys[offsets[s] : offsets[s] + found[s]]
         coordinates = np.empty((chosen.size, ndim), dtype)
-        kernels.keys_to_coordinates(chosen, seed_key, shape, coordinates)
+        sampling_kernels.keys_to_coordinates(chosen, seed_key, shape, coordinates)
         result.append(coordinates)
     return result
 
@@ -237,7 +239,7 @@ def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
     """Dense ids present (background included), their voxel counts, the largest id."""
     if source.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
-    from fastseg._kernels import sampling as kernels
+    from fastseg._kernels import sampling as sampling_kernels
 
     if source.flat.itemsize <= 2:
         # A table of every possible value is small: no pass to find the largest.
@@ -245,7 +247,7 @@ def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
     else:
         high = source.value_range()[1]
     view, _ = source.view_3d()
-    counts = kernels.count_ids(view, high + 1, _blocks(view, source.size))
+    counts = sampling_kernels.count_ids(view, high + 1, _blocks(view, source.size))
     present = np.flatnonzero(counts)
     return present, counts[present], high
 

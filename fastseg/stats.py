@@ -1,6 +1,6 @@
 """Per-instance statistics in physical units: size, box, centroid, intensity, surface.
 
-Thin wrapper over :mod:`fastseg._kernels.measure`: accepts arrays or nibabel images,
+Thin wrapper over :mod:`fastseg._kernels.stats`: accepts arrays or nibabel images,
 derives the voxel geometry, renumbers sparse ids so that per-id tables stay small, and
 returns an :class:`InstanceStats` table.
 """
@@ -173,10 +173,10 @@ def block_count(view: np.ndarray, n_ids: int) -> int:
     added in the same order with any number of threads; per-block tables stay within
     a memory budget.
     """
-    from fastseg._kernels import measure
+    from fastseg._kernels import stats as stats_kernels
 
     rows = int(view.shape[0] * view.shape[1])
-    per_block = n_ids * (int(measure.N_INT) + int(measure.N_FLOAT)) * 8
+    per_block = n_ids * (int(stats_kernels.N_INT) + int(stats_kernels.N_FLOAT)) * 8
     return max(1, min(_MAX_BLOCKS, rows // _ROWS_PER_BLOCK, _TABLE_BUDGET // per_block))
 
 
@@ -249,24 +249,24 @@ def stats(
     n_ids = high + 1
     view, transposed = dense.view_3d()
 
-    from fastseg._kernels import measure as kernels
+    from fastseg._kernels import stats as stats_kernels
 
     blocks = block_count(view, n_ids)
     dummy = np.zeros((1, 1, 1), np.float64)
     with thread_limit(threads):
         if dense.size:
-            ints, floats = kernels.measure(
+            ints, floats = stats_kernels.measure(
                 view, dummy if image_view is None else image_view, image_view is not None,
                 surface, n_ids, blocks,
             )  # fmt: skip
         else:
-            ints = np.zeros((n_ids, kernels.N_INT), np.int64)
-            floats = np.zeros((n_ids, kernels.N_FLOAT), np.float64)
-        counts = ints[:, kernels.COUNT]
+            ints = np.zeros((n_ids, stats_kernels.N_INT), np.int64)
+            floats = np.zeros((n_ids, stats_kernels.N_FLOAT), np.float64)
+        counts = ints[:, stats_kernels.COUNT]
         if image_view is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
-                means = floats[:, kernels.TOTAL] / counts
-            squares = kernels.centered_squares(view, image_view, np.nan_to_num(means), blocks)
+                means = floats[:, stats_kernels.TOTAL] / counts
+            squares = stats_kernels.centered_squares(view, image_view, np.nan_to_num(means), blocks)
     present_dense = np.flatnonzero(counts[1:]) + 1
     measured = ints[present_dense]
     view_axes = list(range(3 - ndim, 3))
@@ -274,21 +274,21 @@ def stats(
     axes = [view_axes[i] for i in np.argsort(caller)]  # view axis of caller axis 0, 1, ...
     sums = IdSums(
         ids=present_dense.astype(np.uint64) if old_ids is None else old_ids[present_dense],
-        count=measured[:, kernels.COUNT],
-        index_sums=measured[:, [kernels.SUM0 + a for a in axes]],
-        starts=measured[:, [kernels.MIN0 + a for a in axes]],
-        stops=measured[:, [kernels.STOP0 + a for a in axes]],
+        count=measured[:, stats_kernels.COUNT],
+        index_sums=measured[:, [stats_kernels.SUM0 + a for a in axes]],
+        starts=measured[:, [stats_kernels.MIN0 + a for a in axes]],
+        stops=measured[:, [stats_kernels.STOP0 + a for a in axes]],
         intensity=None
         if image_view is None
         else np.column_stack(
             [
-                floats[present_dense, kernels.TOTAL],
+                floats[present_dense, stats_kernels.TOTAL],
                 squares[present_dense],
-                floats[present_dense, kernels.LOWEST],
-                floats[present_dense, kernels.HIGHEST],
+                floats[present_dense, stats_kernels.LOWEST],
+                floats[present_dense, stats_kernels.HIGHEST],
             ]
         ),
-        faces=measured[:, [kernels.FACES0 + a for a in axes]] if surface else None,
+        faces=measured[:, [stats_kernels.FACES0 + a for a in axes]] if surface else None,
     )
     wanted = None if ids is None else requested_ids(ids)
     return InstanceStats(**instance_columns(sums, geometry, wanted))
@@ -367,7 +367,7 @@ def contact_table(
     view, transposed = dense.view_3d()
 
     from fastseg._jit import chunks_for
-    from fastseg._kernels import adjacency
+    from fastseg._kernels import contacts as contacts_kernels
 
     n_ids = high + 1
     rows = view.shape[0] * view.shape[1]
@@ -376,11 +376,11 @@ def contact_table(
     # room for that and grow when a table overflows.
     bits = max(10, min(22, (4 * n_ids).bit_length()))
     while True:
-        keys, counters, overflow = adjacency.count_contacts(view, kind, n_ids, bits, chunks)
+        keys, counters, overflow = contacts_kernels.count_contacts(view, kind, n_ids, bits, chunks)
         if not overflow:
             break
         bits += 4
-    face_area = np.zeros(adjacency.N_COUNTERS)
+    face_area = np.zeros(contacts_kernels.N_COUNTERS)
     ndim = source.original.ndim
     for view_axis in range(3 - ndim, 3):
         face_area[view_axis] = face_areas[dense.caller_axis(view_axis, transposed)]

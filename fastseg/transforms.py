@@ -83,6 +83,13 @@ class LabelTransform(Generic[R]):
 
     Subclasses implement :meth:`apply` on one numpy array (spatial, or the whole
     channel-first array when :attr:`per_channel` is false).
+
+    Parameters
+    ----------
+    channel_first : bool, optional
+        Whether the first axis holds channels, each transformed on its own. Default
+        (``None``): 4-D arrays and MONAI ``MetaTensor``\\ s are channel-first, 1-D to
+        3-D arrays spatial.
     """
 
     per_channel = True
@@ -144,7 +151,20 @@ class LabelTransform(Generic[R]):
 
 class Remap(LabelTransform[np.ndarray]):
     """Map label values through a dict, like MONAI's MapLabelValue and TorchIO's
-    RemapLabels (see :func:`fastseg.remap` for the arguments).
+    RemapLabels (see :func:`fastseg.remap`). Works on the whole array at once, channels
+    included.
+
+    Parameters
+    ----------
+    mapping : dict or numpy.ndarray
+        ``{old: new}``, or a 1-D integer lookup array where value ``i`` maps to
+        ``mapping[i]``.
+    missing : {"keep", "error"} or int, optional
+        What happens to labels the mapping does not cover: ``"keep"`` them unchanged
+        (default), raise a ``ValueError`` (``"error"``), or replace them by the integer.
+    out_dtype : dtype, optional
+        Integer dtype of the result (default: the smallest unsigned type that holds
+        every output value).
 
     Examples
     --------
@@ -173,7 +193,18 @@ class Remap(LabelTransform[np.ndarray]):
 
 
 class ToSemantic(LabelTransform[np.ndarray]):
-    """Instance map → semantic map (see :func:`fastseg.to_semantic`).
+    """Instance map → semantic map (see :func:`fastseg.to_semantic`). Works on the
+    whole array at once, channels included.
+
+    Parameters
+    ----------
+    segment_map : SegmentMap
+        The category of every instance id.
+    schema : Schema
+        The category values of the semantic map.
+    unknown : {"error", "background", "keep"}, optional
+        What to do with ids the segment map does not list: raise a ``ValueError``
+        (default), make them background, or keep them.
 
     Examples
     --------
@@ -207,6 +238,20 @@ class ToInstances(LabelTransform[np.ndarray]):
     """Semantic map → instance map, per channel (see :func:`fastseg.to_instances`; the
     segment map is dropped).
 
+    Parameters
+    ----------
+    schema : Schema
+        The categories whose values the semantic map holds.
+    connectivity : int, optional
+        As in :func:`fastseg.label`. Default: full connectivity (26 in 3-D, 8 in 2-D),
+        as everywhere in fastseg; 26 also means full connectivity in 2-D.
+    split : bool, optional
+        One instance per connected component (default True) or per category.
+    channel_first : bool, optional
+        Whether the first axis holds channels, each transformed on its own. Default
+        (``None``): 4-D arrays and MONAI ``MetaTensor``\\ s are channel-first, 1-D to
+        3-D arrays spatial.
+
     Examples
     --------
     >>> import numpy as np
@@ -220,7 +265,7 @@ class ToInstances(LabelTransform[np.ndarray]):
         self,
         schema: Schema,
         *,
-        connectivity: int | None = 26,
+        connectivity: int | None = None,
         split: bool = True,
         channel_first: bool | None = None,
     ) -> None:
@@ -243,6 +288,20 @@ class KeepLargest(LabelTransform[np.ndarray]):
     The same result as MONAI's ``KeepLargestConnectedComponent(num_components=k,
     independent=per_label, connectivity=connectivity)`` on a label map, and, with
     ``connectivity=1``, as TorchIO's ``KeepLargestComponent`` on a binary map.
+
+    Parameters
+    ----------
+    k : int, optional
+        Components kept per label (default 1).
+    connectivity : int, optional
+        As in :func:`fastseg.label` (default: full, 26 in 3-D and 8 in 2-D).
+    per_label : bool, optional
+        Keep ``k`` components of every label (default True), or the ``k`` largest
+        regions of the foreground as a whole.
+    channel_first : bool, optional
+        Whether the first axis holds channels, each transformed on its own. Default
+        (``None``): 4-D arrays and MONAI ``MetaTensor``\\ s are channel-first, 1-D to
+        3-D arrays spatial.
 
     Examples
     --------
@@ -278,6 +337,20 @@ class RemoveSmall(LabelTransform[np.ndarray]):
     The same result as MONAI's ``RemoveSmallObjects(min_size, connectivity)`` on binary
     or one-hot maps (MONAI treats the values of a multi-label map as objects).
 
+    Parameters
+    ----------
+    min_size : float
+        Smallest size kept: voxels, or physical volume (e.g. mm³) with ``spacing``.
+    connectivity : int, optional
+        As in :func:`fastseg.label` (default: full, 26 in 3-D and 8 in 2-D).
+    spacing : sequence of float, optional
+        Voxel size per spatial axis; ``min_size`` is then a volume (default: none,
+        ``min_size`` counts voxels).
+    channel_first : bool, optional
+        Whether the first axis holds channels, each transformed on its own. Default
+        (``None``): 4-D arrays and MONAI ``MetaTensor``\\ s are channel-first, 1-D to
+        3-D arrays spatial.
+
     Examples
     --------
     >>> import numpy as np
@@ -309,6 +382,15 @@ class Stats(LabelTransform["InstanceStats | list[InstanceStats]"]):
     """Per-instance statistics (see :func:`fastseg.stats`): one table for spatial labels,
     a list of tables (one per channel) for channel-first labels. A ``MetaTensor``'s
     affine gives the spacing and world centroids.
+
+    Parameters
+    ----------
+    surface : bool, optional
+        Add each instance's surface area (default False).
+    channel_first : bool, optional
+        Whether the first axis holds channels, each transformed on its own. Default
+        (``None``): 4-D arrays and MONAI ``MetaTensor``\\ s are channel-first, 1-D to
+        3-D arrays spatial.
 
     Examples
     --------
@@ -350,11 +432,11 @@ class DictionaryTransform:
     Parameters
     ----------
     keys : hashable or sequence of hashable
-        The entries to transform.
+        The entries of the dict to transform.
     transform : callable
         The transform of one entry.
     allow_missing_keys : bool, optional
-        Skip absent keys instead of raising ``KeyError``.
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
     """
 
     def __init__(
@@ -392,6 +474,19 @@ class DictionaryTransform:
 class Remapd(DictionaryTransform):
     """Dictionary version of :class:`Remap`.
 
+    Parameters
+    ----------
+    keys : hashable or sequence of hashable
+        The entries of the dict to transform.
+    mapping : dict or numpy.ndarray
+        As in :class:`Remap`.
+    missing : {"keep", "error"} or int, optional
+        As in :class:`Remap` (default ``"keep"``).
+    out_dtype : dtype, optional
+        As in :class:`Remap` (default: the smallest unsigned type that fits).
+    allow_missing_keys : bool, optional
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
+
     Examples
     --------
     >>> import numpy as np
@@ -415,6 +510,19 @@ class Remapd(DictionaryTransform):
 
 class ToSemanticd(DictionaryTransform):
     """Dictionary version of :class:`ToSemantic`.
+
+    Parameters
+    ----------
+    keys : hashable or sequence of hashable
+        The entries of the dict to transform.
+    segment_map : SegmentMap
+        As in :class:`ToSemantic`.
+    schema : Schema
+        As in :class:`ToSemantic`.
+    unknown : {"error", "background", "keep"}, optional
+        As in :class:`ToSemantic` (default ``"error"``).
+    allow_missing_keys : bool, optional
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
 
     Examples
     --------
@@ -444,6 +552,21 @@ class ToSemanticd(DictionaryTransform):
 class ToInstancesd(DictionaryTransform):
     """Dictionary version of :class:`ToInstances`.
 
+    Parameters
+    ----------
+    keys : hashable or sequence of hashable
+        The entries of the dict to transform.
+    schema : Schema
+        As in :class:`ToInstances`.
+    connectivity : int, optional
+        As in :class:`ToInstances` (default: full).
+    split : bool, optional
+        As in :class:`ToInstances` (default True).
+    channel_first : bool, optional
+        As in :class:`ToInstances` (default: decided from the input).
+    allow_missing_keys : bool, optional
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
+
     Examples
     --------
     >>> import numpy as np
@@ -459,7 +582,7 @@ class ToInstancesd(DictionaryTransform):
         keys: Hashable | Sequence[Hashable],
         schema: Schema,
         *,
-        connectivity: int | None = 26,
+        connectivity: int | None = None,
         split: bool = True,
         channel_first: bool | None = None,
         allow_missing_keys: bool = False,
@@ -472,6 +595,21 @@ class ToInstancesd(DictionaryTransform):
 
 class KeepLargestd(DictionaryTransform):
     """Dictionary version of :class:`KeepLargest`.
+
+    Parameters
+    ----------
+    keys : hashable or sequence of hashable
+        The entries of the dict to transform.
+    k : int, optional
+        As in :class:`KeepLargest` (default 1).
+    connectivity : int, optional
+        As in :class:`KeepLargest` (default: full).
+    per_label : bool, optional
+        As in :class:`KeepLargest` (default True).
+    channel_first : bool, optional
+        As in :class:`KeepLargest` (default: decided from the input).
+    allow_missing_keys : bool, optional
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
 
     Examples
     --------
@@ -500,6 +638,21 @@ class KeepLargestd(DictionaryTransform):
 class RemoveSmalld(DictionaryTransform):
     """Dictionary version of :class:`RemoveSmall`.
 
+    Parameters
+    ----------
+    keys : hashable or sequence of hashable
+        The entries of the dict to transform.
+    min_size : float
+        As in :class:`RemoveSmall`.
+    connectivity : int, optional
+        As in :class:`RemoveSmall` (default: full).
+    spacing : sequence of float, optional
+        As in :class:`RemoveSmall` (default: none, ``min_size`` counts voxels).
+    channel_first : bool, optional
+        As in :class:`RemoveSmall` (default: decided from the input).
+    allow_missing_keys : bool, optional
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
+
     Examples
     --------
     >>> import numpy as np
@@ -527,6 +680,17 @@ class RemoveSmalld(DictionaryTransform):
 class Statsd(DictionaryTransform):
     """Dictionary version of :class:`Stats`: the table of each key goes to
     ``"<key>_stats"``, the labels stay.
+
+    Parameters
+    ----------
+    keys : hashable or sequence of hashable
+        The entries of the dict to transform.
+    surface : bool, optional
+        As in :class:`Stats` (default False).
+    channel_first : bool, optional
+        As in :class:`Stats` (default: decided from the input).
+    allow_missing_keys : bool, optional
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
 
     Examples
     --------

@@ -399,23 +399,28 @@ class RandCropByClasses(_CentreSampler):
     ----------
     spatial_size : int or sequence of int
         Size of each crop (its length is the number of spatial axes, the last axes of
-        the arrays).
+        the arrays; an int: the same size along every axis after the channel axis).
     ratios : mapping or sequence of float, optional
         Weight of each class id (a sequence is indexed by class id, 0 the background,
-        as in MONAI); default: every non-zero class present, equally.
+        as in MONAI). Default: every non-zero class present, equally.
     num_samples : int, optional
-        Crops per call.
+        Crops per call (default 1).
     balance : {"classes", "instances"}, optional
-        Centres uniform over a class's voxels, or uniform over its instances first.
+        Centres uniform over a class's voxels (default ``"classes"``), or uniform over
+        its instances (connected components) first, then over the instance's voxels.
     border : {"shift", "pad", "inside"}, optional
-        At the borders: move the crop inside (MONAI), pad around the centre, or draw
-        only centres whose crop fits (TorchIO).
-    per_class, per_instance : int, optional
-        Locations sampled per class / instance when they are computed on the fly.
+        At the borders: move the crop inside (default ``"shift"``, MONAI's rule), pad
+        around the centre (nnU-Net's), or draw only centres whose crop fits (TorchIO's).
+    per_class : int or None, optional
+        Locations sampled per class when they are computed from the label map on the
+        fly (default 10000, nnU-Net's; ``None``: every voxel).
+    per_instance : int, optional
+        Locations sampled per instance with ``balance="instances"`` (default 100).
     pad_value : float, optional
-        Fill value outside the image.
+        Fill value outside the image (default 0).
     seed : int, optional
-        Seed of the crop positions.
+        Seed of the crop positions (default ``None``: a fresh seed; DataLoader workers
+        always draw different crops).
 
     Examples
     --------
@@ -496,15 +501,31 @@ class RandCropByClassesd(RandCropByClasses):
         Entries to crop (images and labels, channel-first).
     label_key : hashable
         The label map the locations are computed from when there is no index.
-    spatial_size, ratios, num_samples, balance, border, per_class, per_instance, seed
-        As :class:`RandCropByClasses`.
+    spatial_size : int or sequence of int
+        As in :class:`RandCropByClasses`.
+    ratios : mapping or sequence of float, optional
+        As in :class:`RandCropByClasses` (default: every non-zero class, equally).
+    num_samples : int, optional
+        As in :class:`RandCropByClasses` (default 1).
+    balance : {"classes", "instances"}, optional
+        As in :class:`RandCropByClasses` (default ``"classes"``).
+    border : {"shift", "pad", "inside"}, optional
+        As in :class:`RandCropByClasses` (default ``"shift"``).
+    per_class : int or None, optional
+        As in :class:`RandCropByClasses` (default 10000).
+    per_instance : int, optional
+        As in :class:`RandCropByClasses` (default 100).
     locations_key : hashable, optional
         An entry holding a :class:`fastseg.SampleIndex`, its path, or
-        :class:`fastseg.Locations`; the label map is then not read.
+        :class:`fastseg.Locations`; the label map is then not read (default ``None``:
+        locations come from the label map).
     pad_values : float or mapping, optional
-        Fill value outside the image, per key (default 0).
+        Fill value outside the image, one for every key or a mapping key -> value
+        (default 0; keys the mapping leaves out get 0).
+    seed : int, optional
+        As in :class:`RandCropByClasses` (default ``None``).
     allow_missing_keys : bool, optional
-        Skip absent keys.
+        Skip keys absent from the dict instead of raising ``KeyError`` (default False).
 
     Examples
     --------
@@ -662,15 +683,25 @@ def torchio_sampler(
     patch_size : int or sequence of 3 int
         Patch size.
     label_name : str, optional
-        The subject's label map, read when there are no precomputed locations.
-    ratios, balance, per_class, per_instance, seed
-        As :class:`RandCropByClasses`; ``ratios`` plays the part of TorchIO's
-        ``label_probabilities``.
+        The subject's label map, read when there are no precomputed locations
+        (default ``"label"``).
+    ratios : mapping or sequence of float, optional
+        As in :class:`RandCropByClasses` (default: every non-zero class, equally); it
+        plays the part of TorchIO's ``label_probabilities``.
+    balance : {"classes", "instances"}, optional
+        As in :class:`RandCropByClasses` (default ``"classes"``).
     border : {"inside", "shift", "pad"}, optional
-        ``"inside"`` (TorchIO's rule): only centres whose patch fits in the image.
+        As in :class:`RandCropByClasses`, but by default ``"inside"`` (TorchIO's rule):
+        only centres whose patch fits in the image.
     locations_name : str, optional
         A subject entry holding a :class:`fastseg.SampleIndex`, its path or
-        :class:`fastseg.Locations`.
+        :class:`fastseg.Locations` (default ``None``: locations come from the label map).
+    per_class : int or None, optional
+        As in :class:`RandCropByClasses` (default 10000).
+    per_instance : int, optional
+        As in :class:`RandCropByClasses` (default 100).
+    seed : int, optional
+        As in :class:`RandCropByClasses` (default ``None``).
 
     Returns
     -------

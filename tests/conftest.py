@@ -1,4 +1,5 @@
-"""Shared test configuration: hypothesis profiles and the real label volumes in ../shared/data."""
+"""Shared test configuration: hypothesis profiles and the ``shared_data`` fixture (the real
+label volumes in ../shared/data, located by ``shared_data.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from shared_data import shared_data_path
 
 # Numba compiles a kernel the first time an example reaches it, so per-example deadlines
 # would only measure compilation. "thorough" is for hunting bugs locally:
@@ -23,25 +25,6 @@ settings.register_profile(
     max_examples=1000,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastseg"))
-
-# Real volumes live beside the project (../shared/data), never inside it; a fresh clone
-# elsewhere has no such folder and the tests that need them skip.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared_data_path(*names: str) -> Path:
-    """The shared data folder, after checking that it and every file in ``names`` exist.
-
-    Skips the calling test (with the missing path in the reason) otherwise.
-    """
-    if not SHARED_DATA.is_dir():
-        pytest.skip(
-            f"shared test data folder {SHARED_DATA} is absent (expected beside the project)"
-        )
-    for name in names:
-        if not (SHARED_DATA / name).is_file():
-            pytest.skip(f"shared test data file {SHARED_DATA / name} is absent")
-    return SHARED_DATA
 
 
 @pytest.fixture

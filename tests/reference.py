@@ -17,18 +17,34 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SIGNED",
     "UNSIGNED",
     "as_object",
     "assert_same_labels",
+    "directed_distances_reference",
     "dtype_max",
+    "fill_holes_reference",
+    "instance_reference",
+    "label_reference",
+    "locations_reference",
     "mask",
+    "monai_edges_reference",
+    "neighbour_offsets",
+    "nnunet_region_or_label_to_mask",
+    "nnunet_sample_size",
+    "nnunet_tp_fp_fn_tn",
+    "overlap_reference",
     "remap",
     "remap_dtype",
     "renumber",
     "renumber_dtype",
+    "seed_state",
     "smallest_dtype",
+    "stats_reference",
+    "surface_reference",
     "unique",
     "unmapped_ids",
+    "voxel_key",
 ]
 
 UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
@@ -268,9 +284,6 @@ def label_reference(
     return as_object(ids, shape), len(values) - 1, values
 
 
-__all__ += ["label_reference", "neighbour_offsets"]
-
-
 # -- instance statistics ------------------------------------------------------------------
 # Section owned by tests/test_stats.py: fastseg.stats measured one id at a time with plain
 # numpy (a boolean mask per id), independent of the rest of the module.
@@ -368,9 +381,6 @@ def stats_reference(
     return columns
 
 
-__all__ += ["stats_reference"]
-
-
 # -- filling holes ------------------------------------------------------------------------
 # Section owned by tests/test_cleanup.py: holes found by flood fill from the border, one
 # label at a time, independent of the region graph fastseg works on.
@@ -458,9 +468,6 @@ def fill_holes_reference(
             for i in region:
                 out[i] = choice
     return np.array(out, dtype=labels.dtype).reshape(shape)
-
-
-__all__ += ["fill_holes_reference"]
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -606,16 +613,6 @@ def instance_reference(
             "pq": sq * rq}  # fmt: skip
 
 
-__all__ += [
-    "directed_distances_reference",
-    "instance_reference",
-    "monai_edges_reference",
-    "nnunet_region_or_label_to_mask",
-    "nnunet_tp_fp_fn_tn",
-    "overlap_reference",
-    "surface_reference",
-]
-
 # -- sampling -----------------------------------------------------------------------------
 
 _MASK64 = (1 << 64) - 1
@@ -660,6 +657,3 @@ def nnunet_sample_size(total: int) -> int:
     target_num_samples = min(min_num_samples, total)
     target_num_samples = max(target_num_samples, int(np.ceil(total * min_percent_coverage)))
     return target_num_samples
-
-
-__all__ += ["locations_reference", "nnunet_sample_size", "seed_state", "voxel_key"]

@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 import reference as ref
 import scipy.ndimage as ndi
-from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+from shared_data import shared_data_path
+from strategies import small_volumes
 
 import fastseg
 
-volumes = hnp.arrays(
-    np.uint8,
-    hnp.array_shapes(min_dims=1, max_dims=3, max_side=7),
-    elements=st.integers(0, 3),
-)
+volumes = small_volumes(st.integers(0, 3))
 
 
 def components_per_label(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -112,11 +108,7 @@ def test_bad_arguments(call: Any, error: type[Exception], message: str) -> None:
 
 # -- fill_holes -----------------------------------------------------------------------------
 
-sparse_volumes = hnp.arrays(
-    np.uint8,
-    hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=7),
-    elements=st.sampled_from([0, 0, 0, 1, 1, 1, 2, 2, 3]),
-)
+sparse_volumes = small_volumes(st.sampled_from([0, 0, 0, 1, 1, 1, 2, 2, 3]))
 
 
 @given(sparse_volumes, st.booleans(), st.sampled_from([None, 1, 2, 3]), st.sampled_from("CF"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel
 import numpy as np
 import pytest
-from test_stats import blocky_volume
+from strategies import blocky_volume
 
 import fastseg
 from fastseg.cli import main
@@ -34,18 +34,18 @@ def test_a_folder_of_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = tmp_path / "index"
     status, err = _run(capsys, "index", folder, "-o", out, "--nnunet", "--per-instance", 3, "-q")
     assert status == 0, err
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npz")) == [
-        "case_0.npz",
-        "sub/case_1.npz",
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.fsidx")) == [
+        "case_0.fsidx",
+        "sub/case_1.fsidx",
     ]
-    index = fastseg.load_index(out / "case_0.npz", labels=folder / "case_0.nii.gz")
+    index = fastseg.load_index(out / "case_0.fsidx", labels=folder / "case_0.nii.gz")
     expected = fastseg.SampleIndex.build(
         nibabel.load(folder / "case_0.nii.gz"), mode="nnunet", per_instance=3, seed=0
     )
     np.testing.assert_array_equal(index.indices, expected.indices)
     np.testing.assert_array_equal(index.instance_indices, expected.instance_indices)
     with pytest.raises(ValueError, match="shape"):
-        fastseg.load_index(out / "case_0.npz", labels=folder / "sub" / "case_1.nii")
+        fastseg.load_index(out / "case_0.fsidx", labels=folder / "sub" / "case_1.nii")
     # Existing outputs: refused unless asked.
     status, err = _run(capsys, "index", folder, "-o", out)
     assert status == 1
@@ -60,7 +60,7 @@ def test_beside_the_input_and_bad_arguments(
     folder = _labels_folder(tmp_path)
     status, err = _run(capsys, "index", folder / "case_0.nii.gz", "--per-class", 5, "-q")
     assert status == 0, err
-    index = fastseg.load_index(folder / "case_0.index.npz")
+    index = fastseg.load_index(folder / "case_0.index.fsidx")
     assert max(np.diff(index.offsets)) == 5
     status, err = _run(capsys, "index", folder, "--nnunet", "--per-class", 5)
     assert status == 2

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+from shared_data import shared_data_path
+from strategies import small_volumes
 
 import fastseg
 from fastseg import Category, Schema, Segment, SegmentMap
@@ -99,11 +99,7 @@ def test_category_missing_from_schema() -> None:
 
 
 @given(
-    hnp.arrays(
-        np.uint8,
-        hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
-        elements=st.sampled_from([0, 1, 3, 7]),
-    ),
+    small_volumes(st.sampled_from([0, 1, 3, 7]), max_side=6),
     st.sampled_from(["C", "F"]),
     st.booleans(),
 )

@@ -27,13 +27,13 @@ import nibabel
 import numpy as np
 import pytest
 import zarr
-from conftest import shared_data_path
 from dask.callbacks import Callback
 from dask.core import get_dependencies
 from distributed import Client, LocalCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+from shared_data import shared_data_path
 
 import fastseg
 import fastseg.dask as fdask

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import shared_data_path
+from shared_data import shared_data_path
 
 from fastseg import Category, Schema, Segment, SegmentMap
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference as ref_impl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
+from shared_data import shared_data_path
 
 import fastseg
-from tests import reference as ref_impl
 
 # -- inputs -------------------------------------------------------------------------------
 
@@ -24,8 +25,6 @@ from tests import reference as ref_impl
 @pytest.fixture(scope="module")
 def torso(request: pytest.FixtureRequest) -> tuple[np.ndarray, tuple[float, ...]]:
     """A crop of the torso labels (several organs, anisotropic voxels) as the reference."""
-    from tests.conftest import shared_data_path
-
     nibabel = pytest.importorskip("nibabel")
     image = nibabel.load(shared_data_path("torso_labels.nii.gz") / "torso_labels.nii.gz")
     labels = np.asanyarray(image.dataobj)[150:250, 120:210, 35:60]

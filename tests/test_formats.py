@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import shared_data_path
+from shared_data import shared_data_path
 
 from fastseg import Category, Schema
 from fastseg.formats.bids import read_dseg_tsv, write_dseg_tsv

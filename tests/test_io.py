@@ -10,7 +10,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_data_path
+from shared_data import shared_data_path
 
 import fastseg
 

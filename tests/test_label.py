@@ -19,27 +19,15 @@ import numba
 import numpy as np
 import pytest
 import reference as ref
-from conftest import shared_data_path
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from scipy import ndimage
+from shared_data import shared_data_path
+from strategies import INTEGER_DTYPES, LABEL_DTYPES, label_arrays, layout
 
 import fastseg
 import fastseg.components
-from fastseg._kernels import components as kernels
-
-INTEGER_DTYPES = (
-    np.uint8,
-    np.int8,
-    np.uint16,
-    np.int16,
-    np.uint32,
-    np.int32,
-    np.uint64,
-    np.int64,
-)
-ALL_DTYPES = (np.bool_, *INTEGER_DTYPES)
+from fastseg._kernels import components as components_kernels
 
 # (ndim, connectivity, scipy hops): every accepted connectivity, as a neighbour count
 # and as a number of hops.
@@ -143,22 +131,6 @@ def check_components(result: fastseg.Components, labels: np.ndarray, background:
     assert np.array_equal(values[cc][~is_background], labels[~is_background])
 
 
-def layout(array: np.ndarray, kind: str) -> np.ndarray:
-    """The same logical array C-contiguous, F-contiguous or as a non-contiguous view."""
-    if kind == "C":
-        return np.ascontiguousarray(array)
-    if kind == "F":
-        return np.asfortranarray(array)
-    # Every other element of a larger array along each axis, last axis reversed.
-    big = np.zeros(tuple(2 * n for n in array.shape), array.dtype)
-    index = (*(slice(None, None, 2) for _ in array.shape[:-1]), slice(None, None, -2))
-    big[index] = array
-    view = big[index]
-    assert np.array_equal(view, array)
-    assert array.size <= 1 or not (view.flags.c_contiguous or view.flags.f_contiguous)
-    return view
-
-
 def smoothed_classes(shape: tuple[int, ...], classes: int, sigma: float, seed: int) -> np.ndarray:
     """Blobby multilabel volume: smoothed noise cut into ``classes`` equally likely values."""
     rng = np.random.default_rng(seed)
@@ -172,7 +144,7 @@ def smoothed_classes(shape: tuple[int, ...], classes: int, sigma: float, seed: i
 
 @pytest.mark.parametrize(("ndim", "connectivity", "hops"), CONNECTIVITIES)
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int32])
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_binary_matches_scipy(
     ndim: int, connectivity: int, hops: int, dtype: Any, kind: str
 ) -> None:
@@ -239,25 +211,13 @@ def test_shapes_that_merge_late(hops: int) -> None:
 
 @st.composite
 def multilabel_cases(draw: st.DrawFn) -> tuple[np.ndarray, int, int]:
-    """A small label array with few distinct values, a valid connectivity and background."""
-    ndim = draw(st.integers(1, 3))
-    shape = tuple(draw(st.lists(st.integers(0, 8), min_size=ndim, max_size=ndim)))
-    dtype = np.dtype(draw(st.sampled_from(ALL_DTYPES)))
-    if dtype.kind == "b":
-        codes = draw(hnp.arrays(np.bool_, shape))
-        labels = codes
-        choices = [0, 1]
-    else:
-        distinct = draw(st.integers(1, 4))
-        top = ref.dtype_max(dtype)
-        # Small values, or values at the top of the dtype's range (uint64 near 2**64).
-        base = draw(st.sampled_from([0, 1, top - distinct + 1]))
-        codes = draw(hnp.arrays(np.uint8, shape, elements=st.integers(0, distinct - 1)))
-        labels = (codes.astype(object) + base).astype(dtype) if codes.size else codes.astype(dtype)
-        choices = sorted({0, *(base + k for k in range(distinct)), min(base + distinct, top)})
-    background = draw(st.sampled_from(choices))
-    connectivity = draw(st.sampled_from(VALID[ndim]))
-    labels = layout(labels, draw(st.sampled_from(["C", "F", "view"])))
+    """A small label array with few distinct values, a valid connectivity and background
+    (0, a value of the array or the value just above its largest)."""
+    labels = draw(label_arrays(LABEL_DTYPES, max_side=8))
+    values = sorted({int(v) for v in np.unique(labels).tolist()})
+    above = min((values[-1] if values else 0) + 1, ref.dtype_max(labels.dtype))
+    background = draw(st.sampled_from(sorted({0, *values, above})))
+    connectivity = draw(st.sampled_from(VALID[labels.ndim]))
     return labels, connectivity, background
 
 
@@ -389,7 +349,7 @@ def test_multilabel_3d_matches_cc3d(connectivity: int, dtype: Any, kind: str) ->
 def test_multilabel_2d_matches_cc3d(connectivity: int, background: int) -> None:
     labels = smoothed_classes((301, 257), 4, 2.0, seed=connectivity)
     labels[::7, ::5] = 3  # sprinkle small components
-    for kind in ("C", "F", "view"):
+    for kind in ("C", "F", "strided"):
         arranged = layout(labels, kind)
         expected = cc3d_label(labels, connectivity, background)
         result = fastseg.label(arranged, connectivity=connectivity, background=background)
@@ -547,7 +507,7 @@ def _sparse_lattices() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize(("pattern", "connectivity", "expected"), list(_sparse_lattices()))
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_most_components_lattices(
     pattern: np.ndarray, connectivity: int, expected: int, kind: str
 ) -> None:
@@ -577,7 +537,9 @@ def test_threads_and_memory_order_do_not_change_the_result(
         pytest.skip("numba has a single thread here; nothing to compare threads=2 against")
     volume = structured_volume
     serial = fastseg.label(volume, connectivity=connectivity, threads=1)
-    with mock.patch.object(kernels, "link_runs", wraps=kernels.link_runs) as link_runs:
+    with mock.patch.object(
+        components_kernels, "link_runs", wraps=components_kernels.link_runs
+    ) as link_runs:
         parallel = fastseg.label(volume, connectivity=connectivity, threads=2)
     # The premise of the comparison: the rows really were linked in separate slabs.
     assert link_runs.call_args.args[-1] == 2
@@ -602,7 +564,9 @@ def test_many_slabs_match_one(slabs: int) -> None:
     with (
         mock.patch.object(fastseg.components, "_MIN_ROWS_PER_SLAB", 1),
         mock.patch.object(fastseg.components, "current_threads", return_value=slabs),
-        mock.patch.object(kernels, "link_runs", wraps=kernels.link_runs) as link_runs,
+        mock.patch.object(
+            components_kernels, "link_runs", wraps=components_kernels.link_runs
+        ) as link_runs,
     ):
         for connectivity, cc in expected.items():
             for kind in ("C", "F"):
@@ -664,7 +628,7 @@ def test_out_dtype_must_be_integer(out_dtype: Any) -> None:
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3])
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_shape_and_memory_order_kept(ndim: int, kind: str) -> None:
     labels = layout(smoothed_classes(SHAPES[ndim], 3, 1.0, seed=ndim), kind)
     cc = fastseg.label(labels).labels
@@ -676,7 +640,7 @@ def test_shape_and_memory_order_kept(ndim: int, kind: str) -> None:
         assert cc.flags.c_contiguous
 
 
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_input_unchanged_and_read_only_input(kind: str) -> None:
     labels = layout(smoothed_classes((11, 23, 19), 4, 1.0, seed=5).astype(np.int32), kind)
     before = labels.copy()
@@ -776,7 +740,7 @@ def test_non_integer_background(background: Any) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_negative_labels(dtype: Any, kind: str) -> None:
     labels = np.zeros((4, 5, 6), dtype)
     labels[2, 3, 1] = -1

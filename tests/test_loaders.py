@@ -242,6 +242,38 @@ def test_chunks_run_on_the_pool_and_errors_reach_the_caller() -> None:
     assert sorted(seen) == [(c, 5) for c in range(4)]
 
 
+def test_tasks_run_once_each_on_both_threads_and_errors_reach_the_caller() -> None:
+    if _jit.max_threads() < 2:
+        pytest.skip("one CPU: every task runs in the calling thread")
+    import threading
+    import time
+
+    ran: list[tuple[int, str]] = []
+
+    def task(t: int) -> None:
+        time.sleep(0.3 if t == 0 else 0.001)  # the first task is the long one
+        ran.append((t, threading.current_thread().name))
+
+    with _jit.thread_limit(2):
+        _jit.run_tasks(task, 9)
+    assert sorted(t for t, _ in ran) == list(range(9))
+    # While one thread runs the long first task, the other takes the rest as it frees
+    # up (fixed groups would have left the first thread tasks 1-3 as well).
+    long_one = dict(ran)[0]
+    assert len([t for t, name in ran if name == long_one]) < 4
+
+    def failing(t: int) -> None:
+        if t == 2:
+            raise ValueError("task 2")
+
+    with _jit.thread_limit(2), pytest.raises(ValueError, match="task 2"):
+        _jit.run_tasks(failing, 5)
+    with _jit.thread_limit(1):
+        order: list[int] = []
+        _jit.run_tasks(order.append, 4)
+        assert order == [0, 1, 2, 3]
+
+
 def test_one_thread_by_default_in_a_torch_worker() -> None:
     info = mock.Mock()
     with mock.patch("torch.utils.data.get_worker_info", return_value=info):

@@ -79,6 +79,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     save(tmp_path / "seg.nii.gz", blocky(6, 3) + 11 * (blocky(6, 3) > 0))
     for i in range(2):
         save(tmp_path / "predictions" / f"p{i}.nii.gz", blocky(7 + i, 3))
+        save(tmp_path / "labelsTs" / f"p{i}.nii.gz", blocky(10 + i, 3))
     save(tmp_path / "export" / "segmentations" / "s.nii.gz", blocky(9, 5))
     tasks = [{"taskId": "t1", "series": [{"segmentations": "segmentations/s.nii.gz",
                                           "segmentMap": SEGMENT_MAP}]}]  # fmt: skip
@@ -101,6 +102,8 @@ def test_every_readme_command_runs(workspace: Path, capsys: pytest.CaptureFixtur
     assert (workspace / "mask_components.segmentMap.json").exists()
     assert (workspace / "semantic_instances.segmentMap.json").exists()
     assert (workspace / "Dataset042" / "dataset.json").exists()
+    summary = json.loads((workspace / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == 2
 
 
 def test_readme_and_help_texts_name_every_volume_format(

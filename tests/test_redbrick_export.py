@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import shared_data_path
+from shared_data import shared_data_path
 
 import fastseg
 from fastseg.formats.redbrick import read_taxonomy

@@ -20,19 +20,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from skimage.segmentation import relabel_sequential
+from strategies import LABEL_DTYPES, LAYOUTS, any_label_arrays, layout
 
 import fastseg
 
 UNSIGNED_DTYPES = [np.uint8, np.uint16, np.uint32, np.uint64]
 SIGNED_DTYPES = [np.int8, np.int16, np.int32, np.int64]
-INT_DTYPES = UNSIGNED_DTYPES + SIGNED_DTYPES
-ALL_DTYPES = [*INT_DTYPES, np.bool_]
 WIDE_DTYPES = [np.uint32, np.int32, np.uint64, np.int64]
 
-# How the same values can be laid out in memory. "strided" views step through a bigger
-# array (one axis backwards) whose other elements hold the dtype's largest value, so a
-# kernel that strays outside the view sees ids that are not in it.
-LAYOUTS = ["C", "F", "strided", "strided_F", "swapped", "readonly"]
 # numba compiles every kernel again for read-only inputs (a separate array type), so the
 # dtype x layout matrices leave "readonly" out and test_read_only_input covers it.
 MATRIX_LAYOUTS = [kind for kind in LAYOUTS if kind != "readonly"]
@@ -81,36 +76,6 @@ def make_labels(
 ) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return runs_of(id_pool(dtype, ids, rng), shape, rng)
-
-
-def layout(values: np.ndarray, kind: str) -> np.ndarray:
-    """``values`` (any order) laid out as ``kind``; the element values never change."""
-    if kind == "C":
-        return np.array(values, order="C")  # (np.ascontiguousarray makes 0-d arrays 1-d)
-    if kind == "F":
-        return np.array(values, order="F")
-    if kind in ("strided", "strided_F"):
-        # Every other element along each axis, the last axis walked backwards.
-        big = np.full(
-            tuple(2 * s for s in values.shape),
-            dtype_max(values.dtype),
-            dtype=values.dtype,
-            order="F" if kind == "strided_F" else "C",
-        )
-        index = (*(slice(1, None, 2) for _ in values.shape[:-1]), slice(None, None, -2))
-        big[index] = values
-        view = big[index]
-        assert not view.flags.c_contiguous or view.size <= 1
-        return view
-    if kind == "swapped":
-        swapped = values.astype(values.dtype.newbyteorder("S"))
-        assert swapped.dtype.itemsize == 1 or not swapped.dtype.isnative
-        return swapped
-    if kind == "readonly":
-        frozen = values.copy(order="K")
-        frozen.flags.writeable = False
-        return frozen
-    raise AssertionError(kind)
 
 
 def native(array: np.ndarray) -> np.ndarray:
@@ -168,7 +133,7 @@ def mapping_for(dtype: Any, ids: str, seed: int = 1) -> dict[int, int]:
 
 
 @pytest.mark.parametrize("kind", MATRIX_LAYOUTS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("dtype", LABEL_DTYPES)
 def test_unique_dtypes_and_layouts(dtype: Any, kind: str) -> None:
     labels = layout(make_labels(dtype), kind)
     before = labels.copy()
@@ -253,7 +218,7 @@ def test_unique_matches_fastremap(dtype: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", MATRIX_LAYOUTS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("dtype", LABEL_DTYPES)
 def test_remap_dtypes_and_layouts(dtype: Any, kind: str) -> None:
     labels = layout(make_labels(dtype, (3, 4, 5, 6)), kind)
     before = labels.copy()
@@ -539,7 +504,7 @@ def test_remap_numpy_integer_keys_and_values() -> None:
 
 
 @pytest.mark.parametrize("kind", MATRIX_LAYOUTS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("dtype", LABEL_DTYPES)
 def test_renumber_dtypes_and_layouts(dtype: Any, kind: str) -> None:
     labels = layout(make_labels(dtype, (3, 4, 5, 6), ids="sparse"), kind)
     before = labels.copy()
@@ -657,7 +622,7 @@ def test_renumber_bad_start(start: Any, preserve_zero: bool, error: type, match:
 
 
 @pytest.mark.parametrize("kind", MATRIX_LAYOUTS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("dtype", LABEL_DTYPES)
 def test_mask_dtypes_and_layouts(dtype: Any, kind: str) -> None:
     labels = layout(make_labels(dtype, (3, 4, 5, 6)), kind)
     before = labels.copy()
@@ -1204,7 +1169,7 @@ def test_as_labels_converts(values: list[float], expected_dtype: Any) -> None:
     assert result.tolist() == [int(v) for v in values]
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("dtype", LABEL_DTYPES)
 def test_as_labels_integer_and_bool_input(dtype: Any) -> None:
     # The docstring: "Integer, bool or floating point values."
     array = np.array([[1, 0], [1, 1]], dtype=dtype, order="F")
@@ -1260,26 +1225,6 @@ def test_as_labels_refuses_non_numbers() -> None:
 
 # == hypothesis: small random arrays against the references ===============================
 
-HYPOTHESIS_DTYPES = [np.dtype(d) for d in ALL_DTYPES]
-
-
-@st.composite
-def label_arrays(draw: st.DrawFn) -> np.ndarray:
-    dtype = draw(st.sampled_from(HYPOTHESIS_DTYPES))
-    if dtype.kind == "b":
-        elements = st.booleans()
-    else:
-        top = dtype_max(dtype)
-        # Mostly a handful of small ids (so that ids repeat and runs form), sometimes
-        # anything the dtype holds.
-        elements = st.one_of(st.integers(0, 6), st.integers(0, top), st.just(top))
-    shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5))
-    array = draw(hnp.arrays(dtype, shape, elements=elements))
-    transform = draw(st.sampled_from(["C", "F", "strided", "swapped"]))
-    if transform == "strided" and array.ndim == 0:
-        transform = "C"
-    return layout(array, transform)
-
 
 def ids_for(labels: np.ndarray) -> st.SearchStrategy[int]:
     """Ids the labels' dtype can hold, often ones that occur in ``labels``."""
@@ -1289,7 +1234,7 @@ def ids_for(labels: np.ndarray) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(present), small) if present else small
 
 
-@given(label_arrays())
+@given(any_label_arrays())
 def test_unique_property(labels: np.ndarray) -> None:
     values, counts = fastseg.unique(labels, return_counts=True)
     want_values, want_counts = ref.unique(labels)
@@ -1300,7 +1245,7 @@ def test_unique_property(labels: np.ndarray) -> None:
 
 @given(st.data())
 def test_remap_property(data: st.DataObject) -> None:
-    labels = data.draw(label_arrays())
+    labels = data.draw(any_label_arrays())
     before = labels.copy()
     # Mapped and fill values fit uint8: every (input, output) dtype pair compiles its own
     # kernels, and the parametrized tests above cover wider and signed outputs. Kept ids
@@ -1317,7 +1262,7 @@ def test_remap_property(data: st.DataObject) -> None:
     check_labels_out(result, ref.remap(labels, mapping, missing), expected_dtype, labels, before)
 
 
-@given(label_arrays(), st.booleans(), st.integers(0, 100))
+@given(any_label_arrays(), st.booleans(), st.integers(0, 100))
 def test_renumber_property(labels: np.ndarray, preserve_zero: bool, start: int) -> None:
     if preserve_zero and start == 0:
         start = 1
@@ -1330,7 +1275,7 @@ def test_renumber_property(labels: np.ndarray, preserve_zero: bool, start: int) 
 
 @given(st.data())
 def test_mask_property(data: st.DataObject) -> None:
-    labels = data.draw(label_arrays())
+    labels = data.draw(any_label_arrays())
     before = labels.copy()
     ids = data.draw(st.lists(ids_for(labels), max_size=5))
     value = data.draw(st.integers(0, min(dtype_max(labels.dtype), 300)))
@@ -1343,7 +1288,7 @@ def test_mask_property(data: st.DataObject) -> None:
     check_labels_out(result, expected, labels.dtype, labels, before)
 
 
-@given(label_arrays(), st.data())
+@given(any_label_arrays(), st.data())
 def test_in_place_property(labels: np.ndarray, data: st.DataObject) -> None:
     if not (labels.flags.c_contiguous or labels.flags.f_contiguous) or not labels.dtype.isnative:
         labels = np.array(labels, order="K", dtype=labels.dtype.newbyteorder("="))
@@ -1416,10 +1361,10 @@ def test_platynereis_volume(shared_data: Any) -> None:
     st.integers(1, 9),
 )
 def test_count_present_counts_distinct_values(values: np.ndarray, chunks: int) -> None:
-    from fastseg._kernels.relabel import count_present
+    from fastseg._kernels import relabel as relabel_kernels
 
     high = int(values.max())
-    assert count_present(values, high + 1, chunks) == np.unique(values).size
+    assert relabel_kernels.count_present(values, high + 1, chunks) == np.unique(values).size
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
-from test_stats import blocky_volume, label_arrays, layout
+from strategies import blocky_volume, label_arrays, layout
 
 import fastseg
 from fastseg.sampling import sample_sizes

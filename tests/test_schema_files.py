@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import shared_data_path
+from shared_data import shared_data_path
 
 from fastseg import Category, Schema, Segment, SegmentMap
 from fastseg.formats import registry

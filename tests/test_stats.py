@@ -27,23 +27,13 @@ import SimpleITK as sitk
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import blocky_volume, label_arrays, layout
 
 import fastseg
 
 # The module; ``fastseg.stats`` is the function.
 stats_module = importlib.import_module("fastseg.stats")
 
-INTEGER_DTYPES = (
-    np.uint8,
-    np.int8,
-    np.uint16,
-    np.int16,
-    np.uint32,
-    np.int32,
-    np.uint64,
-    np.int64,
-)
-LABEL_DTYPES = (np.bool_, *INTEGER_DTYPES)
 IMAGE_DTYPES = (np.uint8, np.int16, np.float32, np.float64)
 INTENSITY_COLUMNS = ("mean", "std", "min", "max", "sum")
 
@@ -54,22 +44,6 @@ INTENSITY_COLUMNS = ("mean", "std", "min", "max", "sum")
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def layout(array: np.ndarray, kind: str) -> np.ndarray:
-    """The same logical array C-contiguous, F-contiguous or as a non-contiguous view."""
-    if kind == "C":
-        return np.ascontiguousarray(array)
-    if kind == "F":
-        return np.asfortranarray(array)
-    # Every other element of a larger array along each axis, last axis reversed.
-    big = np.zeros(tuple(2 * n for n in array.shape), array.dtype)
-    index = (*(slice(None, None, 2) for _ in array.shape[:-1]), slice(None, None, -2))
-    big[index] = array
-    view = big[index]
-    assert np.array_equal(view, array)
-    assert array.size <= 1 or not (view.flags.c_contiguous or view.flags.f_contiguous)
-    return view
 
 
 def rotated_affine(
@@ -152,43 +126,7 @@ def assert_matches(
         assert table.surface is None
 
 
-def blocky_volume(shape: tuple[int, ...], ids: int, cell: int, seed: int) -> np.ndarray:
-    """Random ids 0..ids on a coarse grid of ``cell``-voxel cubes, with scattered voxels."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, ids + 1, tuple(-(-n // cell) for n in shape))
-    volume = coarse
-    for axis in range(len(shape)):
-        volume = np.repeat(volume, cell, axis=axis)
-    volume = volume[tuple(slice(0, n) for n in shape)]
-    scatter = rng.random(shape) < 0.01
-    volume[scatter] = rng.integers(0, ids + 1, int(scatter.sum()))
-    return volume.astype(np.min_scalar_type(ids))
-
-
 # -- against the naive reference ----------------------------------------------------------
-
-
-def _id_values(dtype: np.dtype[Any]) -> st.SearchStrategy[int]:
-    """Small ids, or ids at the top of the dtype's range (sparse: renumbered inside)."""
-    top = ref.dtype_max(dtype)
-    return st.one_of(st.integers(1, min(6, top)), st.integers(max(1, top - 6), top))
-
-
-@st.composite
-def label_arrays(
-    draw: st.DrawFn, dtypes: tuple[Any, ...] = LABEL_DTYPES, max_side: int = 7
-) -> np.ndarray:
-    """A small 1-D to 3-D label array with up to 4 ids in any layout."""
-    ndim = draw(st.integers(1, 3))
-    shape = tuple(draw(st.lists(st.integers(0, max_side), min_size=ndim, max_size=ndim)))
-    dtype = np.dtype(draw(st.sampled_from(dtypes)))
-    if dtype.kind == "b":
-        values = [True]
-    else:
-        values = draw(st.lists(_id_values(dtype), min_size=1, max_size=4, unique=True))
-    codes = draw(hnp.arrays(np.uint8, shape, elements=st.integers(0, len(values))))
-    lookup = np.array([0, *values], dtype=dtype)
-    return layout(lookup[codes], draw(st.sampled_from(["C", "F", "view"])))
 
 
 def _images(shape: tuple[int, ...], dtype: Any) -> st.SearchStrategy[np.ndarray]:
@@ -266,7 +204,7 @@ def test_label_dtypes_and_layouts_match_reference(data: st.DataObject) -> None:
     if data.draw(st.booleans()):
         image = layout(
             data.draw(_images(labels.shape, np.float64)),
-            data.draw(st.sampled_from(["C", "F", "view"])),
+            data.draw(st.sampled_from(["C", "F", "strided"])),
         )
     spacing, affine = data.draw(geometries(labels.ndim))
     _check_against_reference(
@@ -286,7 +224,7 @@ def test_image_dtypes_and_layouts_match_reference(data: st.DataObject) -> None:
     labels = data.draw(label_arrays(dtypes=(np.uint8, np.int8, np.bool_)))
     dtype = data.draw(st.sampled_from(IMAGE_DTYPES))
     image = layout(
-        data.draw(_images(labels.shape, dtype)), data.draw(st.sampled_from(["C", "F", "view"]))
+        data.draw(_images(labels.shape, dtype)), data.draw(st.sampled_from(["C", "F", "strided"]))
     )
     if data.draw(st.booleans()):
         image = image.astype(image.dtype.newbyteorder(">"))  # byte-swapped
@@ -302,7 +240,7 @@ def test_image_dtypes_and_layouts_match_reference(data: st.DataObject) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 @pytest.mark.parametrize("image_kind", ["C", "F"])
 def test_blobs_match_reference(kind: str, image_kind: str) -> None:
     """A larger 3-D volume (several blocks at the default block size) with an image."""
@@ -517,7 +455,7 @@ def test_identical_results_with_any_thread_count() -> None:
         (np.int64, [3, 2**62, 2**63 - 2, 2**63 - 1]),
     ],
 )
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_sparse_ids(dtype: Any, ids: list[int], kind: str) -> None:
     dense = blocky_volume((9, 14, 11), len(ids), 3, seed=len(ids))
     labels = layout(np.array([0, *ids], dtype=dtype)[dense], kind)
@@ -753,7 +691,7 @@ def test_missing_id_raises_key_error(table: fastseg.InstanceStats, missing: int)
 
 def test_slices_index_the_labels(small: tuple[np.ndarray, np.ndarray]) -> None:
     labels, _ = small
-    for kind in ("C", "F", "view"):
+    for kind in ("C", "F", "strided"):
         arranged = layout(labels, kind)
         table = fastseg.stats(arranged)
         for instance in table:
@@ -1155,7 +1093,7 @@ def test_single_voxel(shape: tuple[int, ...], dtype: Any) -> None:
     assert table.surface.tolist() == [pytest.approx(faces, rel=1e-12)]
 
 
-@pytest.mark.parametrize("kind", ["C", "F", "view"])
+@pytest.mark.parametrize("kind", ["C", "F", "strided"])
 def test_id_touching_every_border(kind: str) -> None:
     """An id filling the volume but a core of another id: its outside faces count, the
     faces it shares with the core count for both."""

@@ -16,8 +16,8 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 import torchio
-from conftest import shared_data_path
 from monai.data import MetaTensor
+from shared_data import shared_data_path
 
 import fastseg
 from fastseg.transforms import (

@@ -174,7 +174,7 @@ def test_inside_only_draws_centres_whose_crop_fits() -> None:
 
 def test_index_files_and_their_checks(tmp_path: Path) -> None:
     image, label = _volume()
-    path = tmp_path / "case.npz"
+    path = tmp_path / "case.fsidx"
     fastseg.write_index(path, label.numpy()[0], per_class=50, per_instance=10, seed=0)
     cropper = RandCropByClassesd(
         ["image", "label"], "label", (3, 3, 3), {2: 1}, num_samples=20, locations_key="index",
@@ -268,7 +268,7 @@ def test_torchio_pad_and_queue() -> None:
 
 def test_torchio_from_an_index(tmp_path: Path) -> None:
     subject = _subject()
-    path = tmp_path / "case.npz"
+    path = tmp_path / "case.fsidx"
     fastseg.write_index(path, subject["label"].data.numpy()[0], per_class=20, seed=0)
     subject["index"] = str(path)
     sampler = torchio_sampler(3, ratios={2: 1}, locations_name="index", seed=0)

@@ -13,7 +13,7 @@ from typing import Any
 import nibabel
 import numpy as np
 import pytest
-from conftest import shared_data_path
+from shared_data import shared_data_path
 
 import fastseg
 from fastseg.formats import registry, volume_suffixes

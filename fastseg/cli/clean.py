@@ -13,6 +13,7 @@ import fastseg
 from fastseg.cli.batch import Job, UsageError, plan, prepare_folder
 from fastseg.cli.common import (
     add_command,
+    add_connectivity,
     add_inputs,
     batch_parent,
     execute,
@@ -21,7 +22,6 @@ from fastseg.cli.common import (
     policy,
     positive_int,
 )
-from fastseg.cli.to_instances import CONNECTIVITIES
 from fastseg.components import Connectivity
 
 
@@ -61,9 +61,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--fill-holes", action="store_true", help="fill background enclosed by a label"
     )
-    parser.add_argument(
-        "--connectivity", type=int, choices=CONNECTIVITIES, help="default: full (26, 8 in 2-D)"
-    )
+    add_connectivity(parser)
     parser.set_defaults(handler=run)
 
 

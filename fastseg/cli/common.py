@@ -213,6 +213,12 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         default=default_suffix,
         help=f"added to the input's name without --out (default {default_suffix})",
     )
+    add_overwrite_choice(group)
+    return parent
+
+
+def add_overwrite_choice(group: Any) -> None:
+    """``--overwrite`` or ``--skip-existing``: what to do with outputs that exist."""
     overwrite = group.add_mutually_exclusive_group()
     overwrite.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never an input)"
@@ -222,7 +228,6 @@ def output_parent(default_suffix: str) -> argparse.ArgumentParser:
         action="store_true",
         help="skip inputs whose outputs exist (to resume an interrupted run)",
     )
-    return parent
 
 
 SCHEMA_HELP = (
@@ -241,17 +246,33 @@ SERIES_HELP = (
 )
 
 
-def add_names(parser: argparse.ArgumentParser, *, segment_map: bool = True) -> None:
-    """``--schema``, and ``--segment-map`` with ``--series``: what the ids mean."""
-    parser.add_argument("--schema", metavar="FILE", help=SCHEMA_HELP)
+def add_names(
+    parser: argparse.ArgumentParser, *, segment_map: bool = True, required: bool = False
+) -> None:
+    """``--schema``, and ``--segment-map`` with ``--series``: what the ids mean
+    (``required`` for commands that cannot run without them)."""
+    parser.add_argument("--schema", metavar="FILE", required=required, help=SCHEMA_HELP)
     if segment_map:
-        add_segment_map(parser)
+        add_segment_map(parser, required=required)
 
 
 def add_segment_map(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     """``--segment-map FILE`` and ``--series NAME``."""
     parser.add_argument("--segment-map", metavar="FILE", required=required, help=SEGMENT_MAP_HELP)
     parser.add_argument("--series", metavar="NAME", help=SERIES_HELP)
+
+
+CONNECTIVITIES = (4, 6, 8, 18, 26)
+
+
+def add_connectivity(parser: Any, *, of: str = "the components") -> None:
+    """``--connectivity``, of ``of``; default full connectivity, as in the library."""
+    parser.add_argument(
+        "--connectivity",
+        type=int,
+        choices=CONNECTIVITIES,
+        help=f"of {of} (default: full, 26 in 3-D and 8 in 2-D)",
+    )
 
 
 def policy(args: argparse.Namespace) -> OutputPolicy:

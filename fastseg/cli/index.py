@@ -13,15 +13,18 @@ from fastseg._batch import expand, split_suffix
 from fastseg.cli.batch import Job, UsageError, prepare_folder
 from fastseg.cli.common import (
     add_command,
+    add_connectivity,
     add_inputs,
+    add_overwrite_choice,
     batch_parent,
     execute,
     non_negative,
     policy,
 )
+from fastseg.sample_index import SUFFIX as SAMPLE_INDEX_SUFFIX
 from fastseg.sampling import NNUNET_PER_CLASS
 
-SUFFIX = ".npz"
+SUFFIX = SAMPLE_INDEX_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,8 @@ def index_job(options: IndexOptions, job: Job) -> dict[str, Any]:
 
 
 def _index_path(path: str, base: str | None, out: str | None) -> str:
-    """``case.nii.gz`` -> ``case.npz`` below ``out`` (at its path below a folder argument),
-    or ``case.index.npz`` beside the input."""
+    """``case.nii.gz`` -> ``case.fsidx`` below ``out`` (at its path below a folder argument),
+    or ``case.index.fsidx`` beside the input."""
     if out is None:
         return split_suffix(path)[0] + ".index" + SUFFIX
     relative = os.path.relpath(path, base) if base else os.path.basename(path)
@@ -103,7 +106,7 @@ def register(commands: Any) -> None:
         "index",
         parents=[batch_parent()],
         summary="sample index files: voxel counts, boxes and sampled locations per class",
-        description="Write one sample index file (.npz) per label map: per class (and per "
+        description="Write one sample index file (.fsidx) per label map: per class (and per "
         "instance) the voxel count, the bounding box and a uniform sample of voxel "
         "locations, which the crop transforms of fastseg.transforms_sampling draw crop "
         "centres from without reading the label map. Files are checked against the label "
@@ -112,7 +115,7 @@ def register(commands: Any) -> None:
             """\
   fastseg index labelsTr/ -o index/ --nnunet
   fastseg index labelsTr/ -o index/ --per-class 5000 --per-instance 200 -j 2
-  fastseg index case.nii.gz                     # writes case.index.npz beside it"""
+  fastseg index case.nii.gz                     # writes case.index.fsidx beside it"""
         ),
     )
     add_inputs(parser)
@@ -121,14 +124,10 @@ def register(commands: Any) -> None:
         "-o",
         "--out",
         metavar="FOLDER",
-        help="output folder: <name>.npz at each input's path below a folder argument; "
-        "default: <name>.index.npz beside each input",
+        help="output folder: <name>.fsidx at each input's path below a folder argument; "
+        "default: <name>.index.fsidx beside each input",
     )
-    overwrite = output.add_mutually_exclusive_group()
-    overwrite.add_argument("--overwrite", action="store_true", help="replace existing files")
-    overwrite.add_argument(
-        "--skip-existing", action="store_true", help="skip inputs whose index exists"
-    )
+    add_overwrite_choice(output)
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument(
         "--per-class",
@@ -155,12 +154,7 @@ def register(commands: Any) -> None:
         metavar="N",
         help="also this many locations per instance (connected component of a class)",
     )
-    sampling.add_argument(
-        "--connectivity",
-        type=int,
-        choices=(4, 6, 8, 18, 26),
-        help="of the instances (default: full)",
-    )
+    add_connectivity(sampling, of="the instances")
     sampling.add_argument(
         "--seed", type=non_negative(int), default=0, help="seed of the sample (default 0)"
     )

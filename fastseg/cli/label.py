@@ -13,6 +13,7 @@ from fastseg._files import atomic_path
 from fastseg.cli.batch import Job, plan, prepare_folder
 from fastseg.cli.common import (
     add_command,
+    add_connectivity,
     add_inputs,
     add_names,
     batch_parent,
@@ -25,7 +26,7 @@ from fastseg.cli.common import (
     segments_for,
     shared_schema,
 )
-from fastseg.cli.to_instances import CONNECTIVITIES, segment_map_path
+from fastseg.cli.to_instances import segment_map_path
 from fastseg.segmap import Segment, SegmentMap
 
 
@@ -47,9 +48,7 @@ def register(commands: Any) -> None:
     )
     add_inputs(parser)
     add_names(parser, segment_map=False)
-    parser.add_argument(
-        "--connectivity", type=int, choices=CONNECTIVITIES, help="default: full (26, 8 in 2-D)"
-    )
+    add_connectivity(parser)
     parser.set_defaults(handler=run)
 
 

@@ -12,7 +12,9 @@ from fastseg._batch import split_suffix
 from fastseg.cli.batch import Job, plan, prepare_folder
 from fastseg.cli.common import (
     add_command,
+    add_connectivity,
     add_inputs,
+    add_names,
     batch_parent,
     check_shared,
     execute,
@@ -23,8 +25,6 @@ from fastseg.cli.common import (
     segments_for,
     shared_schema,
 )
-
-CONNECTIVITIES = (4, 6, 8, 18, 26)
 
 
 def register(commands: Any) -> None:
@@ -43,10 +43,8 @@ def register(commands: Any) -> None:
   fastseg to-instances seg.nii.gz --schema taxonomy.json --per-category""",
     )
     add_inputs(parser)
-    parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
-    parser.add_argument(
-        "--connectivity", type=int, choices=CONNECTIVITIES, default=26, help="default 26 (8 in 2-D)"
-    )
+    add_names(parser, segment_map=False, required=True)
+    add_connectivity(parser)
     parser.add_argument(
         "--per-category",
         action="store_true",
@@ -58,7 +56,7 @@ def register(commands: Any) -> None:
 @dataclass(frozen=True)
 class InstancesOptions:
     schema: str
-    connectivity: int
+    connectivity: int | None
     split: bool
 
 

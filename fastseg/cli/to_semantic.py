@@ -12,7 +12,7 @@ from fastseg.cli.batch import Job, plan, prepare_folder
 from fastseg.cli.common import (
     add_command,
     add_inputs,
-    add_segment_map,
+    add_names,
     batch_parent,
     check_shared,
     execute,
@@ -43,8 +43,7 @@ def register(commands: Any) -> None:
       --schema taxonomy.json""",
     )
     add_inputs(parser)
-    parser.add_argument("--schema", metavar="FILE", required=True, help="the categories' values")
-    add_segment_map(parser, required=True)
+    add_names(parser, required=True)
     parser.add_argument(
         "--unknown",
         choices=("error", "background", "keep"),

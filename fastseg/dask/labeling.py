@@ -90,12 +90,12 @@ class _Runs(NamedTuple):
 
 def _runs(block: np.ndarray, connectivity: int, background: int) -> _Runs:
     """Label a (3-D) block by runs, without painting it."""
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     source = as_label_array(compact(block))
     view, transposed = source.view_3d()
     if source.size:
-        row_offsets, run_start, pieces, flat_values = blockfaces.block_runs(
+        row_offsets, run_start, pieces, flat_values = blockfaces_kernels.block_runs(
             view, background, connectivity
         )
     else:
@@ -123,18 +123,20 @@ def _label_block(
     along each axis (``sides[2 * axis + last]``). The block is labelled by runs and only
     its boundary layers are painted: it is labelled again when it is numbered, so no
     task keeps its piece map meanwhile."""
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     runs = _runs(block, connectivity, background)
     count = runs.values.size - 1
-    first = blockfaces.piece_first_keys(
+    first = blockfaces_kernels.piece_first_keys(
         runs.view.shape[1], runs.transposed, runs.row_offsets, runs.run_start, runs.pieces,
         count, corner, shape,
     )  # fmt: skip
     layers: tuple[np.ndarray, ...]
     if block.size:
         n0, n1, n2 = runs.view.shape
-        layers = blockfaces.run_layers(n0, n1, n2, runs.row_offsets, runs.run_start, runs.pieces)
+        layers = blockfaces_kernels.run_layers(
+            n0, n1, n2, runs.row_offsets, runs.run_start, runs.pieces
+        )
     else:  # no boundary asks for the layers of an empty volume
         layers = tuple(
             np.zeros([n for a, n in enumerate(runs.view.shape) if a != axis], np.int32)
@@ -190,11 +192,11 @@ def _face(axis: int, reach: int, *near: Any) -> tuple[np.ndarray, np.ndarray]:
     so that diagonal contacts reaching into them are found; contacts reaching back into
     the previous blocks are found by the boundaries of those.
     """
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     lower_ids, lower_values = _extended(near[:8], axis, True)
     upper_ids, upper_values = _extended(near[8:], axis, False)
-    return blockfaces.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
+    return blockfaces_kernels.face_pairs(lower_ids, lower_values, upper_ids, upper_values, reach)
 
 
 def _gathered(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +222,7 @@ def _resolve(
 ) -> tuple[list[np.ndarray], int, np.ndarray]:
     """Join the pieces of every block: per block, a table from its own ids to the final
     ids; the number of components; the input value of each component."""
-    from fastseg._kernels import blockfaces
+    from fastseg._kernels import blockfaces as blockfaces_kernels
 
     counts = np.array([s.values.size - 1 for s in summaries], np.int64)
     node_start = np.zeros(len(summaries) + 1, np.int64)
@@ -233,7 +235,7 @@ def _resolve(
 
     left = np.concatenate([np.empty(0, np.uint64)] + [p[0] for p in pairs])
     right = np.concatenate([np.empty(0, np.uint64)] + [p[1] for p in pairs])
-    number = blockfaces.join_pieces(first, nodes(left), nodes(right))
+    number = blockfaces_kernels.join_pieces(first, nodes(left), nodes(right))
     count = int(number.max()) if number.size else 0
     check_dtype_holds(dtype, 0, count, "out_dtype")
     values = np.empty(count + 1, values_dtype)
@@ -252,18 +254,20 @@ def _number_block(
     """A block's final numbers: labelled again (the same pieces as the first time) and
     painted through its table, always in C order: dask joins blocks into a C-ordered
     array (zarr stores them so), where Fortran-ordered ones would be transposed."""
-    from fastseg._kernels import blockfaces
-    from fastseg._kernels import components as kernels
+    from fastseg._kernels import blockfaces as blockfaces_kernels
+    from fastseg._kernels import components as components_kernels
 
     runs = _runs(block, connectivity, background)
     out = np.empty(block.shape, dtype)
     if not out.size:
         return out
     if runs.transposed:
-        blockfaces.paint_transposed(out, runs.row_offsets, runs.run_start, runs.pieces, table)
+        blockfaces_kernels.paint_transposed(
+            out, runs.row_offsets, runs.run_start, runs.pieces, table
+        )
     else:
         view = out.reshape(runs.view.shape)
-        kernels.paint(view, runs.row_offsets, runs.run_start, runs.pieces, table, 1)
+        components_kernels.paint(view, runs.row_offsets, runs.run_start, runs.pieces, table, 1)
     return out
 
 

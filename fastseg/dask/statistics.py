@@ -61,7 +61,7 @@ class _Partial:
 def _measure_block(
     labels: np.ndarray, image: np.ndarray | None, corner: tuple[int, int, int], surface: bool
 ) -> _Partial:
-    from fastseg._kernels import measure
+    from fastseg._kernels import stats as stats_kernels
 
     with thread_limit(1):
         dense, old_ids = dense_ids(as_label_array(compact(labels)))
@@ -69,16 +69,18 @@ def _measure_block(
         view, transposed = dense.view_3d()
         image_view = np.zeros((1, 1, 1)) if image is None else image_array(image, dense, None)
         if dense.size:
-            ints, floats = measure.measure(view, image_view, image is not None, surface, n_ids, 1)
+            ints, floats = stats_kernels.measure(
+                view, image_view, image is not None, surface, n_ids, 1
+            )
         else:
-            ints = np.zeros((n_ids, measure.N_INT), np.int64)
-            floats = np.zeros((n_ids, measure.N_FLOAT))
-        counts = ints[:, measure.COUNT]
+            ints = np.zeros((n_ids, stats_kernels.N_INT), np.int64)
+            floats = np.zeros((n_ids, stats_kernels.N_FLOAT))
+        counts = ints[:, stats_kernels.COUNT]
         squares = np.zeros(n_ids)
         if image is not None and dense.size:
             with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.nan_to_num(floats[:, measure.TOTAL] / counts)
-            squares = measure.centered_squares(view, image_view, means, 1)
+                means = np.nan_to_num(floats[:, stats_kernels.TOTAL] / counts)
+            squares = stats_kernels.centered_squares(view, image_view, means, 1)
     present = np.flatnonzero(counts[1:]) + 1
     axes = [2 - axis if transposed else axis for axis in range(3)]
     rows = ints[present]
@@ -87,18 +89,18 @@ def _measure_block(
     return _Partial(
         ids=present.astype(np.uint64) if old_ids is None else old_ids[present],
         count=count,
-        sums=rows[:, [measure.SUM0 + a for a in axes]] + count[:, None] * start,
-        lows=rows[:, [measure.MIN0 + a for a in axes]] + start,
-        stops=rows[:, [measure.STOP0 + a for a in axes]] + start,
+        sums=rows[:, [stats_kernels.SUM0 + a for a in axes]] + count[:, None] * start,
+        lows=rows[:, [stats_kernels.MIN0 + a for a in axes]] + start,
+        stops=rows[:, [stats_kernels.STOP0 + a for a in axes]] + start,
         intensity=np.column_stack(
             [
-                floats[present, measure.TOTAL],
+                floats[present, stats_kernels.TOTAL],
                 squares[present],
-                floats[present, measure.LOWEST],
-                floats[present, measure.HIGHEST],
+                floats[present, stats_kernels.LOWEST],
+                floats[present, stats_kernels.HIGHEST],
             ]
         ),
-        faces=rows[:, [measure.FACES0 + a for a in axes]],
+        faces=rows[:, [stats_kernels.FACES0 + a for a in axes]],
         layers=tuple((np.take(labels, 0, axis), np.take(labels, -1, axis)) for axis in range(3))
         if surface and labels.size
         else (),

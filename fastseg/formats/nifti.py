@@ -165,30 +165,68 @@ class _CheckedGzip:
             pass
 
 
-def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
-    """Header and voxels of a ``.nii.gz``, read to the end of the gzip stream."""
+def _read_header(stream: Any, start: bytes, size: int) -> Any:
+    """The NIfTI-1 or NIfTI-2 header (``size`` bytes, ``start`` its first four, already
+    read) from ``stream``."""
     from nibabel.nifti1 import Nifti1Header
     from nibabel.nifti2 import Nifti2Header
 
+    kind = Nifti2Header if size == _NIFTI2_SIZE else Nifti1Header
+    rest = stream.read(size - 4)
+    if len(rest) != size - 4:
+        raise ValueError("the file ends inside the header")
+    reader: Any = kind.from_fileobj
+    return reader(io.BytesIO(start + rest), check=True)
+
+
+def _header_size(start: bytes) -> int:
+    """The header size a NIfTI file's first four bytes give, in either byte order."""
+    if len(start) < 4:
+        raise ValueError("the file ends before the header")
+    size = int.from_bytes(start, "little")
+    if size not in (348, _NIFTI2_SIZE):
+        size = int.from_bytes(start, "big")
+    if size not in (348, _NIFTI2_SIZE):
+        raise ValueError("no NIfTI-1 or NIfTI-2 header at the start of the file")
+    return size
+
+
+def read_geometry(
+    path: str | os.PathLike[str],
+) -> tuple[tuple[int, ...], npt.NDArray[np.float64]]:
+    """Shape and affine of a NIfTI label map as :func:`read_volume` gives them (affine in
+    millimetres), from the header alone: a ``.nii.gz`` is decompressed only as far as
+    its header, no voxel is read."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such file")
+    try:
+        with open(name, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+            start = stream.read(4)
+            header = _read_header(stream, start, _header_size(start))
+        shape = tuple(int(s) for s in header.get_data_shape())
+        affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"{name}: damaged gzip stream ({error})") from error
+    except Exception as error:  # nibabel raises many kinds for damaged headers
+        raise ValueError(f"{name}: not a readable NIfTI header ({error})") from error
+    _, affine = _in_millimetres(header, affine, name)
+    return shape, affine
+
+
+def _read_gzip_checked(name: str) -> tuple[Any, npt.NDArray[Any]]:
+    """Header and voxels of a ``.nii.gz``, read to the end of the gzip stream."""
     with open(name, "rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         # A ".nii.gz" that is not compressed at all is read as it is.
         stream: Any = _CheckedGzip(raw) if compressed else raw
         start = stream.read(4)
-        if len(start) < 4:
-            raise ValueError("the file ends before the header")
-        size = int.from_bytes(start, "little")
-        if size not in (348, _NIFTI2_SIZE):
-            size = int.from_bytes(start, "big")
-        if size not in (348, _NIFTI2_SIZE):
-            raise ValueError("no NIfTI-1 or NIfTI-2 header at the start of the file")
-        kind = Nifti2Header if size == _NIFTI2_SIZE else Nifti1Header
-        rest = stream.read(size - 4)
-        if len(rest) != size - 4:
-            raise ValueError("the file ends inside the header")
-        reader: Any = kind.from_fileobj
-        header: Any = reader(io.BytesIO(start + rest), check=True)
+        size = _header_size(start)
+        header = _read_header(stream, start, size)
         offset = int(header.get_data_offset())
         skipped = stream.read(max(0, offset - size))
         if len(skipped) != max(0, offset - size):
@@ -269,10 +307,10 @@ def _write_sparse_gzip(image: Any, data: np.ndarray, path: str) -> bool:
     """
     if data.size == 0 or (data.ndim > 1 and not data.flags.f_contiguous):
         return False
-    from fastseg._kernels.masks import nonzero_span
+    from fastseg._kernels import nifti as nifti_kernels
 
     flat = data.reshape(-1, order="F")
-    first, last = (int(i) for i in nonzero_span(flat.view(unsigned_of(flat.dtype))))
+    first, last = (int(i) for i in nifti_kernels.nonzero_span(flat.view(unsigned_of(flat.dtype))))
     if last - first + 1 > flat.size // 2:
         return False
     header = image.header.copy()

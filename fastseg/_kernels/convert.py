@@ -45,16 +45,3 @@ def fill_runs(mask: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
     """Set ``mask[start:stop] = True`` for every run."""
     for r in range(starts.size):
         mask[starts[r] : stops[r]] = True
-
-
-@kernel()
-def nonzero_span(flat: np.ndarray) -> tuple[int, int]:
-    """Index of the first and the last non-zero element (``(n, n - 1)`` when all are 0)."""
-    n = flat.size
-    first = 0
-    while first < n and flat[first] == 0:
-        first += 1
-    last = n - 1
-    while last > first and flat[last] == 0:
-        last -= 1
-    return first, last
