@@ -138,7 +138,7 @@ def label(
             row_offsets = np.zeros(rows + 1, np.int64)
         n_runs = int(row_offsets[-1])
         run_start = np.empty(n_runs, np.int32 if n2 < 2**31 else np.int64)
-        run_value = np.empty(n_runs, view.dtype)
+        run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
         parent = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         if n_runs:
             components_kernels.find_runs(view, row_offsets, run_start, run_value, chunks)
@@ -178,7 +178,7 @@ def label(
     if transposed:
         out = out.T
     values = (
-        values_flat.view(source.dtype)
+        values_flat.astype(np.uint8).view(source.dtype)
         if source.dtype.kind == "b"
         else values_flat.astype(source.dtype)
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import kernel, run_chunks
-from fastseg._kernels._chunks import chunk_bounds
 
 _NO_KEY = np.iinfo(np.int64).max
 
@@ -34,11 +33,31 @@ _NO_KEY = np.iinfo(np.int64).max
 _ONE = np.uint64(1)
 
 
+def run_value_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype of the run values of a volume of unsigned ``dtype``: uint32 up to 32
+    bits, so that the kernels after the first pass are compiled once for uint8, uint16
+    and uint32 labels (the values only need to compare equal), uint64 beyond."""
+    return np.dtype(np.uint32 if dtype.itemsize <= 4 else np.uint64)
+
+
+def slab_bounds(row_offsets: np.ndarray, slabs: int) -> np.ndarray:
+    """First row of each slab and the row count (length ``slabs + 1``): slabs hold equal
+    numbers of runs rather than of rows, because linking costs per run and label maps
+    are often busier in one part than another."""
+    rows = row_offsets.size - 1
+    total = row_offsets[rows]
+    targets = (np.arange(slabs + 1, dtype=np.int64) * total) // slabs
+    bounds = np.searchsorted(row_offsets, targets, side="left").astype(np.int64)
+    bounds[0] = 0
+    bounds[slabs] = rows
+    return np.minimum(bounds, rows)
+
+
 @kernel()
 def _count_runs_chunk(flat: np.ndarray, per_row: np.ndarray, c: int, chunks: int) -> None:
     rows = flat.shape[0]
     n2 = flat.shape[1]
-    first, last = chunk_bounds(rows, chunks, c)
+    first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
     for r in range(first, last):
         row = flat[r]
         changes = 0
@@ -70,7 +89,7 @@ def _find_runs_chunk(
     chunks: int,
 ) -> None:
     rows, n2 = flat.shape
-    first, last = chunk_bounds(rows, chunks, c)
+    first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
     # Branch-free compaction into a row buffer: every column is written and the cursor
     # advances only where the value changes.
     starts = np.empty(n2 + 1, run_start.dtype)
@@ -105,7 +124,8 @@ def find_runs(
 
 @kernel()
 def _find(parent: np.ndarray, x: np.uint64) -> np.uint64:
-    # Path halving keeps trees flat without a second pass.
+    # Path halving keeps trees flat without a second pass. (Written out again in
+    # :func:`_union`, its hot caller: one kernel less to compile for every labeling.)
     x = np.uint64(x)
     while np.uint64(parent[x]) != x:
         parent[x] = parent[np.uint64(parent[x])]
@@ -121,8 +141,15 @@ def _union(parent: np.ndarray, i: np.uint64, j: np.uint64) -> None:
     entries to tell whether two runs are already together, and stale pointers would
     send them here again.
     """
-    root_i = _find(parent, i)
-    root_j = _find(parent, j)
+    # _find twice, written out (path halving).
+    root_i = i
+    while np.uint64(parent[root_i]) != root_i:
+        parent[root_i] = parent[np.uint64(parent[root_i])]
+        root_i = np.uint64(parent[root_i])
+    root_j = j
+    while np.uint64(parent[root_j]) != root_j:
+        parent[root_j] = parent[np.uint64(parent[root_j])]
+        root_j = np.uint64(parent[root_j])
     root = min(root_i, root_j)
     parent[max(root_i, root_j)] = root
     parent[i] = root
@@ -191,51 +218,6 @@ def _link_pair(
         j += np.uint64(stop_j <= stop_i)
 
 
-@kernel()
-def _link_row(
-    n1: int,
-    n2: int,
-    background: np.uint64,
-    row_offsets: np.ndarray,
-    run_start: np.ndarray,
-    run_value: np.ndarray,
-    parent: np.ndarray,
-    connectivity: int,
-    row: int,
-    lowest: int,
-) -> None:
-    """Union the runs of ``row`` with the touching runs of earlier rows ``>= lowest``.
-
-    Rows are ``plane * n1 + y``; the earlier neighbours of (plane, y) are (plane, y-1)
-    and (plane-1, y-1 .. y+1). ``connectivity`` is 6, 18 or 26: face neighbour rows
-    reach diagonally for 18 and 26, edge neighbour rows only for 26.
-    """
-    y = row % n1
-    face = connectivity != 6
-    edge = connectivity == 26
-    i = np.uint64(row_offsets[row])
-    # Arguments spelled out: passing them as a packed tuple made this loop 25% slower.
-    if y >= 1 and row - 1 >= lowest:
-        _link_pair(
-            n2, background, run_start, run_value, parent, i, np.uint64(row_offsets[row - 1]), face
-        )
-    if row - n1 >= lowest:
-        _link_pair(
-            n2, background, run_start, run_value, parent, i, np.uint64(row_offsets[row - n1]), face
-        )
-        if connectivity != 6:
-            if y >= 1 and row - n1 - 1 >= lowest:
-                _link_pair(
-                    n2, background, run_start, run_value, parent,
-                    i, np.uint64(row_offsets[row - n1 - 1]), edge,
-                )  # fmt: skip
-            if y + 1 < n1:
-                _link_pair(
-                    n2, background, run_start, run_value, parent,
-                    i, np.uint64(row_offsets[row - n1 + 1]), edge,
-                )  # fmt: skip
-
-
 def link_runs(
     n1: int,
     n2: int,
@@ -251,59 +233,12 @@ def link_runs(
 
     Slabs of consecutive rows are linked in parallel; their runs occupy disjoint index
     ranges, so no two threads touch the same trees. The seams, where a row's neighbours
-    lie in the previous slab, are linked serially afterwards.
+    lie in the previous slab, are linked serially afterwards by the same kernel.
     """
-    args = (n1, n2, background, row_offsets, run_start, run_value, parent, connectivity)
+    bounds = slab_bounds(row_offsets, slabs)
+    args = (n1, n2, background, row_offsets, run_start, run_value, parent, connectivity, bounds)
     run_chunks(_link_slab, slabs, *args)
-    _link_seams(*args, slabs)  # nothing to do for one slab; called anyway, so compiled
-
-
-@kernel()
-def _link_seams(
-    n1: int,
-    n2: int,
-    background: np.uint64,
-    row_offsets: np.ndarray,
-    run_start: np.ndarray,
-    run_value: np.ndarray,
-    parent: np.ndarray,
-    connectivity: int,
-    slabs: int,
-) -> None:
-    for s in range(1, slabs):
-        first, last = _slab_rows(row_offsets, slabs, s)
-        # Neighbours reach back at most n1 + 1 rows.
-        for r in range(first, min(last, first + n1 + 1)):
-            _link_row(
-                n1, n2, background, row_offsets, run_start, run_value, parent, connectivity,
-                r, 0,
-            )  # fmt: skip
-
-
-@kernel()
-def _slab_rows(row_offsets: np.ndarray, slabs: int, s: int) -> tuple[int, int]:
-    """Rows of slab ``s``: slabs hold equal numbers of runs rather than of rows, because
-    linking costs per run and label maps are often busier in one part than another."""
-    rows = row_offsets.size - 1
-    total = row_offsets[rows]
-    first = 0 if s == 0 else _first_at_least(row_offsets, (s * total) // slabs)
-    last = rows if s == slabs - 1 else _first_at_least(row_offsets, ((s + 1) * total) // slabs)
-    return min(first, rows), min(last, rows)
-
-
-@kernel()
-def _first_at_least(sorted_values: np.ndarray, value: int) -> int:
-    """``np.searchsorted(sorted_values, value)`` (left), by hand: numba's own takes
-    longer to compile than everything else the slab split needs."""
-    low = 0
-    high = sorted_values.size
-    while low < high:
-        middle = (low + high) // 2
-        if sorted_values[middle] < value:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+    _link_slab(*args, slabs, slabs)  # the seams: nothing to do for one slab
 
 
 @kernel()
@@ -316,20 +251,63 @@ def _link_slab(
     run_value: np.ndarray,
     parent: np.ndarray,
     connectivity: int,
+    bounds: np.ndarray,
     s: int,
     slabs: int,
 ) -> None:
-    first, last = _slab_rows(row_offsets, slabs, s)
-    for r in range(first, last):
-        end = row_offsets[r + 1] - 1
-        for k in range(row_offsets[r], end):
-            parent[k] = -1 if np.uint64(run_value[k]) == background else k
-        parent[end] = -1
-    for r in range(first, last):
-        _link_row(
-            n1, n2, background, row_offsets, run_start, run_value, parent, connectivity,
-            r, first,
-        )  # fmt: skip
+    """Slab ``s < slabs``: start every run of its rows as its own tree (background runs
+    and sentinels at -1) and union its runs with the touching runs of earlier rows of
+    the slab. ``s == slabs``: the seams, the first rows of every slab after the first
+    with their neighbours in the slab before (neighbours reach back at most n1 + 1 rows).
+
+    Rows are ``plane * n1 + y``; the earlier neighbours of (plane, y) are (plane, y-1)
+    and (plane-1, y-1 .. y+1). ``connectivity`` is 6, 18 or 26: face neighbour rows
+    reach diagonally for 18 and 26, edge neighbour rows only for 26.
+    """
+    seams = s == slabs
+    if not seams:
+        for r in range(bounds[s], bounds[s + 1]):
+            end = row_offsets[r + 1] - 1
+            for k in range(row_offsets[r], end):
+                parent[k] = -1 if np.uint64(run_value[k]) == background else k
+            parent[end] = -1
+    face = connectivity != 6
+    edge = connectivity == 26
+    for t in range(slabs - 1 if seams else 1):
+        if seams:
+            first = bounds[t + 1]
+            last = min(bounds[t + 2], first + n1 + 1)
+            lowest = 0
+        else:
+            first = bounds[s]
+            last = bounds[s + 1]
+            lowest = first
+        for row in range(first, last):
+            y = row % n1
+            i = np.uint64(row_offsets[row])
+            # Arguments spelled out: passing them as a packed tuple made this loop 25%
+            # slower.
+            if y >= 1 and row - 1 >= lowest:
+                _link_pair(
+                    n2, background, run_start, run_value, parent,
+                    i, np.uint64(row_offsets[row - 1]), face,
+                )  # fmt: skip
+            if row - n1 >= lowest:
+                _link_pair(
+                    n2, background, run_start, run_value, parent,
+                    i, np.uint64(row_offsets[row - n1]), face,
+                )  # fmt: skip
+                if connectivity != 6:
+                    if y >= 1 and row - n1 - 1 >= lowest:
+                        _link_pair(
+                            n2, background, run_start, run_value, parent,
+                            i, np.uint64(row_offsets[row - n1 - 1]), edge,
+                        )  # fmt: skip
+                    if y + 1 < n1:
+                        _link_pair(
+                            n2, background, run_start, run_value, parent,
+                            i, np.uint64(row_offsets[row - n1 + 1]), edge,
+                        )  # fmt: skip
 
 
 @kernel()
@@ -375,7 +353,8 @@ def renumber_row_major(
     """
     n0, n1, _ = shape
     first = np.full((chunks, count + 1), _NO_KEY, np.int64)
-    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, first)
+    bounds = slab_bounds(row_offsets, chunks)
+    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, first, bounds)
     keys = first.min(axis=0)
     new = np.empty(count + 1, np.int64)
     new[0] = 0
@@ -391,14 +370,14 @@ def _first_keys(
     run_start: np.ndarray,
     labels: np.ndarray,
     first_of_chunks: np.ndarray,
+    bounds: np.ndarray,
     c: int,
     chunks: int,
 ) -> None:
     """Lower ``first[label]`` to the caller's row-major index of each run of the rows of
-    chunk ``c`` (see :func:`renumber_row_major`)."""
+    chunk ``c`` (rows ``bounds[c] .. bounds[c + 1] - 1``; see :func:`renumber_row_major`)."""
     first = first_of_chunks[c]
-    row_first, row_last = _slab_rows(row_offsets, chunks, c)
-    for r in range(row_first, row_last):
+    for r in range(bounds[c], bounds[c + 1]):
         p = r // n1
         y = r % n1
         for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1])):
@@ -424,7 +403,8 @@ def paint(
     ``numbers[0]``, which is 0)."""
     n0, n1, n2 = out.shape
     flat = out.reshape(n0 * n1 * n2)
-    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers)
+    bounds = slab_bounds(row_offsets, chunks)
+    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers, bounds)
 
 
 @kernel()
@@ -435,29 +415,11 @@ def _paint_chunk(
     run_start: np.ndarray,
     labels: np.ndarray,
     numbers: np.ndarray,
+    bounds: np.ndarray,
     c: int,
     chunks: int,
 ) -> None:
-    first, last = _slab_rows(row_offsets, chunks, c)
-    for r in range(first, last):
-        _paint_row(
-            flat, np.uint64(r * n2), np.uint64(n2), row_offsets[r], row_offsets[r + 1] - 1,
-            run_start, labels, numbers,
-        )  # fmt: skip
-
-
-@kernel()
-def _paint_row(
-    flat: np.ndarray,
-    base: np.uint64,
-    n2: np.uint64,
-    first_run: int,
-    end_run: int,
-    run_start: np.ndarray,
-    labels: np.ndarray,
-    numbers: np.ndarray,
-) -> None:
-    """Paint runs ``first_run .. end_run - 1``, the runs of the row starting at ``base``.
+    """Paint the runs of rows ``bounds[c] .. bounds[c + 1] - 1``.
 
     Runs are written in whole blocks of ``_PAINT_BYTES`` that may overshoot into the
     next run, which is written afterwards and covers the overshoot with its own first
@@ -467,15 +429,18 @@ def _paint_row(
     Positions are unsigned so that the stores carry no negative-index wraparound.
     """
     block = np.uint64(_PAINT_BYTES // flat.itemsize)
-    row_end = base + n2
-    for k in range(first_run, end_run):
-        v = flat.dtype.type(numbers[labels[k]])
-        x = base + np.uint64(run_start[k])
-        stop = base + np.uint64(run_start[k + 1])
-        while x < stop and x + block <= row_end:
-            for t in range(block):
-                flat[x + t] = v
-            x += block
-        while x < stop:
-            flat[x] = v
-            x += _ONE
+    width = np.uint64(n2)
+    for r in range(bounds[c], bounds[c + 1]):
+        base = np.uint64(r * n2)
+        row_end = base + width
+        for k in range(row_offsets[r], row_offsets[r + 1] - 1):
+            v = flat.dtype.type(numbers[labels[k]])
+            x = base + np.uint64(run_start[k])
+            stop = base + np.uint64(run_start[k + 1])
+            while x < stop and x + block <= row_end:
+                for t in range(block):
+                    flat[x + t] = v
+                x += block
+            while x < stop:
+                flat[x] = v
+                x += _ONE
