@@ -85,6 +85,7 @@ def _find_runs_chunk(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
+    buffers: np.ndarray,
     c: int,
     chunks: int,
 ) -> None:
@@ -92,7 +93,7 @@ def _find_runs_chunk(
     first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
     # Branch-free compaction into a row buffer: every column is written and the cursor
     # advances only where the value changes.
-    starts = np.empty(n2 + 1, run_start.dtype)
+    starts = buffers[c]
     for r in range(first, last):
         row = flat[r]
         starts[0] = 0
@@ -119,7 +120,9 @@ def find_runs(
     """Record the first column and the value of every run, and each row's sentinel."""
     n0, n1, n2 = volume.shape
     flat = volume.reshape(n0 * n1, n2)
-    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, run_start, run_value)
+    # One row buffer per chunk, allocated here: numpy calls in a kernel cost compile time.
+    buffers = np.empty((chunks, n2 + 1), run_start.dtype)
+    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, run_start, run_value, buffers)
 
 
 @kernel()
@@ -131,91 +134,6 @@ def _find(parent: np.ndarray, x: np.uint64) -> np.uint64:
         parent[x] = parent[np.uint64(parent[x])]
         x = np.uint64(parent[x])
     return x
-
-
-@kernel()
-def _union(parent: np.ndarray, i: np.uint64, j: np.uint64) -> None:
-    """Join the trees of ``i`` and ``j``; the smaller root wins (``parent[x] <= x``).
-
-    ``i`` and ``j`` are pointed straight at the root as well: the walks compare parent
-    entries to tell whether two runs are already together, and stale pointers would
-    send them here again.
-    """
-    # _find twice, written out (path halving).
-    root_i = i
-    while np.uint64(parent[root_i]) != root_i:
-        parent[root_i] = parent[np.uint64(parent[root_i])]
-        root_i = np.uint64(parent[root_i])
-    root_j = j
-    while np.uint64(parent[root_j]) != root_j:
-        parent[root_j] = parent[np.uint64(parent[root_j])]
-        root_j = np.uint64(parent[root_j])
-    root = min(root_i, root_j)
-    parent[max(root_i, root_j)] = root
-    parent[i] = root
-    parent[j] = root
-
-
-@kernel()
-def _link_pair(
-    n2: int,
-    background: np.uint64,
-    run_start: np.ndarray,
-    run_value: np.ndarray,
-    parent: np.ndarray,
-    i: np.uint64,
-    j: np.uint64,
-    diagonal: bool,
-) -> None:
-    """Union the runs of the row starting at run ``i`` with the touching runs of an
-    earlier row starting at run ``j`` that hold the same value.
-
-    Both rows are tiled by their runs, so walking them like a merge (advance whichever
-    run ends first) visits exactly the pairs of overlapping runs. With ``diagonal``,
-    runs that only touch at a corner meet where both rows have a boundary at the same
-    column: the run ending there in one row touches the run starting there in the other.
-
-    Every step is free of unpredictable branches; only a union that really joins two
-    trees leaves the straight path. A run of the row being linked that is still a root
-    (``parent[i] == i``) joins by taking the other run's parent, a select rather than a
-    branch: roots are the smallest index of their tree, so no run of an earlier row is
-    in ``i``'s tree yet and hanging ``i`` below ``j``'s parent is a valid union. That
-    first attachment happens for nearly every run and used to be the most mispredicted
-    branch of the walk.
-    """
-    while True:
-        stop_i = run_start[i + _ONE]
-        stop_j = run_start[j + _ONE]
-        v = run_value[i]
-        foreground = np.uint64(v) != background
-        same = (v == run_value[j]) & foreground
-        parent_i = parent[i]
-        parent_j = parent[j]
-        alone = np.uint64(parent_i) == i
-        parent_i = parent_j if same & alone else parent_i
-        parent[i] = parent_i
-        join = same & (parent_i != parent_j)
-        if diagonal:
-            # Corner contacts, where both rows have a boundary at the same column.
-            corner = (stop_i == stop_j) & (stop_i < n2)
-            u = run_value[i + _ONE]
-            join_ahead = corner & (v == run_value[j + _ONE]) & foreground
-            join_ahead &= parent_i != parent[j + _ONE]
-            join_behind = corner & (u == run_value[j]) & (np.uint64(u) != background)
-            join_behind &= parent[i + _ONE] != parent_j
-            if join | join_ahead | join_behind:
-                if join:
-                    _union(parent, i, j)
-                if join_ahead and parent[i] != parent[j + _ONE]:
-                    _union(parent, i, j + _ONE)
-                if join_behind and parent[i + _ONE] != parent[j]:
-                    _union(parent, i + _ONE, j)
-        elif join:
-            _union(parent, i, j)
-        if (stop_i >= n2) & (stop_j >= n2):
-            return
-        i += np.uint64(stop_i <= stop_j)
-        j += np.uint64(stop_j <= stop_i)
 
 
 def link_runs(
@@ -263,6 +181,22 @@ def _link_slab(
     Rows are ``plane * n1 + y``; the earlier neighbours of (plane, y) are (plane, y-1)
     and (plane-1, y-1 .. y+1). ``connectivity`` is 6, 18 or 26: face neighbour rows
     reach diagonally for 18 and 26, edge neighbour rows only for 26.
+
+    The runs of a row (from run ``i``) are joined with the touching runs of an earlier
+    row (from run ``j``) that hold the same value. Both rows are tiled by their runs, so
+    walking them like a merge (advance whichever run ends first) visits exactly the
+    pairs of overlapping runs. Reaching diagonally, runs that only touch at a corner
+    meet where both rows have a boundary at the same column: the run ending there in
+    one row touches the run starting there in the other.
+
+    Every step is free of unpredictable branches; only a union that really joins two
+    trees leaves the straight path. A run of the row being linked that is still a root
+    (``parent[i] == i``) joins by taking the other run's parent, a select rather than a
+    branch: roots are the smallest index of their tree, so no run of an earlier row is
+    in ``i``'s tree yet and hanging ``i`` below ``j``'s parent is a valid union. That
+    first attachment happens for nearly every run and used to be the most mispredicted
+    branch of the walk. The walk and the union are written into this kernel rather than
+    called: each kernel called costs a compilation on first use.
     """
     seams = s == slabs
     if not seams:
@@ -284,43 +218,111 @@ def _link_slab(
             lowest = first
         for row in range(first, last):
             y = row % n1
-            i = np.uint64(row_offsets[row])
-            # Arguments spelled out: passing them as a packed tuple made this loop 25%
-            # slower.
-            if y >= 1 and row - 1 >= lowest:
-                _link_pair(
-                    n2, background, run_start, run_value, parent,
-                    i, np.uint64(row_offsets[row - 1]), face,
-                )  # fmt: skip
-            if row - n1 >= lowest:
-                _link_pair(
-                    n2, background, run_start, run_value, parent,
-                    i, np.uint64(row_offsets[row - n1]), face,
-                )  # fmt: skip
-                if connectivity != 6:
-                    if y >= 1 and row - n1 - 1 >= lowest:
-                        _link_pair(
-                            n2, background, run_start, run_value, parent,
-                            i, np.uint64(row_offsets[row - n1 - 1]), edge,
-                        )  # fmt: skip
-                    if y + 1 < n1:
-                        _link_pair(
-                            n2, background, run_start, run_value, parent,
-                            i, np.uint64(row_offsets[row - n1 + 1]), edge,
-                        )  # fmt: skip
+            for n in range(4):
+                # The earlier neighbour rows, in this order: (plane, y-1), (plane-1, y),
+                # (plane-1, y-1), (plane-1, y+1).
+                if n == 0:
+                    other = row - 1
+                    diagonal = face
+                    touching = y >= 1 and other >= lowest
+                elif n == 1:
+                    other = row - n1
+                    diagonal = face
+                    touching = other >= lowest
+                elif n == 2:
+                    other = row - n1 - 1
+                    diagonal = edge
+                    touching = connectivity != 6 and y >= 1 and other >= lowest
+                else:
+                    other = row - n1 + 1
+                    diagonal = edge
+                    touching = connectivity != 6 and y + 1 < n1 and row - n1 >= lowest
+                if not touching:
+                    continue
+                i = np.uint64(row_offsets[row])
+                j = np.uint64(row_offsets[other])
+                # Walk the two rows like a merge (see the docstring).
+                while True:
+                    stop_i = run_start[i + _ONE]
+                    stop_j = run_start[j + _ONE]
+                    v = run_value[i]
+                    foreground = np.uint64(v) != background
+                    same = (v == run_value[j]) & foreground
+                    parent_i = parent[i]
+                    parent_j = parent[j]
+                    alone = np.uint64(parent_i) == i
+                    parent_i = parent_j if same & alone else parent_i
+                    parent[i] = parent_i
+                    join = same & (parent_i != parent_j)
+                    join_ahead = False
+                    join_behind = False
+                    if diagonal:
+                        # Corner contacts, where both rows have a boundary at the same column.
+                        corner = (stop_i == stop_j) & (stop_i < n2)
+                        u = run_value[i + _ONE]
+                        join_ahead = corner & (v == run_value[j + _ONE]) & foreground
+                        join_ahead &= parent_i != parent[j + _ONE]
+                        join_behind = corner & (u == run_value[j]) & (np.uint64(u) != background)
+                        join_behind &= parent[i + _ONE] != parent_j
+                    if join | join_ahead | join_behind:
+                        # At most three unions, each checked after the one before: (i, j),
+                        # then the corner contacts (i, j + 1) and (i + 1, j).
+                        for k in range(3):
+                            if k == 0:
+                                a = i
+                                b = j
+                                needed = join
+                            elif k == 1:
+                                a = i
+                                b = j + _ONE
+                                needed = join_ahead and parent[i] != parent[j + _ONE]
+                            else:
+                                a = i + _ONE
+                                b = j
+                                needed = join_behind and parent[i + _ONE] != parent[j]
+                            if not needed:
+                                continue
+                            # Union: find both roots (path halving keeps trees flat
+                            # without a second pass), the smaller root wins
+                            # (parent[x] <= x), and a and b point straight at it: the
+                            # walk compares parent entries to tell whether two runs are
+                            # already together, and stale pointers would send it here
+                            # again.
+                            root_a = a
+                            while np.uint64(parent[root_a]) != root_a:
+                                parent[root_a] = parent[np.uint64(parent[root_a])]
+                                root_a = np.uint64(parent[root_a])
+                            root_b = b
+                            while np.uint64(parent[root_b]) != root_b:
+                                parent[root_b] = parent[np.uint64(parent[root_b])]
+                                root_b = np.uint64(parent[root_b])
+                            root = min(root_a, root_b)
+                            parent[max(root_a, root_b)] = root
+                            parent[a] = root
+                            parent[b] = root
+                    if (stop_i >= n2) & (stop_j >= n2):
+                        break
+                    i += np.uint64(stop_i <= stop_j)
+                    j += np.uint64(stop_j <= stop_i)
+
+
+def number_components(parent: np.ndarray, run_value: np.ndarray) -> np.ndarray:
+    """Replace each run's parent by its component number (1, 2, ... by first run; 0 for
+    background) and return the input value of each component (index 0 left at 0)."""
+    # Sized for the worst case but only written where components start, so the pages
+    # beyond the count are never touched.
+    values = np.empty(parent.size + 1, run_value.dtype)
+    count = _number_components(parent, run_value, values)
+    return values[: count + 1].copy()
 
 
 @kernel()
-def number_components(parent: np.ndarray, run_value: np.ndarray) -> np.ndarray:
-    """Replace each run's parent by its component number (1, 2, ... by first run; 0 for
-    background) and return the input value of each component (index 0 left at 0).
+def _number_components(parent: np.ndarray, run_value: np.ndarray, values: np.ndarray) -> int:
+    """:func:`number_components` into ``values``; returns the number of components.
 
     Relies on ``parent[x] <= x``: a root is met before the rest of its tree, and the
     parent of a non-root has already been replaced by its number when ``x`` is reached.
     """
-    # Sized for the worst case but only written where components start, so the pages
-    # beyond the count are never touched.
-    values = np.empty(parent.size + 1, run_value.dtype)
     values[0] = 0
     count = 0
     for x in range(parent.size):
@@ -333,7 +335,7 @@ def number_components(parent: np.ndarray, run_value: np.ndarray) -> np.ndarray:
             values[count] = run_value[x]
         else:
             parent[x] = parent[p]
-    return values[: count + 1].copy()
+    return count
 
 
 def renumber_row_major(
