@@ -137,7 +137,7 @@ def label(
         else:
             row_offsets = np.zeros(rows + 1, np.int64)
         n_runs = int(row_offsets[-1])
-        run_start = np.empty(n_runs, np.int32 if n2 < 2**31 else np.int64)
+        run_start = np.empty(n_runs, components_kernels.run_start_dtype(n2))
         run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
         parent = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         if n_runs:

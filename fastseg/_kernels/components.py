@@ -53,44 +53,36 @@ def slab_bounds(row_offsets: np.ndarray, slabs: int) -> np.ndarray:
     return np.minimum(bounds, rows)
 
 
-@kernel()
-def _count_runs_chunk(flat: np.ndarray, per_row: np.ndarray, c: int, chunks: int) -> None:
-    rows = flat.shape[0]
-    n2 = flat.shape[1]
-    first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
-    for r in range(first, last):
-        row = flat[r]
-        changes = 0
-        for x in range(1, n2):
-            changes += row[x] != row[x - 1]
-        per_row[r + 1] = changes + 2
-
-
-def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
-    """Index of each row's first run in the run arrays (length rows + 1).
-
-    Each row holds its runs followed by one sentinel entry (start ``n2``), so that the
-    stop of run ``k`` is always ``run_start[k + 1]``.
-    """
-    n0, n1, n2 = volume.shape
-    rows = n0 * n1
-    per_row = np.zeros(rows + 1, np.int64)
-    run_chunks(_count_runs_chunk, chunks, volume.reshape(rows, n2), per_row)
-    return np.cumsum(per_row)
+def run_start_dtype(n2: int) -> np.dtype:
+    """The dtype of the run starts of rows of ``n2`` voxels."""
+    return np.dtype(np.int32 if n2 < 2**31 else np.int64)
 
 
 @kernel()
-def _find_runs_chunk(
+def _runs_chunk(
     flat: np.ndarray,
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     buffers: np.ndarray,
+    counting: bool,
     c: int,
     chunks: int,
 ) -> None:
+    """The rows of chunk ``c``: with ``counting``, the number of runs of each row plus
+    its sentinel into ``row_offsets[r + 1]`` (the other arrays unused); without, the
+    first column and value of each run and each row's sentinel (one pass, one kernel
+    to compile for both)."""
     rows, n2 = flat.shape
     first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
+    if counting:
+        for r in range(first, last):
+            row = flat[r]
+            changes = 0
+            for x in range(1, n2):
+                changes += row[x] != row[x - 1]
+            row_offsets[r + 1] = changes + 2
+        return
     # Branch-free compaction into a row buffer: every column is written and the cursor
     # advances only where the value changes.
     starts = buffers[c]
@@ -110,6 +102,25 @@ def _find_runs_chunk(
         run_value[offset + k] = 0
 
 
+def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
+    """Index of each row's first run in the run arrays (length rows + 1).
+
+    Each row holds its runs followed by one sentinel entry (start ``n2``), so that the
+    stop of run ``k`` is always ``run_start[k + 1]``.
+    """
+    n0, n1, n2 = volume.shape
+    rows = n0 * n1
+    per_row = np.zeros(rows + 1, np.int64)
+    # Unused while counting; typed as find_runs passes them, so that both passes share
+    # one specialisation.
+    starts = np.empty(0, run_start_dtype(n2))
+    values = np.empty(0, run_value_dtype(volume.dtype))
+    buffers = np.empty((chunks, 0), starts.dtype)
+    flat = volume.reshape(rows, n2)
+    run_chunks(_runs_chunk, chunks, flat, per_row, starts, values, buffers, True)
+    return np.cumsum(per_row)
+
+
 def find_runs(
     volume: np.ndarray,
     row_offsets: np.ndarray,
@@ -122,7 +133,7 @@ def find_runs(
     flat = volume.reshape(n0 * n1, n2)
     # One row buffer per chunk, allocated here: numpy calls in a kernel cost compile time.
     buffers = np.empty((chunks, n2 + 1), run_start.dtype)
-    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, run_start, run_value, buffers)
+    run_chunks(_runs_chunk, chunks, flat, row_offsets, run_start, run_value, buffers, False)
 
 
 @kernel()
