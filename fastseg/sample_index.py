@@ -30,7 +30,7 @@ The classes may instead be stored all together, when the file is smaller that wa
 map of classes (each voxel's row in the class table, row-major) compressed once (LZMA or
 deflate, whichever is smaller), and per class the shortest key limit that keeps its
 sample and drops the next key (a bit count and that many high bits of the limit, about
-3 bytes). This is chosen only for maps of at most 2^20 voxels and 16 voxels per
+3 bytes). This is chosen only for maps of at most 2^20 voxels and 4 voxels per
 location, so that reading one class (decompressing the map, comparing, computing its
 voxels' keys) stays within a few milliseconds; it is what keeps small label maps of
 many small regions, whose runs compress worse than the whole map, under their label
@@ -77,9 +77,9 @@ _KEYED_RUNS_FACTOR = 16
 _KEYED_BUDGET = 4
 _ESCAPE = 255
 # The classes may be stored as the whole class map (compressed once) and one key limit
-# per class, when the map has at most this many voxels, and this many per location.
+# per class when the map has at most this many voxels, and at most _KEYED_BUDGET voxels
+# per location (reading every class computes as many keys as the map has voxels).
 _MAP_VOXELS = 1 << 20
-_MAP_FACTOR = 16
 # LZMA2 (lzma.FILTER_LZMA2), preset 9 | lzma.PRESET_EXTREME, a 4 MiB window.
 _LZMA_FILTERS = [{"id": 0x21, "preset": 9 | 0x80000000, "dict_size": 1 << 22}]
 
@@ -884,13 +884,13 @@ def _class_codes(
 ) -> np.ndarray | None:
     """The label map with each voxel's class as its row in ``class_ids`` plus one (0: no
     class of the index), row-major, when the file may store the classes this way: at
-    most ``_MAP_VOXELS`` voxels and ``_MAP_FACTOR`` voxels per location (reading one
-    class back computes at most that many keys per location); else None."""
+    most ``_MAP_VOXELS`` voxels and ``_KEYED_BUDGET`` voxels per location (reading the
+    classes back computes at most that many keys per location); else None."""
     size = volume.size
     n = class_ids.size
     if size == 0 or n == 0 or n >= 2**16 - 1:
         return None
-    if size > _MAP_VOXELS or size > _MAP_FACTOR * locations:
+    if size > _MAP_VOXELS or size > _KEYED_BUDGET * locations:
         return None
     values = np.ascontiguousarray(volume).reshape(-1).astype(np.uint64)
     rows = np.searchsorted(class_ids, values)
@@ -944,7 +944,7 @@ def _grouped(codes: np.ndarray, n: int) -> tuple[npt.NDArray[np.int64], npt.NDAr
     per_code = np.bincount(codes, minlength=n + 1)
     if per_code.size > n + 1:
         raise ValueError("the class map holds a class beyond the index's")
-    order = np.argsort(codes, kind="stable")[int(per_code[0]) :].astype(np.int64)
+    order = np.argsort(codes, kind="stable")[int(per_code[0]) :]
     return order, per_code[1:].astype(np.int64)
 
 
@@ -1051,18 +1051,13 @@ class _Mapped:
         limits = self.fields["limits"]
         seed_key = _seed_key_of(self.seed)
         if rows.size > 4 and np.array_equal(rows, np.arange(counts.size)):
-            per_code = np.bincount(codes, minlength=counts.size + 1)
-            if not np.array_equal(per_code[1:], counts):
+            voxels, per_row = _grouped(codes, counts.size)
+            if not np.array_equal(per_row, counts):
                 raise ValueError("the class map does not match the classes' counts")
-            voxels = np.flatnonzero(codes)
-            code_limits = np.concatenate((np.zeros(1, np.uint64), limits))
-            rows_of = codes[voxels]
-            kept = _voxel_keys(voxels, seed_key) <= code_limits[rows_of]
-            voxels, rows_of = voxels[kept], rows_of[kept]
-            if not np.array_equal(np.bincount(rows_of, minlength=counts.size + 1)[1:], sizes):
+            voxels = voxels[_voxel_keys(voxels, seed_key) <= np.repeat(limits, counts)]
+            if voxels.size != int(sizes.sum()):
                 raise ValueError("the class map and key limits do not give the sample sizes")
-            found: npt.NDArray[np.int64] = voxels[np.argsort(rows_of, kind="stable")]
-            return found
+            return voxels.astype(np.int64, copy=False)
         chosen = []
         for row in rows.tolist():
             voxels = np.flatnonzero(codes == row + 1)

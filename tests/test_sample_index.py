@@ -235,7 +235,7 @@ def _header(path: Path) -> dict[str, object]:
     ("shape", "ids", "kwargs"),
     [
         ((16, 16, 16), 8, {"mode": "nnunet"}),
-        ((24, 20, 18), 8, {"per_class": 300, "ids": [0, 2, 5, 7, 12]}),
+        ((24, 20, 18), 8, {"per_class": 600, "ids": [0, 2, 5, 7, 12]}),
         ((40, 36), 5, {"per_class": 100, "per_instance": 2}),
         ((30, 30, 30), 400, {"per_class": 40}),  # uint16 class map
     ],
@@ -267,6 +267,22 @@ def test_the_class_map_round_trips(
     again = tmp_path / "again.fsidx"
     fastseg.write_index(again, loaded)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_background_as_a_class(tmp_path: Path) -> None:
+    labels = np.zeros((30, 20, 10), np.uint8)
+    labels[5:25, 3:17, 2:9] = 1
+    labels[10:12, 8:9, 4:6] = 2
+    path = tmp_path / "case.fsidx"
+    written = fastseg.write_index(path, labels, per_class=20, ids=[0, 2], seed=1)
+    assert "map" not in _header(path)
+    loaded = fastseg.load_index(path)
+    _assert_same(written, loaded)
+    assert loaded.bbox[0].tolist() == [[0, 30], [0, 20], [0, 10]]
+    assert loaded.bbox[1].tolist() == [[10, 12], [8, 9], [4, 6]]
+    expected = ref.locations_reference(labels, {0: 20}, 1)[0]
+    flat = np.ravel_multi_index(tuple(np.array(expected).T), labels.shape)
+    assert loaded.flat(0).tolist() == sorted(flat.tolist())
 
 
 def test_a_damaged_class_map_is_an_error(tmp_path: Path) -> None:
