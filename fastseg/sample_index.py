@@ -80,8 +80,9 @@ _ESCAPE = 255
 # per class when the map has at most this many voxels, and at most _KEYED_BUDGET voxels
 # per location (reading every class computes as many keys as the map has voxels).
 _MAP_VOXELS = 1 << 20
-# LZMA2 (lzma.FILTER_LZMA2), preset 9 | lzma.PRESET_EXTREME, a 4 MiB window.
-_LZMA_FILTERS = [{"id": 0x21, "preset": 9 | 0x80000000, "dict_size": 1 << 22}]
+# LZMA2 (lzma.FILTER_LZMA2) at its default preset with a 4 MiB window (the extreme
+# presets save about 5 % on class maps for three times the writing time).
+_LZMA_FILTERS = [{"id": 0x21, "preset": 6, "dict_size": 1 << 22}]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
