@@ -1,4 +1,9 @@
-"""Splitting a flat array into per-thread chunks."""
+"""Splitting a flat array into per-thread chunks.
+
+Chunk ``c`` of ``chunks`` over ``n`` elements is the half-open range
+``(c * n) // chunks .. ((c + 1) * n) // chunks``, written out in every chunk kernel: a
+helper kernel for it would cost one more compilation in every process.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,10 @@ from fastseg._jit import kernel, run_chunks
 
 
 @kernel()
-def chunk_bounds(n: int, chunks: int, c: int) -> tuple[int, int]:
-    """Half-open element range of chunk ``c`` of ``chunks``."""
-    return (c * n) // chunks, ((c + 1) * n) // chunks
-
-
-@kernel()
 def _range_of_chunk(
     src: np.ndarray, lows: np.ndarray, highs: np.ndarray, c: int, chunks: int
 ) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     low = np.uint64(src[start])
     high = low
     for i in range(start, stop):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import kernel, run_chunks
-from fastseg._kernels._chunks import chunk_bounds
 from fastseg._kernels._hashing import find_slot
 
 # Counter columns: faces perpendicular to view axes 0, 1, 2, then edges and corners.
@@ -35,7 +34,7 @@ def _contacts_chunk(
 ) -> None:
     """Count the contacts of the rows of chunk ``c`` with earlier voxels in the chunk's
     hash table; ``complete[c] = False`` when the table filled up."""
-    first, last = chunk_bounds(flat.shape[0], chunks, c)
+    first, last = (c * flat.shape[0]) // chunks, ((c + 1) * flat.shape[0]) // chunks
     keys = keys_of_chunks[c]
     counts = counts_of_chunks[c]
     used = used_of_chunks[c]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import kernel, run_chunks
-from fastseg._kernels._chunks import chunk_bounds
 
 _G1 = np.uint64(0x9E3779B97F4A7C15)
 _G2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -56,7 +55,7 @@ def _pair_chunk(
 ) -> None:
     rows, n2 = flat_r.shape
     limit = (1 << bits) // 2
-    first, last = chunk_bounds(rows, chunks, c)
+    first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
     chunk_r = keys_r[c]
     chunk_p = keys_p[c]
     chunk_used = used[c]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import kernel, run_chunks
-from fastseg._kernels._chunks import chunk_bounds, run_end
+from fastseg._kernels._chunks import run_end
 from fastseg._kernels._hashing import find_slot
 
 # What a remap does with a value that has no entry in the mapping.
@@ -22,7 +22,7 @@ ERROR = 2
 
 @kernel()
 def _count_chunk(src: np.ndarray, low: np.uint64, partial: np.ndarray, c: int, chunks: int) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     counts = partial[c]
     i = start
     while i < stop:
@@ -49,7 +49,7 @@ def _count_hashed_chunk(
     c: int,
     chunks: int,
 ) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     limit = (1 << bits) // 2
     chunk_keys = keys[c]
     chunk_used = used[c]
@@ -126,7 +126,7 @@ def _table_chunk(
     c: int,
     chunks: int,
 ) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     if start >= stop:
         return
     size = np.uint64(table.size)
@@ -198,7 +198,7 @@ def _hash_chunk(
     c: int,
     chunks: int,
 ) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     if start >= stop:
         return
     previous = np.uint64(src[start]) + np.uint64(1)
@@ -263,7 +263,7 @@ def _dense_chunk(
     c: int,
     chunks: int,
 ) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     size = np.uint64(table.size)
     missing = 0
     largest = np.uint64(0)
@@ -317,7 +317,7 @@ def _hash_slots_chunk(
 ) -> None:
     """Write each voxel's slot in the chunk's hash table, inserting new values; flag
     ``overflow[c]`` when the table got more than half full."""
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     if start >= stop:
         return
     keys = keys_of_chunks[c]
@@ -359,7 +359,7 @@ def hash_slots(
 def _translate_chunk(
     slots: np.ndarray, tables: np.ndarray, out: np.ndarray, c: int, chunks: int
 ) -> None:
-    start, stop = chunk_bounds(slots.size, chunks, c)
+    start, stop = (c * slots.size) // chunks, ((c + 1) * slots.size) // chunks
     table = tables[c]
     for i in range(start, stop):
         out[i] = table[slots[i]]
@@ -372,7 +372,7 @@ def translate_slots(slots: np.ndarray, tables: np.ndarray, out: np.ndarray, chun
 
 @kernel()
 def _present_chunk(src: np.ndarray, bits: np.ndarray, c: int, chunks: int) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
+    start, stop = (c * src.size) // chunks, ((c + 1) * src.size) // chunks
     seen = bits[c]
     i = start
     while i < stop:

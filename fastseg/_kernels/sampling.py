@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import current_threads, kernel, run_chunks
-from fastseg._kernels._chunks import chunk_bounds, run_end
+from fastseg._kernels._chunks import run_end
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -139,7 +139,7 @@ def _collect_chunk(
     b: int,
     blocks: int,
 ) -> None:
-    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     _collect_block(
         flat, n1, first, last, slots, limits,
         np.uint64(strides[0]), np.uint64(strides[1]), np.uint64(strides[2]), seed_key,
@@ -166,7 +166,7 @@ def _finish_chunk(
 ) -> None:
     blocks = starts.shape[0]
     ndim = shape.size
-    first, last = chunk_bounds(sizes.size, chunks, c)
+    first, last = (c * sizes.size) // chunks, ((c + 1) * sizes.size) // chunks
     for s in range(first, last):
         buffer = side if in_side[s] else store
         base = starts[0, s]
@@ -259,7 +259,7 @@ def finish(
 
 @kernel()
 def _count_chunk(flat: np.ndarray, tables: np.ndarray, b: int, blocks: int) -> None:
-    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     counts = tables[b]
     n2 = flat.shape[1]
     for r in range(first, last):

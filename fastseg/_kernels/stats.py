@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastseg._jit import kernel, run_chunks
-from fastseg._kernels._chunks import chunk_bounds, run_end
+from fastseg._kernels._chunks import run_end
 
 _BIG = np.iinfo(np.int64).max
 
@@ -77,7 +77,7 @@ def _measure_chunk(
         floats[b, k, LOWEST] = np.inf
         floats[b, k, HIGHEST] = -np.inf
     block_floats = floats[b]
-    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     n2 = flat.shape[1]
     rows = flat.shape[0]
     for r in range(first, last):
@@ -186,7 +186,7 @@ def measure(
 def _squares_chunk(
     flat: np.ndarray, image: np.ndarray, means: np.ndarray, partial: np.ndarray, b: int, blocks: int
 ) -> None:
-    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     out = partial[b]
     n2 = flat.shape[1]
     for r in range(first, last):
