@@ -575,6 +575,36 @@ def test_many_slabs_match_one(slabs: int) -> None:
                 assert np.array_equal(result.labels, row_major_ids(cc)), (connectivity, kind)
 
 
+def blocky_classes(shape: tuple[int, int, int], side: int, classes: int, seed: int) -> np.ndarray:
+    """Random classes 0..classes-1 on boxes of ``side`` voxels (the last box of an axis
+    cut short), with a few single voxels changed: most rows repeat the row before them
+    and the row of the plane before, and some nearly do."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, classes, [-(-n // side) for n in shape], dtype=np.uint8)
+    labels = coarse.repeat(side, 0).repeat(side, 1).repeat(side, 2)
+    labels = np.ascontiguousarray(labels[: shape[0], : shape[1], : shape[2]])
+    spots = rng.integers(0, labels.size, labels.size // 500)
+    labels.ravel()[spots] = rng.integers(0, classes, spots.size, dtype=np.uint8)
+    return labels
+
+
+@pytest.mark.parametrize("slabs", [1, 2, 5])
+@pytest.mark.parametrize("side", [1, 3, 8])
+def test_repeated_rows_match_cc3d(slabs: int, side: int) -> None:
+    """Rows with the same runs as the row before them or the row of the plane before
+    are joined run by run and skip the walks those rows already answer."""
+    labels = blocky_classes((23, 30, 41), side, 3, seed=side)
+    with (
+        mock.patch.object(fastseg.components, "_MIN_ROWS_PER_SLAB", 1),
+        mock.patch.object(fastseg.components, "current_threads", return_value=slabs),
+    ):
+        for connectivity in (6, 18, 26):
+            expected = row_major_ids(cc3d_label(labels, connectivity))
+            for kind in ("C", "F"):
+                result = fastseg.label(layout(labels, kind), connectivity=connectivity)
+                assert np.array_equal(result.labels, expected), (connectivity, kind)
+
+
 # -- output dtype, order and the input -----------------------------------------------------
 
 
