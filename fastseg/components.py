@@ -133,15 +133,15 @@ def label(
         chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
         bg = np.uint64(background)
         if source.size:
-            row_offsets = components_kernels.count_runs(view, chunks)
+            row_offsets, repeats = components_kernels.count_runs(view, chunks)
         else:
-            row_offsets = np.zeros(rows + 1, np.int64)
+            row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
         n_runs = int(row_offsets[-1])
         run_start = np.empty(n_runs, np.int32 if n2 < 2**31 else np.int64)
         run_value = np.empty(n_runs, view.dtype)
         parent = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         if n_runs:
-            components_kernels.find_runs(view, row_offsets, run_start, run_value, chunks)
+            components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
             components_kernels.link_runs(
                 n1, n2, bg, row_offsets, run_start, run_value, parent, kind, chunks
             )

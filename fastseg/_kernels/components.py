@@ -8,10 +8,11 @@ runs, not voxels, are the union-find elements. Label maps have long runs (28 vox
 average in the connectomics volume), so union-find works on a few million elements
 instead of a hundred million voxels.
 
-Passes: count runs per row (parallel) -> record run starts (parallel) -> link runs with
-the touching runs of earlier rows, in parallel slabs of rows and then serially across
-the seams between slabs (a row with the same runs as an earlier neighbour is joined to
-it run by run) -> number the components -> paint them (parallel).
+Passes: count runs per row, noting the rows that repeat the row before them (parallel)
+-> record run starts, copied for repeated rows without reading them again (parallel) ->
+link runs with the touching runs of earlier rows, in parallel slabs of rows and then
+serially across the seams between slabs (a row with the same runs as an earlier
+neighbour is joined to it run by run) -> number the components -> paint them (parallel).
 
 Union-find invariant: ``parent[x] <= x`` (the smaller root always wins), so every root
 is the first run of its component in memory order and one ascending sweep numbers the
@@ -36,20 +37,36 @@ _ONE = np.uint64(1)
 
 
 @kernel()
-def _count_runs_chunk(flat: np.ndarray, per_row: np.ndarray, c: int, chunks: int) -> None:
+def _count_runs_chunk(
+    flat: np.ndarray, per_row: np.ndarray, repeats: np.ndarray, c: int, chunks: int
+) -> None:
     rows = flat.shape[0]
     n2 = flat.shape[1]
     first, last = chunk_bounds(rows, chunks, c)
+    previous_changes = -1
     for r in range(first, last):
         row = flat[r]
         changes = 0
         for x in range(1, n2):
             changes += row[x] != row[x - 1]
         per_row[r + 1] = changes + 2
+        # A row can only repeat the row before it if it has as many runs (unknown for
+        # the first row of a chunk); the row before was just read, so the comparison
+        # costs no second read of memory.
+        same = r >= 1 and (changes == previous_changes or r == first)
+        if same:
+            before = flat[r - 1]
+            differ = False
+            for x in range(n2):
+                differ |= row[x] != before[x]
+            same = not differ
+        repeats[r] = same
+        previous_changes = changes
 
 
-def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
-    """Index of each row's first run in the run arrays (length rows + 1).
+def count_runs(volume: np.ndarray, chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each row's first run in the run arrays (length rows + 1), and whether
+    each row holds the same values as the row before it in memory (bool per row).
 
     Each row holds its runs followed by one sentinel entry (start ``n2``), so that the
     stop of run ``k`` is always ``run_start[k + 1]``.
@@ -57,14 +74,16 @@ def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
     n0, n1, n2 = volume.shape
     rows = n0 * n1
     per_row = np.zeros(rows + 1, np.int64)
-    run_chunks(_count_runs_chunk, chunks, volume.reshape(rows, n2), per_row)
-    return np.cumsum(per_row)
+    repeats = np.empty(rows, np.bool_)
+    run_chunks(_count_runs_chunk, chunks, volume.reshape(rows, n2), per_row, repeats)
+    return np.cumsum(per_row), repeats
 
 
 @kernel()
 def _find_runs_chunk(
     flat: np.ndarray,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     c: int,
@@ -76,6 +95,15 @@ def _find_runs_chunk(
     # advances only where the value changes.
     starts = np.empty(n2 + 1, run_start.dtype)
     for r in range(first, last):
+        offset = np.uint64(row_offsets[r])
+        if repeats[r] and r > first:
+            # The runs of the row before, recorded by this chunk: copied without
+            # reading the row itself.
+            before = np.uint64(row_offsets[r - 1])
+            for i in range(offset - before):
+                run_start[offset + i] = run_start[before + i]
+                run_value[offset + i] = run_value[before + i]
+            continue
         row = flat[r]
         starts[0] = 0
         k = _ONE
@@ -83,7 +111,6 @@ def _find_runs_chunk(
             starts[k] = x
             k += np.uint64(row[x] != row[x - 1])
         starts[k] = n2
-        offset = np.uint64(row_offsets[r])
         for i in range(k + _ONE):
             run_start[offset + i] = starts[i]
         for i in range(k):
@@ -94,14 +121,16 @@ def _find_runs_chunk(
 def find_runs(
     volume: np.ndarray,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     chunks: int,
 ) -> None:
-    """Record the first column and the value of every run, and each row's sentinel."""
+    """Record the first column and the value of every run, and each row's sentinel;
+    a row that repeats the row before it (``repeats``) copies its runs."""
     n0, n1, n2 = volume.shape
     flat = volume.reshape(n0 * n1, n2)
-    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, run_start, run_value)
+    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, repeats, run_start, run_value)
 
 
 @kernel()
