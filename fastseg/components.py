@@ -16,6 +16,7 @@ import numpy.typing as npt
 from fastseg._arrays import as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._jit import current_threads, thread_limit
+from fastseg._pages import MIN_BYTES, Scratch
 from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 from fastseg.relabel import dense_ids, id_table_size
@@ -137,9 +138,12 @@ def label(
         else:
             row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
         n_runs = int(row_offsets[-1])
-        run_start = np.empty(n_runs, np.int32 if n2 < 2**31 else np.int64)
+        # The run starts and the runs' components stay until painting, which hands
+        # them back as it passes them (see _paint_in_rounds).
+        start_scratch = Scratch(n_runs, np.int32 if n2 < 2**31 else np.int64)
+        parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
+        run_start, parent = start_scratch.array, parent_scratch.array
         run_value = np.empty(n_runs, view.dtype)
-        parent = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         if n_runs:
             components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
             components_kernels.link_runs(
@@ -172,7 +176,7 @@ def label(
             check_dtype_holds(dtype, 0, count, "out_dtype")
         out_view = np.empty(view.shape, dtype)
         if out_view.size:
-            components_kernels.paint(out_view, row_offsets, run_start, parent, numbers, chunks)
+            _paint_in_rounds(out_view, row_offsets, start_scratch, parent_scratch, numbers, chunks)
 
     out = out_view.reshape(view.shape[3 - source.original.ndim :])
     if transposed:
@@ -183,6 +187,38 @@ def label(
         else values_flat.astype(source.dtype)
     )
     return Components(out, count, values)
+
+
+# Painting hands the run tables back in rounds of about this many bytes of them.
+_ROUND_BYTES = 8 << 20
+
+
+def _paint_in_rounds(
+    out_view: np.ndarray,
+    row_offsets: np.ndarray,
+    run_start: Scratch,
+    parent: Scratch,
+    numbers: np.ndarray,
+    chunks: int,
+) -> None:
+    """Paint the output in rounds of consecutive rows, handing back the run tables
+    behind each round: the output's pages are touched as the tables' are released, so
+    the peak stays near the output's size plus one round of tables."""
+    from fastseg._kernels import components as components_kernels
+
+    n_runs = int(row_offsets[-1])
+    table_bytes = n_runs * (run_start.array.itemsize + parent.array.itemsize)
+    rounds = 1 if table_bytes < MIN_BYTES else -(-table_bytes // _ROUND_BYTES)
+    cuts = np.searchsorted(row_offsets, np.arange(rounds + 1) * n_runs // rounds)
+    cuts[-1] = row_offsets.size - 1
+    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        if hi > lo:
+            components_kernels.paint(
+                out_view, row_offsets, run_start.array, parent.array, numbers, chunks, (lo, hi)
+            )
+            stop = int(row_offsets[hi])
+            run_start.release_before(stop)
+            parent.release_before(stop)
 
 
 def _caller_box(box: np.ndarray, ndim: int, transposed: bool) -> tuple[slice, ...]:

@@ -26,6 +26,7 @@ from shared_data import shared_data_path
 from strategies import INTEGER_DTYPES, LABEL_DTYPES, label_arrays, layout
 
 import fastseg
+import fastseg._pages
 import fastseg.components
 from fastseg._kernels import components as components_kernels
 
@@ -603,6 +604,24 @@ def test_repeated_rows_match_cc3d(slabs: int, side: int) -> None:
             for kind in ("C", "F"):
                 result = fastseg.label(layout(labels, kind), connectivity=connectivity)
                 assert np.array_equal(result.labels, expected), (connectivity, kind)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_painting_in_rounds_hands_back_the_run_tables(threads: int) -> None:
+    """Run tables in memory that is handed back as painting passes it, in many rounds:
+    the same components as painting in one go."""
+    labels = blocky_classes((30, 40, 50), 3, 4, seed=7)
+    expected = fastseg.label(labels, connectivity=26, threads=1)
+    with (
+        mock.patch.object(fastseg.components, "MIN_BYTES", 0),
+        mock.patch.object(fastseg._pages, "MIN_BYTES", 0),
+        mock.patch.object(fastseg.components, "_ROUND_BYTES", 4096),
+    ):
+        for kind in ("C", "F"):
+            result = fastseg.label(layout(labels, kind), connectivity=26, threads=threads)
+            assert np.array_equal(result.labels, expected.labels), kind
+            assert np.array_equal(result.values, expected.values)
+    assert np.array_equal(expected.labels, row_major_ids(cc3d_label(labels, 26)))
 
 
 # -- output dtype, order and the input -----------------------------------------------------

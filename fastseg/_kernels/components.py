@@ -12,7 +12,8 @@ Passes: count runs per row, noting the rows that repeat the row before them (par
 -> record run starts, copied for repeated rows without reading them again (parallel) ->
 link runs with the touching runs of earlier rows, in parallel slabs of rows and then
 serially across the seams between slabs (a row with the same runs as an earlier
-neighbour is joined to it run by run) -> number the components -> paint them (parallel).
+neighbour is joined to it run by run) -> number the components -> paint them (parallel;
+the wrapper paints in rounds of rows and hands back the run tables behind each round).
 
 Union-find invariant: ``parent[x] <= x`` (the smaller root always wins), so every root
 is the first run of its component in memory order and one ascending sweep numbers the
@@ -379,11 +380,18 @@ def _link_seams(
 def _slab_rows(row_offsets: np.ndarray, slabs: int, s: int) -> tuple[int, int]:
     """Rows of slab ``s``: slabs hold equal numbers of runs rather than of rows, because
     linking costs per run and label maps are often busier in one part than another."""
-    rows = row_offsets.size - 1
-    total = row_offsets[rows]
-    first = 0 if s == 0 else _first_at_least(row_offsets, (s * total) // slabs)
-    last = rows if s == slabs - 1 else _first_at_least(row_offsets, ((s + 1) * total) // slabs)
-    return min(first, rows), min(last, rows)
+    return _rows_by_runs(row_offsets, 0, row_offsets.size - 1, slabs, s)
+
+
+@kernel()
+def _rows_by_runs(row_offsets: np.ndarray, lo: int, hi: int, parts: int, s: int) -> tuple[int, int]:
+    """Rows of part ``s`` of ``parts`` of rows ``lo .. hi - 1``, cut into equal numbers of
+    runs."""
+    base = row_offsets[lo]
+    total = row_offsets[hi] - base
+    first = lo if s == 0 else _first_at_least(row_offsets, base + (s * total) // parts)
+    last = hi if s == parts - 1 else _first_at_least(row_offsets, base + ((s + 1) * total) // parts)
+    return min(max(first, lo), hi), min(max(last, lo), hi)
 
 
 @kernel()
@@ -514,12 +522,14 @@ def paint(
     labels: np.ndarray,
     numbers: np.ndarray,
     chunks: int,
+    rows: tuple[int, int] | None = None,
 ) -> None:
     """Write ``numbers[label]`` of each run into ``out`` (3-D view; background runs get
-    ``numbers[0]``, which is 0)."""
+    ``numbers[0]``, which is 0): every row, or rows ``rows[0] .. rows[1] - 1``."""
     n0, n1, n2 = out.shape
+    lo, hi = (0, n0 * n1) if rows is None else rows
     flat = out.reshape(n0 * n1 * n2)
-    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers)
+    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers, lo, hi)
 
 
 @kernel()
@@ -530,10 +540,12 @@ def _paint_chunk(
     run_start: np.ndarray,
     labels: np.ndarray,
     numbers: np.ndarray,
+    lo: int,
+    hi: int,
     c: int,
     chunks: int,
 ) -> None:
-    first, last = _slab_rows(row_offsets, chunks, c)
+    first, last = _rows_by_runs(row_offsets, lo, hi, chunks, c)
     for r in range(first, last):
         _paint_row(
             flat, np.uint64(r * n2), np.uint64(n2), row_offsets[r], row_offsets[r + 1] - 1,

@@ -1,0 +1,62 @@
+"""Scratch arrays whose memory goes back to the system from the front, as work passes it.
+
+Labeling holds a few bytes per run until the output is painted, and painting touches
+the output's fresh pages in order: handing back the run tables as painting passes them
+keeps the peak near the output's size instead of the output plus the tables. Where the
+platform cannot hand back part of an allocation (no ``madvise``), or for small tables,
+the array is an ordinary one and releasing does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
+
+# Below this size the tables do not weigh on the peak; an ordinary array is cheaper.
+MIN_BYTES = 16 << 20
+
+
+class Scratch:
+    """An uninitialised 1-D array (``.array``) whose front can be handed back.
+
+    Parameters
+    ----------
+    count : int
+        Number of elements.
+    dtype : dtype
+        Element type.
+    """
+
+    def __init__(self, count: int, dtype: npt.DTypeLike) -> None:
+        dt = np.dtype(dtype)
+        nbytes = count * dt.itemsize
+        self._map: mmap.mmap | None = None
+        self._released = 0
+        self.array: np.ndarray[Any, Any]
+        if _DONTNEED is None or nbytes < MIN_BYTES:
+            self.array = np.empty(count, dt)
+            return
+        self._map = mmap.mmap(-1, nbytes)
+        if _HUGEPAGE is not None:
+            # Fewer page faults while the tables are written, as numpy asks for its
+            # own large arrays; a system that refuses only loses that.
+            with contextlib.suppress(OSError):
+                self._map.madvise(_HUGEPAGE)
+        self.array = np.frombuffer(self._map, dt, count)
+
+    def release_before(self, stop: int) -> None:
+        """Hand back the whole pages below element ``stop``; their contents are lost and
+        must not be read again."""
+        if self._map is None or _DONTNEED is None:
+            return
+        end = (stop * self.array.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > self._released:
+            self._map.madvise(_DONTNEED, self._released, end - self._released)
+            self._released = end
