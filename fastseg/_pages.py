@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+_ANONYMOUS = getattr(mmap, "MAP_ANONYMOUS", None)
 _HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 # Below this size the tables do not weigh on the peak; an ordinary array is cheaper.
@@ -40,10 +41,12 @@ class Scratch:
         self._map: mmap.mmap | None = None
         self._released = 0
         self.array: np.ndarray[Any, Any]
-        if _DONTNEED is None or nbytes < MIN_BYTES:
+        if _DONTNEED is None or _ANONYMOUS is None or nbytes < MIN_BYTES:
             self.array = np.empty(count, dt)
             return
-        self._map = mmap.mmap(-1, nbytes)
+        # Private: shared anonymous memory would keep its pages after MADV_DONTNEED
+        # (and is not given huge pages).
+        self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | _ANONYMOUS)
         if _HUGEPAGE is not None:
             # Fewer page faults while the tables are written, as numpy asks for its
             # own large arrays; a system that refuses only loses that.
