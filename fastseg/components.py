@@ -160,7 +160,7 @@ def label(
             # One table of first voxels per chunk: parallel only while the tables stay
             # small next to the run arrays.
             numbers = components_kernels.renumber_row_major(
-                view.shape, row_offsets, run_start, parent, count,
+                view.shape, row_offsets, run_start, parent, repeats, count,
                 chunks if count * chunks <= n_runs else 1,
             )  # fmt: skip
             values_flat[numbers] = values_flat.copy()
@@ -176,7 +176,9 @@ def label(
             check_dtype_holds(dtype, 0, count, "out_dtype")
         out_view = np.empty(view.shape, dtype)
         if out_view.size:
-            _paint_in_rounds(out_view, row_offsets, start_scratch, parent_scratch, numbers, chunks)
+            _paint_in_rounds(
+                out_view, row_offsets, repeats, start_scratch, parent_scratch, numbers, chunks
+            )
 
     out = out_view.reshape(view.shape[3 - source.original.ndim :])
     if transposed:
@@ -196,6 +198,7 @@ _ROUND_BYTES = 8 << 20
 def _paint_in_rounds(
     out_view: np.ndarray,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: Scratch,
     parent: Scratch,
     numbers: np.ndarray,
@@ -214,8 +217,9 @@ def _paint_in_rounds(
     for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
         if hi > lo:
             components_kernels.paint(
-                out_view, row_offsets, run_start.array, parent.array, numbers, chunks, (lo, hi)
-            )
+                out_view, row_offsets, run_start.array, parent.array, numbers, chunks,
+                (lo, hi), repeats,
+            )  # fmt: skip
             stop = int(row_offsets[hi])
             run_start.release_before(stop)
             parent.release_before(stop)

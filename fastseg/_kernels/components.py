@@ -466,6 +466,7 @@ def renumber_row_major(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
+    repeats: np.ndarray,
     count: int,
     chunks: int,
 ) -> np.ndarray:
@@ -474,11 +475,13 @@ def renumber_row_major(
     For a Fortran-ordered input the view is the transpose, so memory order is column-
     major for the caller. The first voxel of a run at view position (p, y, x) has caller
     index (x, y, p), whose row-major rank is ``(x * n1 + y) * n0 + p``. Each chunk of
-    rows keeps its own minimum per component; the minima are merged afterwards.
+    rows keeps its own minimum per component; the minima are merged afterwards. A row
+    that repeats the row before it in its plane (``repeats``) has the same components
+    at larger ranks, and is skipped.
     """
     n0, n1, _ = shape
     first = np.full((chunks, count + 1), _NO_KEY, np.int64)
-    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, first)
+    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, repeats, first)
     keys = first.min(axis=0)
     new = np.empty(count + 1, np.int64)
     new[0] = 0
@@ -493,6 +496,7 @@ def _first_keys(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
+    repeats: np.ndarray,
     first_of_chunks: np.ndarray,
     c: int,
     chunks: int,
@@ -504,6 +508,8 @@ def _first_keys(
     for r in range(row_first, row_last):
         p = r // n1
         y = r % n1
+        if repeats[r] and y != 0:
+            continue
         for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1])):
             lab = np.uint64(labels[k])
             key = (np.int64(run_start[k]) * n1 + y) * n0 + p
@@ -523,32 +529,52 @@ def paint(
     numbers: np.ndarray,
     chunks: int,
     rows: tuple[int, int] | None = None,
+    repeats: np.ndarray | None = None,
 ) -> None:
     """Write ``numbers[label]`` of each run into ``out`` (3-D view; background runs get
-    ``numbers[0]``, which is 0): every row, or rows ``rows[0] .. rows[1] - 1``."""
+    ``numbers[0]``, which is 0): every row, or rows ``rows[0] .. rows[1] - 1``.
+
+    A row that repeats the row before it in its plane (``repeats``, from
+    :func:`count_runs`) has the same runs in the same components: when this thread
+    painted that row, the row is copied from it.
+    """
     n0, n1, n2 = out.shape
     lo, hi = (0, n0 * n1) if rows is None else rows
     flat = out.reshape(n0 * n1 * n2)
-    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers, lo, hi)
+    copy = repeats is not None
+    repeated = repeats if repeats is not None else np.zeros(0, np.bool_)
+    run_chunks(
+        _paint_chunk, chunks, flat, n1, n2, row_offsets, run_start, labels, numbers,
+        repeated, copy, lo, hi,
+    )  # fmt: skip
 
 
 @kernel()
 def _paint_chunk(
     flat: np.ndarray,
+    n1: int,
     n2: int,
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
     numbers: np.ndarray,
+    repeats: np.ndarray,
+    copy: bool,
     lo: int,
     hi: int,
     c: int,
     chunks: int,
 ) -> None:
     first, last = _rows_by_runs(row_offsets, lo, hi, chunks, c)
+    width = np.uint64(n2)
     for r in range(first, last):
+        base = np.uint64(r) * width
+        if copy and repeats[r] and r > first and r % n1 != 0:
+            for x in range(width):
+                flat[base + x] = flat[base - width + x]
+            continue
         _paint_row(
-            flat, np.uint64(r * n2), np.uint64(n2), row_offsets[r], row_offsets[r + 1] - 1,
+            flat, base, width, row_offsets[r], row_offsets[r + 1] - 1,
             run_start, labels, numbers,
         )  # fmt: skip
 
