@@ -147,7 +147,7 @@ def label(
         if n_runs:
             components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
             components_kernels.link_runs(
-                n1, n2, bg, row_offsets, run_start, run_value, parent, kind, chunks
+                n1, n2, bg, row_offsets, repeats, run_start, run_value, parent, kind, chunks
             )
         if n_runs:
             values_flat = components_kernels.number_components(parent, run_value)

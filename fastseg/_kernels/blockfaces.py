@@ -57,8 +57,9 @@ def block_runs(
     pieces = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
     components.find_runs(view, row_offsets, repeats, run_start, run_value, 1)
     components.link_runs(
-        n1, n2, np.uint64(background), row_offsets, run_start, run_value, pieces, connectivity, 1
-    )
+        n1, n2, np.uint64(background), row_offsets, repeats, run_start, run_value, pieces,
+        connectivity, 1,
+    )  # fmt: skip
     values = components.number_components(pieces, run_value)
     return row_offsets, run_start, pieces, values
 
