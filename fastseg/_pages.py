@@ -20,6 +20,8 @@ _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 _ANONYMOUS = getattr(mmap, "MAP_ANONYMOUS", None)
 _HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
+_HUGE_BYTES = 2 << 20
+
 # Below this size the tables do not weigh on the peak; an ordinary array is cheaper.
 MIN_BYTES = 16 << 20
 
@@ -59,7 +61,10 @@ class Scratch:
         must not be read again."""
         if self._map is None or _DONTNEED is None:
             return
-        end = (stop * self.array.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
+        # Whole huge pages only (they are 2 MiB aligned in the address space), so that
+        # none is split to hand back part of it.
+        address = self.array.ctypes.data
+        end = (address + stop * self.array.itemsize) // _HUGE_BYTES * _HUGE_BYTES - address
         if end > self._released:
             self._map.madvise(_DONTNEED, self._released, end - self._released)
             self._released = end

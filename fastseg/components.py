@@ -192,7 +192,7 @@ def label(
 
 
 # Painting hands the run tables back in rounds of about this many bytes of them.
-_ROUND_BYTES = 8 << 20
+_ROUND_BYTES = 16 << 20
 
 
 def _paint_in_rounds(

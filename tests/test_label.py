@@ -615,6 +615,7 @@ def test_painting_in_rounds_hands_back_the_run_tables(threads: int) -> None:
     with (
         mock.patch.object(fastseg.components, "MIN_BYTES", 0),
         mock.patch.object(fastseg._pages, "MIN_BYTES", 0),
+        mock.patch.object(fastseg._pages, "_HUGE_BYTES", 4096),
         mock.patch.object(fastseg.components, "_ROUND_BYTES", 4096),
     ):
         for kind in ("C", "F"):

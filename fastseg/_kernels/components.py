@@ -347,11 +347,11 @@ def link_runs(
     slabs: int,
 ) -> None:
     """Union every foreground run with the touching runs of earlier rows (``repeats``
-from :func:`count_runs` tells which rows have the same runs as the row before them).
+    from :func:`count_runs` tells which rows have the same runs as the row before them).
 
-    Slabs of consecutive rows are linked in parallel; their runs occupy disjoint index
-    ranges, so no two threads touch the same trees. The seams, where a row's neighbours
-    lie in the previous slab, are linked serially afterwards.
+        Slabs of consecutive rows are linked in parallel; their runs occupy disjoint index
+        ranges, so no two threads touch the same trees. The seams, where a row's neighbours
+        lie in the previous slab, are linked serially afterwards.
     """
     args = (n1, n2, background, row_offsets, repeats, run_start, run_value, parent, connectivity)
     run_chunks(_link_slab, slabs, *args)
@@ -430,11 +430,12 @@ def _link_slab(
 ) -> None:
     first, last = _slab_rows(row_offsets, slabs, s)
     for r in range(first, last):
+        # Each row is set up just before it is linked, while its entries are in cache;
+        # linking it touches only it and earlier rows.
         end = row_offsets[r + 1] - 1
         for k in range(row_offsets[r], end):
             parent[k] = -1 if np.uint64(run_value[k]) == background else k
         parent[end] = -1
-    for r in range(first, last):
         _link_row(
             n1, n2, background, row_offsets, repeats, run_start, run_value, parent,
             connectivity, r, first,
