@@ -1,6 +1,11 @@
 """Start-up and data-loader numbers: what a training job pays for fastseg.
 
-    python benchmarks/startup.py [--epochs N] [--skip-compile]
+    python benchmarks/startup.py [--epochs N] [--skip-compile] [--python PYTHON]
+
+``--python`` runs the measured processes with another interpreter, e.g. that of a virtual
+environment holding fastseg with its run-time dependencies only (``pip install .``), as
+users install it. Where scipy is installed (it is a test extra here), numba's start
+imports ``scipy.linalg`` to check for BLAS, and every first call pays for it.
 
 Prints a markdown report (progress to stderr):
 
@@ -86,8 +91,12 @@ print(json.dumps({"import": imported, "first": first, "second": second,
 """
 
 
+# The interpreter of the measured processes (``--python``).
+MEASURED_PYTHON = sys.executable
+
+
 def python(code: str, *args: str, cache: str | None = None) -> str:
-    return command([sys.executable, "-c", textwrap.dedent(code), *args], cache=cache)
+    return command([MEASURED_PYTHON, "-c", textwrap.dedent(code), *args], cache=cache)
 
 
 def command(argv: Sequence[str], cache: str | None = None) -> str:
@@ -136,7 +145,7 @@ def warmup_times() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def demo_times() -> tuple[float, float]:
     """``fastseg demo`` end to end, console script included: empty cache, then warm."""
-    script = str(Path(sys.executable).with_name("fastseg"))
+    script = str(Path(MEASURED_PYTHON).with_name("fastseg"))
     times = []
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
         for _ in range(2):
@@ -192,6 +201,11 @@ def start_up_section(skip_compile: bool) -> list[str]:
             f"| cold <= {DEMO_GOAL:g} s: {met(demo_cold <= DEMO_GOAL)} |",
         ]
     return lines
+
+
+def scipy_importable() -> bool:
+    code = "import importlib.util; print(importlib.util.find_spec('scipy') is not None)"
+    return python(code).strip() == "True"
 
 
 def met(ok: bool) -> str:
@@ -326,7 +340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--skip-compile", action="store_true", help="no cold/warm first-call measurements"
     )
     parser.add_argument("--skip-loader", action="store_true", help="no DataLoader throughput")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of the measured processes (default: this one)",
+    )
     args = parser.parse_args(argv)
+    global MEASURED_PYTHON
+    MEASURED_PYTHON = args.python
     if not (SHARED_DATA / "torso_labels.nii.gz").is_file():
         print(f"skipped: the shared data folder {SHARED_DATA} is missing")
         return 0
@@ -338,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- versions: Python {sys.version.split()[0]}, numba {numba.__version__}, "
         f"torch {version('torch')}, MONAI {version('monai')}, TorchIO {version('torchio')}, "
         f"fastseg (git {git_revision()})",
+        f"- measured processes: {MEASURED_PYTHON} (scipy importable: "
+        f"{'yes' if scipy_importable() else 'no'})",
         "",
     ]
     lines += start_up_section(args.skip_compile)
