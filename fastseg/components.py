@@ -7,6 +7,7 @@ a copy), picks the union-find index width and output dtype, and returns typed re
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
 
@@ -15,7 +16,7 @@ import numpy.typing as npt
 
 from fastseg._arrays import as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
-from fastseg._jit import current_threads, thread_limit
+from fastseg._jit import current_threads, run_tasks, thread_limit
 from fastseg._pages import MIN_BYTES, Scratch
 from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
@@ -139,7 +140,7 @@ def label(
             row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
         n_runs = int(row_offsets[-1])
         # The run starts and the runs' components stay until painting, which hands
-        # them back as it passes them (see _paint_in_rounds).
+        # them back as it passes them (see _paint_in_pieces).
         start_scratch = Scratch(n_runs, np.int32 if n2 < 2**31 else np.int64)
         parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         run_start, parent = start_scratch.array, parent_scratch.array
@@ -176,7 +177,7 @@ def label(
             check_dtype_holds(dtype, 0, count, "out_dtype")
         out_view = np.empty(view.shape, dtype)
         if out_view.size:
-            _paint_in_rounds(
+            _paint_in_pieces(
                 out_view, row_offsets, repeats, start_scratch, parent_scratch, numbers, chunks
             )
 
@@ -191,11 +192,14 @@ def label(
     return Components(out, count, values)
 
 
-# Painting hands the run tables back in rounds of about this many bytes of them.
-_ROUND_BYTES = 16 << 20
+# Painting hands the run tables back in pieces of about this many bytes of them.
+_PIECE_BYTES = 16 << 20
+# Pieces per thread at least: threads that take the next piece when they are free keep
+# pace with each other even when other processes take turns on the cores.
+_PIECES_PER_THREAD = 4
 
 
-def _paint_in_rounds(
+def _paint_in_pieces(
     out_view: np.ndarray,
     row_offsets: np.ndarray,
     repeats: np.ndarray,
@@ -204,25 +208,44 @@ def _paint_in_rounds(
     numbers: np.ndarray,
     chunks: int,
 ) -> None:
-    """Paint the output in rounds of consecutive rows, handing back the run tables
-    behind each round: the output's pages are touched as the tables' are released, so
-    the peak stays near the output's size plus one round of tables."""
+    """Paint the output in pieces of consecutive rows, each thread taking the next piece
+    when it is free, and hand back the run tables behind the pieces painted so far: the
+    output's pages are touched as the tables' are released, so the peak stays near the
+    output's size plus a few pieces of tables."""
     from fastseg._kernels import components as components_kernels
 
     n_runs = int(row_offsets[-1])
+    rows = row_offsets.size - 1
     table_bytes = n_runs * (run_start.array.itemsize + parent.array.itemsize)
-    rounds = 1 if table_bytes < MIN_BYTES else -(-table_bytes // _ROUND_BYTES)
-    cuts = np.searchsorted(row_offsets, np.arange(rounds + 1) * n_runs // rounds)
-    cuts[-1] = row_offsets.size - 1
-    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-        if hi > lo:
+    pieces = 1 if chunks == 1 else _PIECES_PER_THREAD * chunks
+    if table_bytes >= MIN_BYTES:
+        pieces = max(pieces, -(-table_bytes // _PIECE_BYTES))
+    pieces = min(pieces, rows)
+    cuts = np.searchsorted(row_offsets, np.arange(pieces + 1) * n_runs // pieces).tolist()
+    cuts[-1] = rows
+    done = [False] * pieces
+    painted = 0  # pieces 0 .. painted - 1 are all done
+    lock = threading.Lock()
+
+    def paint_piece(t: int) -> None:
+        nonlocal painted
+        if cuts[t + 1] > cuts[t]:
             components_kernels.paint(
-                out_view, row_offsets, run_start.array, parent.array, numbers, chunks,
-                (lo, hi), repeats,
+                out_view, row_offsets, run_start.array, parent.array, numbers, 1,
+                (cuts[t], cuts[t + 1]), repeats,
             )  # fmt: skip
-            stop = int(row_offsets[hi])
-            run_start.release_before(stop)
-            parent.release_before(stop)
+        with lock:
+            done[t] = True
+            reached = painted
+            while reached < pieces and done[reached]:
+                reached += 1
+            if reached > painted:
+                painted = reached
+                stop = int(row_offsets[cuts[reached]])
+                run_start.release_before(stop)
+                parent.release_before(stop)
+
+    run_tasks(paint_piece, pieces)
 
 
 def _caller_box(box: np.ndarray, ndim: int, transposed: bool) -> tuple[slice, ...]:

@@ -607,8 +607,8 @@ def test_repeated_rows_match_cc3d(slabs: int, side: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_painting_in_rounds_hands_back_the_run_tables(threads: int) -> None:
-    """Run tables in memory that is handed back as painting passes it, in many rounds:
+def test_painting_in_pieces_hands_back_the_run_tables(threads: int) -> None:
+    """Run tables in memory that is handed back as painting passes it, in many pieces:
     the same components as painting in one go."""
     labels = blocky_classes((30, 40, 50), 3, 4, seed=7)
     expected = fastseg.label(labels, connectivity=26, threads=1)
@@ -616,7 +616,7 @@ def test_painting_in_rounds_hands_back_the_run_tables(threads: int) -> None:
         mock.patch.object(fastseg.components, "MIN_BYTES", 0),
         mock.patch.object(fastseg._pages, "MIN_BYTES", 0),
         mock.patch.object(fastseg._pages, "_HUGE_BYTES", 4096),
-        mock.patch.object(fastseg.components, "_ROUND_BYTES", 4096),
+        mock.patch.object(fastseg.components, "_PIECE_BYTES", 4096),
     ):
         for kind in ("C", "F"):
             result = fastseg.label(layout(labels, kind), connectivity=26, threads=threads)

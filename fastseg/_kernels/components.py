@@ -13,7 +13,7 @@ Passes: count runs per row, noting the rows that repeat the row before them (par
 link runs with the touching runs of earlier rows, in parallel slabs of rows and then
 serially across the seams between slabs (a row with the same runs as an earlier
 neighbour is joined to it run by run) -> number the components -> paint them (parallel;
-the wrapper paints in rounds of rows and hands back the run tables behind each round).
+the wrapper paints in pieces of rows and hands back the run tables behind them).
 
 Union-find invariant: ``parent[x] <= x`` (the smaller root always wins), so every root
 is the first run of its component in memory order and one ascending sweep numbers the
