@@ -23,9 +23,11 @@ Background runs have ``parent == -1`` and are never linked.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from fastseg._jit import kernel, run_chunks
+from fastseg._jit import kernel, run_chunks, run_tasks
 from fastseg._kernels._chunks import chunk_bounds
 
 _NO_KEY = np.iinfo(np.int64).max
@@ -35,6 +37,19 @@ _NO_KEY = np.iinfo(np.int64).max
 # and store, which lengthened the load -> compare -> advance chain of the row walks by
 # a fifth and made painting twice as slow.
 _ONE = np.uint64(1)
+
+
+# Pieces per thread of the passes over the volume: each thread takes the next piece when
+# it is free, so the threads finish together even when other processes take turns on the
+# cores. Each piece writes only its own rows.
+_PIECES_PER_THREAD = 4
+
+
+def _run_pieces(chunk_kernel: Any, chunks: int, *args: Any) -> None:
+    """Run ``chunk_kernel(*args, c, pieces)`` over ``chunks`` threads' worth of rows, cut
+    into more pieces than threads."""
+    pieces = 1 if chunks == 1 else chunks * _PIECES_PER_THREAD
+    run_tasks(lambda c: chunk_kernel(*args, c, pieces), pieces)
 
 
 @kernel()
@@ -76,7 +91,7 @@ def count_runs(volume: np.ndarray, chunks: int) -> tuple[np.ndarray, np.ndarray]
     rows = n0 * n1
     per_row = np.zeros(rows + 1, np.int64)
     repeats = np.empty(rows, np.bool_)
-    run_chunks(_count_runs_chunk, chunks, volume.reshape(rows, n2), per_row, repeats)
+    _run_pieces(_count_runs_chunk, chunks, volume.reshape(rows, n2), per_row, repeats)
     return np.cumsum(per_row), repeats
 
 
@@ -131,7 +146,7 @@ def find_runs(
     a row that repeats the row before it (``repeats``) copies its runs."""
     n0, n1, n2 = volume.shape
     flat = volume.reshape(n0 * n1, n2)
-    run_chunks(_find_runs_chunk, chunks, flat, row_offsets, repeats, run_start, run_value)
+    _run_pieces(_find_runs_chunk, chunks, flat, row_offsets, repeats, run_start, run_value)
 
 
 @kernel()
