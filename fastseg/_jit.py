@@ -143,8 +143,40 @@ def _cache_classes() -> tuple[type, type]:
     class Impl(caching.CompileResultCacheImpl):  # type: ignore[misc]
         _locator_classes: ClassVar[list[type]] = [Locator]
 
+    class CacheFile(caching.IndexDataCacheFile):  # type: ignore[misc]
+        """numba's index and data files, safe when processes save at the same time.
+
+        numba numbers a kernel's data files in the order signatures are saved, reading
+        the index, picking the next free number and writing the index back. Two
+        processes compiling the same kernel for different signatures (data loader
+        workers or ``fastseg -j`` on a cold cache) could both pick one number: one's
+        machine code then sits under the other's signature, to be loaded for arguments
+        it was not compiled for. Here a data file is named by a hash of its signature,
+        written before the index names it, and the index is read, merged and written
+        under an exclusive lock, so no entry is lost or crossed.
+        """
+
+        def save(self, key: Any, data: Any) -> None:
+            import hashlib
+
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:20]
+            data_name = f"{self._index_name[: -len('.nbi')]}.{digest}.nbc"
+            self._save_data(data_name, data)
+            with _exclusive_lock(self._index_path + ".lock"):
+                overloads = self._load_index()
+                overloads[key] = data_name
+                self._save_index(overloads)
+
     class Cache(caching.FunctionCache):  # type: ignore[misc]
         _impl_class = Impl
+
+        def __init__(self, py_func: Any) -> None:
+            super().__init__(py_func)
+            self._cache_file = CacheFile(
+                cache_path=self._cache_path,
+                filename_base=self._impl.filename_base,
+                source_stamp=self._impl.locator.get_source_stamp(),
+            )
 
         def _save_overload(self, sig: Any, data: Any) -> None:
             if not self._impl.locator.writable:
@@ -153,6 +185,23 @@ def _cache_classes() -> tuple[type, type]:
                 super()._save_overload(sig, data)
 
     return Locator, Cache
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing); no lock where the
+    platform has no ``fcntl`` (a lost index entry there costs a recompile, no more)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _compile(func: Callable[..., Any]) -> Any:

@@ -1,11 +1,12 @@
 """A sample index per case: voxel counts, bounding boxes and sampled locations per class
 and per instance, in one small versioned file that loads in milliseconds.
 
-Data loaders read it instead of the label map to pick crop centres. The file (``.fsidx``)
-is a preamble (a signature, the format version, the header's length and a CRC-32 of
-everything after the preamble), a zlib-compressed JSON header (shape, affine, seed, how
-many ids, the size of each part) and the parts: the small per-id arrays, then the coded
-samples. Each id's sample is stored in the smallest of three ways:
+Data loaders read it instead of the label map to pick crop centres. The file (``.fsidx``,
+format version 3) is a preamble (a signature, the format version, the header's length and
+a CRC-32 of everything after the preamble), a zlib-compressed header (a JSON description:
+shape, affine, seed, how many ids, the size of each part; then the small per-id arrays)
+and the parts, the coded samples. Each id's sample is stored in the smallest of three
+ways:
 
 - the steps between its voxels' indices in the id's bounding box (row-major, sorted),
   each split into whole low bytes, kept as they are (they are close to random), and a
@@ -23,8 +24,18 @@ samples. Each id's sample is stored in the smallest of three ways:
 Every id's high bytes (or runs) are a deflate stream of their own, so reading a file only
 checks it (signature, version, CRC-32) and reads the small arrays; an id's locations are
 decoded when first asked for, alone (what a crop needs), or all ids' at once with a few
-numpy calls (:attr:`SampleIndex.indices`). The shape and affine of the label map are
-checked on request, a NIfTI file's from its header alone.
+numpy calls (:attr:`SampleIndex.indices`).
+
+The classes may instead be stored all together, when the file is smaller that way: the
+map of classes (each voxel's row in the class table, row-major) compressed once (LZMA or
+deflate, whichever is smaller), and per class the shortest key limit that keeps its
+sample and drops the next key (a bit count and that many high bits of the limit, about
+3 bytes). This is chosen only for maps of at most 2^20 voxels and 4 voxels per
+location, so that reading one class (decompressing the map, comparing, computing its
+voxels' keys) stays within a few milliseconds; it is what keeps small label maps of
+many small regions, whose runs compress worse than the whole map, under their label
+files. The shape and affine of the label map are checked on request, a NIfTI file's from
+its header alone.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from fastseg.sampling import NNUNET_PER_CLASS, Locations, locations
 __all__ = ["FORMAT", "SUFFIX", "VERSION", "SampleIndex", "load_index", "write_index"]
 
 FORMAT = "fastseg-sample-index"
-VERSION = 2
+VERSION = 3
 SUFFIX = ".fsidx"
 """The file name ending of sample index files, by convention."""
 
@@ -65,6 +76,13 @@ _KEYED_RUNS_FACTOR = 16
 # most this many keys per location of their group.
 _KEYED_BUDGET = 4
 _ESCAPE = 255
+# The classes may be stored as the whole class map (compressed once) and one key limit
+# per class when the map has at most this many voxels, and at most _KEYED_BUDGET voxels
+# per location (reading every class computes as many keys as the map has voxels).
+_MAP_VOXELS = 1 << 20
+# LZMA2 (lzma.FILTER_LZMA2) at its default preset with a 4 MiB window (the extreme
+# presets save about 5 % on class maps for three times the writing time).
+_LZMA_FILTERS = [{"id": 0x21, "preset": 6, "dict_size": 1 << 22}]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -162,7 +180,13 @@ class SampleIndex:
         )
         volume = _numpy(array)
         size = int(np.prod(found.shape, dtype=np.int64))
-        class_runs = _candidate_runs(volume, class_ids, counts, table.bbox, offsets, size)
+        bbox = table.bbox
+        if class_ids.size and class_ids[0] == 0 and counts[0]:
+            # fastseg.stats counts 0 as background: its box from the map itself.
+            bbox = bbox.copy()
+            bbox[0] = _mask_box(volume == 0)
+        class_runs = _candidate_runs(volume, class_ids, counts, bbox, offsets, size)
+        codes = _class_codes(volume, class_ids, int(offsets[-1]))
         instance_indices = instance_fields.pop("instance_indices")
         instance_runs: dict[int, npt.NDArray[np.int64]] = {}
         if instance_map is not None:
@@ -180,11 +204,11 @@ class SampleIndex:
             seed=found.seed,
             ids=class_ids,
             counts=counts,
-            bbox=table.bbox,
+            bbox=bbox,
             offsets=offsets,
             **instance_fields,
             _samples=(
-                _Samples(offsets, indices, class_runs),
+                _Samples(offsets, indices, class_runs, codes=codes),
                 _Samples(instance_fields["instance_offsets"], instance_indices, instance_runs),
             ),
         )
@@ -254,6 +278,16 @@ def _affine(affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
     if matrix.shape != (4, 4):
         raise ValueError(f"affine must be a 4 x 4 matrix, got shape {matrix.shape}")
     return matrix
+
+
+def _mask_box(mask: np.ndarray) -> npt.NDArray[np.int64]:
+    """The half-open bounding box ``(ndim, 2)`` of a mask with at least one voxel set."""
+    box = np.zeros((mask.ndim, 2), np.int64)
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        box[axis] = hits[0], hits[-1] + 1
+    return box
 
 
 def _numpy(array: Any) -> np.ndarray:
@@ -843,6 +877,203 @@ def _joined_bytes(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
+# -- the whole map of classes ------------------------------------------------------------------
+
+
+def _class_codes(
+    volume: np.ndarray, class_ids: npt.NDArray[np.uint64], locations: int
+) -> np.ndarray | None:
+    """The label map with each voxel's class as its row in ``class_ids`` plus one (0: no
+    class of the index), row-major, when the file may store the classes this way: at
+    most ``_MAP_VOXELS`` voxels and ``_KEYED_BUDGET`` voxels per location (reading the
+    classes back computes at most that many keys per location); else None."""
+    size = volume.size
+    n = class_ids.size
+    if size == 0 or n == 0 or n >= 2**16 - 1:
+        return None
+    if size > _MAP_VOXELS or size > _KEYED_BUDGET * locations:
+        return None
+    values = np.ascontiguousarray(volume).reshape(-1).astype(np.uint64)
+    rows = np.searchsorted(class_ids, values)
+    found = class_ids[np.minimum(rows, n - 1)] == values
+    codes = np.where(found, rows + 1, 0)
+    return codes.astype(np.uint8 if n < 255 else np.uint16)
+
+
+def _short_limit(largest: int, following: int | None) -> tuple[int, int]:
+    """The shortest ``(bits, prefix)`` whose limit (:func:`_limit_of`) keeps the keys up
+    to ``largest`` and drops ``following`` (the next larger key; None: there is none)."""
+    if following is None:
+        return 0, 0
+    for bits in range(1, 65):
+        prefix = largest >> (64 - bits)
+        if _limit_of(bits, prefix) < following:
+            return bits, prefix
+    raise AssertionError("unreachable: 64 bits give the largest key itself")
+
+
+def _limit_of(bits: int, prefix: int) -> int:
+    """The largest key kept: ``prefix`` in the high ``bits`` bits, every bit below set."""
+    return (prefix << (64 - bits)) | ((1 << (64 - bits)) - 1)
+
+
+def _encode_limits(limits: list[tuple[int, int]]) -> bytes:
+    """Per id its number of bits (one byte), then each prefix in whole bytes."""
+    head = bytes(bits for bits, _ in limits)
+    tail = b"".join(prefix.to_bytes((bits + 7) // 8, "little") for bits, prefix in limits)
+    return head + tail
+
+
+def _decode_limits(bits: np.ndarray, data: bytes) -> npt.NDArray[np.uint64]:
+    limits = np.empty(bits.size, np.uint64)
+    position = 0
+    for j, b in enumerate(bits.tolist()):
+        if b > 64:
+            raise ValueError("a key limit has more than 64 bits")
+        width = (b + 7) // 8
+        prefix = int.from_bytes(data[position : position + width], "little")
+        position += width
+        limits[j] = _limit_of(b, prefix)
+    if position != len(data):
+        raise ValueError("the key limits do not add up")
+    return limits
+
+
+def _grouped(codes: np.ndarray, n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The flat indices of the voxels of rows ``0 .. n - 1`` (code ``row + 1``), row by row
+    and ascending within a row, and the number of voxels per row."""
+    per_code = np.bincount(codes, minlength=n + 1)
+    if per_code.size > n + 1:
+        raise ValueError("the class map holds a class beyond the index's")
+    order = np.argsort(codes, kind="stable")[int(per_code[0]) :]
+    return order, per_code[1:].astype(np.int64)
+
+
+def _encode_map(
+    codes: np.ndarray,
+    counts: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int64],
+    seed_key: np.uint64,
+) -> tuple[bytes, bytes, str] | None:
+    """The classes as the whole class map and one key limit per class: the compressed
+    map, the limits, the codec; None when the samples are not the classes' smallest keys
+    (then the classes are stored one by one)."""
+    n = counts.size
+    voxels, per_row = _grouped(codes, n)
+    if not np.array_equal(per_row, counts):
+        return None
+    keys = _voxel_keys(voxels, seed_key)
+    limits: list[tuple[int, int]] = []
+    start = 0
+    for row in range(n):
+        count = int(counts[row])
+        k = int(offsets[row + 1] - offsets[row])
+        own = keys[start : start + count]
+        start += count
+        if k == count:
+            limits.append((0, 0))
+            continue
+        if k == 0:
+            return None
+        sample = _voxel_keys(indices[offsets[row] : offsets[row + 1]], seed_key)
+        smallest = np.partition(own, [k - 1, k])
+        largest, following = int(smallest[k - 1]), int(smallest[k])
+        if int(sample.max()) != largest:
+            return None
+        limits.append(_short_limit(largest, following))
+    data = codes.tobytes()
+    packed, codec = _deflate(data), "deflate"
+    try:
+        import lzma
+    except ImportError:  # a Python built without liblzma: deflate only
+        pass
+    else:
+        smaller = lzma.compress(data, lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+        if len(smaller) < len(packed):
+            packed, codec = smaller, "lzma"
+    return packed, _encode_limits(limits), codec
+
+
+def _inflate_map(data: memoryview, codec: str, dtype: np.dtype[Any], size: int) -> np.ndarray:
+    if dtype.str not in ("|u1", "<u2"):
+        raise ValueError(f"a class map of dtype {dtype.str!r}")
+    if codec == "deflate":
+        try:
+            raw = zlib.decompress(data, -15)
+        except zlib.error as e:
+            raise ValueError(f"the class map cannot be decompressed ({e})") from None
+    elif codec == "lzma":
+        import lzma
+
+        try:
+            raw = lzma.decompress(data, lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+        except lzma.LZMAError as e:
+            raise ValueError(f"the class map cannot be decompressed ({e})") from None
+    else:
+        raise ValueError(f"unknown class map codec {codec!r}")
+    if len(raw) != size * dtype.itemsize:
+        raise ValueError("the class map has the wrong size")
+    return np.frombuffer(raw, dtype)
+
+
+class _Mapped:
+    """The classes as a file holds them in map form (:func:`_encode_map`): the class map
+    is decompressed when a class is first asked for, then each class's sample is its
+    voxels whose keys are at most its limit."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        fields: dict[str, np.ndarray],
+        data: memoryview,
+        codec: str,
+        dtype: np.dtype[Any],
+        seed: int,
+    ) -> None:
+        self.shape = shape
+        self.fields = fields
+        self.data = data
+        self.codec = codec
+        self.dtype = dtype
+        self.seed = seed
+        self._codes: np.ndarray | None = None
+
+    def codes(self) -> np.ndarray:
+        if self._codes is None:
+            size = math.prod(self.shape)
+            self._codes = _inflate_map(self.data, self.codec, self.dtype, size)
+        return self._codes
+
+    def decode(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The sorted flat indices of the samples of ``rows`` (ascending), in turn."""
+        codes = self.codes()
+        counts, sizes = self.fields["counts"], self.fields["sizes"]
+        limits = self.fields["limits"]
+        seed_key = _seed_key_of(self.seed)
+        if rows.size > 4 and np.array_equal(rows, np.arange(counts.size)):
+            voxels, per_row = _grouped(codes, counts.size)
+            if not np.array_equal(per_row, counts):
+                raise ValueError("the class map does not match the classes' counts")
+            voxels = voxels[_voxel_keys(voxels, seed_key) <= np.repeat(limits, counts)]
+            if voxels.size != int(sizes.sum()):
+                raise ValueError("the class map and key limits do not give the sample sizes")
+            return voxels.astype(np.int64, copy=False)
+        chosen = []
+        for row in rows.tolist():
+            voxels = np.flatnonzero(codes == row + 1)
+            if voxels.size != counts[row]:
+                raise ValueError("the class map does not match the classes' counts")
+            voxels = voxels[_voxel_keys(voxels, seed_key) <= limits[row]]
+            if voxels.size != sizes[row]:
+                raise ValueError("the class map and key limits do not give the sample sizes")
+            chosen.append(voxels.astype(np.int64))
+        return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+
+    def runs(self) -> dict[int, npt.NDArray[np.int64]]:
+        return {}
+
+
 class _Samples:
     """The sampled voxels of one group of ids: decoded already (built), or coded (read
     from a file) and decoded when first asked for, one id at a time or all at once."""
@@ -852,12 +1083,14 @@ class _Samples:
         offsets: npt.NDArray[np.int64],
         indices: npt.NDArray[np.int64] | None = None,
         runs: dict[int, npt.NDArray[np.int64]] | None = None,
-        coded: _Coded | None = None,
+        coded: _Coded | _Mapped | None = None,
+        codes: np.ndarray | None = None,
     ) -> None:
         self.offsets = offsets
         self._all = indices
         self._runs = runs
         self._coded = coded
+        self._codes = codes
         self._rows: dict[int, npt.NDArray[np.int64]] = {}
 
     def all(self) -> npt.NDArray[np.int64]:
@@ -879,6 +1112,12 @@ class _Samples:
         if self._runs is None:
             self._runs = self._coded.runs() if self._coded is not None else {}
         return self._runs
+
+    def codes(self) -> np.ndarray | None:
+        """The class map (:func:`_class_codes`), when the group may be stored as one."""
+        if self._codes is None and isinstance(self._coded, _Mapped):
+            return self._coded.codes()
+        return self._codes
 
 
 # -- the file ---------------------------------------------------------------------------------
@@ -904,6 +1143,17 @@ def _layout(group: str, n: int, ndim: int) -> list[tuple[str, str, tuple[int, ..
     return fields + ([("classes", "<u8", (n,))] if group == "instances" else [])
 
 
+def _map_layout(n: int, ndim: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    """The small arrays of the classes stored as the class map (then the key limits'
+    prefixes, :func:`_encode_limits`)."""
+    return [
+        ("ids", "<u8", (n,)),
+        ("counts", "<i8", (n,)),
+        ("bbox", "<i8", (n, ndim, 2)),
+        ("sizes", "<i8", (n,)),
+    ]
+
+
 def _group_fields(index: SampleIndex, group: str) -> dict[str, np.ndarray]:
     if group == "classes":
         return {
@@ -927,45 +1177,70 @@ def _compressed(data: bytes) -> tuple[bytes, str]:
 
 
 def _file_bytes(index: SampleIndex) -> bytes:
-    """The file holding ``index`` (see the module's description)."""
+    """The file holding ``index`` (see the module's description): the classes one by
+    one, or as the class map when the group has one and that file is smaller."""
+    data = _file_bytes_as(index, mapped=False)
+    codes = index._samples[0].codes()
+    if codes is not None:
+        mapped = _file_bytes_as(index, mapped=True)
+        if mapped and len(mapped) < len(data):
+            return mapped
+    return data
+
+
+def _file_bytes_as(index: SampleIndex, mapped: bool) -> bytes:
     seed_key = _seed_key_of(index.seed)
     ndim = len(index.shape)
     meta = bytearray()
     coded: dict[str, bytes] = {}
     counts: list[int] = []
+    header: dict[str, Any] = {
+        "shape": list(index.shape),
+        "affine": None if index.affine is None else index.affine.tolist(),
+        "seed": str(index.seed),
+    }
     for g, group in enumerate(_GROUPS):
         fields = _group_fields(index, group)
         offsets, indices = (
             (index.offsets, index.indices) if g == 0 else
             (index.instance_offsets, index.instance_indices)
         )  # fmt: skip
+        n = int(fields["ids"].size)
+        counts.append(n)
+        if g == 0 and mapped:
+            codes = index._samples[0].codes()
+            assert codes is not None
+            found = _encode_map(codes, fields["counts"], offsets, indices, seed_key)
+            if found is None:
+                return b""
+            packed, limits, codec = found
+            header["map"] = [codec, codes.dtype.str]
+            for name, dtype, shape in _map_layout(n, ndim):
+                meta += np.ascontiguousarray(fields[name], dtype).reshape(shape).tobytes()
+            meta += limits
+            coded[f"{group}.map"] = packed
+            continue
         small, parts = _encode_group(
             index.shape, fields["counts"], fields["bbox"], offsets, indices,
             index._samples[g].runs(), seed_key,
         )  # fmt: skip
         fields.update(small)
-        n = int(fields["ids"].size)
-        counts.append(n)
         for name, dtype, shape in [*_layout(group, n, ndim), ("largest", "<u8", (-1,))]:
             meta += np.ascontiguousarray(fields[name], dtype).reshape(shape).tobytes()
         coded.update({f"{group}.{name}": value for name, value in parts.items() if value})
     sections: dict[str, list[Any]] = {}
     payload = bytearray()
-    for name, data in [("meta", bytes(meta)), *coded.items()]:
-        # Each id's stream is compressed already; low bytes are close to random.
-        plain = name.endswith((".blobs", ".low"))
-        stored, codec = (data, "raw") if plain else _compressed(data)
-        sections[name] = [len(stored), codec, len(data)]
+    for name, part in coded.items():
+        # Each id's stream and the class map are compressed already; low bytes are
+        # close to random.
+        plain = name.endswith((".blobs", ".low", ".map"))
+        stored, codec = (part, "raw") if plain else _compressed(part)
+        sections[name] = [len(stored), codec, len(part)]
         payload += stored
-    header = {
-        "format": FORMAT,
-        "shape": list(index.shape),
-        "affine": None if index.affine is None else index.affine.tolist(),
-        "seed": str(index.seed),
-        "ids": counts,
-        "sections": sections,
-    }
-    packed_header = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+    header["ids"] = counts
+    header["sections"] = sections
+    text = json.dumps(header, separators=(",", ":")).encode()
+    packed_header = zlib.compress(struct.pack("<I", len(text)) + text + bytes(meta), 9)
     rest = packed_header + bytes(payload)
     preamble = _PREAMBLE.pack(_SIGNATURE, VERSION, len(packed_header), zlib.crc32(rest))
     return preamble + rest
@@ -999,9 +1274,10 @@ def _read_file(path: str | os.PathLike[str]) -> SampleIndex:
 
 
 def _parse(rest: memoryview, header_size: int) -> SampleIndex:
-    header = json.loads(zlib.decompress(rest[:header_size]))
-    if header.get("format") != FORMAT:
-        raise ValueError(f"no {FORMAT!r} marker")
+    unpacked = zlib.decompress(rest[:header_size])
+    (text_size,) = struct.unpack_from("<I", unpacked)
+    header = json.loads(unpacked[4 : 4 + text_size])
+    meta = np.frombuffer(unpacked, np.uint8)[4 + text_size :]
     sections: dict[str, np.ndarray] = {}
     start = header_size
     for name, (length, codec, size) in header["sections"].items():
@@ -1015,7 +1291,6 @@ def _parse(rest: memoryview, header_size: int) -> SampleIndex:
         raise ValueError("the parts do not add up to the file")
     shape = tuple(int(n) for n in header["shape"])
     seed = int(header["seed"])
-    meta = sections.pop("meta")
     position = 0
 
     def take(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -1028,6 +1303,22 @@ def _parse(rest: memoryview, header_size: int) -> SampleIndex:
     samples: list[_Samples] = []
     groups: list[dict[str, np.ndarray]] = []
     for group, n in zip(_GROUPS, header["ids"], strict=True):
+        offsets = np.zeros(n + 1, np.int64)
+        if group == "classes" and "map" in header:
+            codec, dtype = header["map"]
+            if np.dtype(dtype).str not in ("|u1", "<u2"):
+                raise ValueError(f"a class map of dtype {dtype!r}")
+            fields = {name: take(t, shape_) for name, t, shape_ in _map_layout(n, len(shape))}
+            bits = take("|u1", (n,))
+            width = int(((bits.astype(np.int64) + 7) // 8).sum())
+            fields["limits"] = _decode_limits(bits, meta[position : position + width].tobytes())
+            position += width
+            np.cumsum(fields["sizes"], out=offsets[1:])
+            data = sections.get(f"{group}.map", np.zeros(0, np.uint8)).data
+            mapped = _Mapped(shape, fields, data, codec, np.dtype(dtype), seed)
+            samples.append(_Samples(offsets, coded=mapped))
+            groups.append(fields)
+            continue
         fields = {
             name: take(dtype, shape_) for name, dtype, shape_ in _layout(group, n, len(shape))
         }
@@ -1036,7 +1327,6 @@ def _parse(rest: memoryview, header_size: int) -> SampleIndex:
         parts = {
             name: sections.get(f"{group}.{name}", empty) for name in ("blobs", "low", "escapes")
         }
-        offsets = np.zeros(n + 1, np.int64)
         np.cumsum(fields["sizes"], out=offsets[1:])
         samples.append(_Samples(offsets, coded=_Coded(shape, fields, parts, seed)))
         groups.append(fields)

@@ -1,8 +1,9 @@
 """Voxel locations per class and per instance, for class-balanced patch sampling.
 
-Thin wrapper over :mod:`fastseg._kernels.sampling`: counts each id's voxels (one pass
-over runs), decides how many locations each id gets, then draws them in one pass with
-bottom-k sampling, whose sample does not depend on memory order or thread count.
+Thin wrapper over :mod:`fastseg._kernels.sampling`: counts each id's voxels per row
+block (one pass over runs), decides how many locations each id gets, then draws them in
+one pass with bottom-k sampling, whose sample does not depend on memory order or thread
+count, keeping the candidate keys in the rows of the result.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class Locations(Mapping[int, npt.NDArray[np.integer]]):
 
     Each array holds a uniform sample without replacement of the id's voxels (all of
     them when the id has fewer), in random order: its first ``m`` rows are themselves a
-    uniform sample of ``m`` voxels. Coordinates are int32 (int64 for axes beyond 2^31).
+    uniform sample of ``m`` voxels. Coordinates are int32 (int64 for axes beyond 2^31),
+    signed so that arithmetic such as ``centre - half_size`` never wraps around. The
+    arrays of one call are rows of one buffer, each id's rows its own.
 
     Examples
     --------
@@ -164,81 +167,112 @@ def _coordinate_dtype(shape: tuple[int, ...]) -> np.dtype[Any]:
 
 
 _ALL_ONES = (1 << 64) - 1
+# Standard deviations of margin in the key limits and the blocks' room for keys: a
+# shortfall or an overflow has a chance of about 1e-15 (the id is then drawn again with
+# over four times the margin).
+_MARGIN = 8.0
 
 
-def _initial_limits(counts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]) -> np.ndarray:
-    """Per id, a key limit below which at least ``size`` of its ``count`` keys lie but
-    for a chance of about 1e-15: keys are uniform over 64 bits, so about ``n * limit /
-    2**64`` lie below it. Keys above it are skipped without touching the heap."""
+def _plan(
+    counts: npt.NDArray[np.int64],
+    block_counts: npt.NDArray[np.int64],
+    sizes: npt.NDArray[np.int64],
+    margin: float,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Per id, the largest key kept (a limit at or below which at least ``size`` of its
+    ``count`` keys lie but for a chance of about 1e-15: keys are uniform over 64 bits,
+    so about ``n * limit / 2**64`` lie below it), and per row block and id the room for
+    the keys the block may find (its share of them, with a margin)."""
     limits = np.full(sizes.size, np.uint64(_ALL_ONES), np.uint64)
+    caps = block_counts.copy()
+    share = np.zeros(sizes.size, np.float64)
     for s, (n, k) in enumerate(zip(counts.tolist(), sizes.tolist(), strict=True)):
-        expected = k + math.ceil(8 * math.sqrt(k)) + 8
+        expected = k + math.ceil(margin * math.sqrt(k) + margin)
         if expected < n:
             limits[s] = np.uint64(min(_ALL_ONES, (expected << 64) // n))
-    return limits
+            share[s] = expected / n
+    limited = share > 0
+    if limited.any():
+        blocks = block_counts[:, limited]
+        mean = blocks * share[limited]
+        room = np.ceil(mean + margin * np.sqrt(mean) + margin).astype(np.int64)
+        caps[:, limited] = np.minimum(blocks, room)
+    return limits, caps
 
 
 def _sample(
     source: LabelArray,
     wanted: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
+    block_counts: npt.NDArray[np.int64],
     sizes: npt.NDArray[np.int64],
     seed_key: np.uint64,
     high: int,
 ) -> list[npt.NDArray[np.integer]]:
-    """Locations of each dense id in ``wanted`` (with ``counts`` voxels, below ``high``
-    + 1), ``sizes`` of them per id."""
+    """Locations of each dense id in ``wanted`` (with ``counts`` voxels, ``block_counts``
+    per row block, below ``high`` + 1), ``sizes`` of them per id.
+
+    Every id's coordinates are rows of one buffer; its keys are collected in its own rows
+    when they fit (a 3-D sample of int32 coordinates has room for 1.5 keys per location),
+    else in a buffer beside it."""
     dtype = _coordinate_dtype(source.shape)
     ndim = len(source.shape)
     if wanted.size == 0:
         return []
     from fastseg._kernels import sampling as sampling_kernels
 
-    offsets = np.zeros(wanted.size + 1, np.int64)
-    np.cumsum(sizes, out=offsets[1:])
     view, transposed = source.view_3d()
     strides = _strides(source, transposed)
     blocks = _blocks(view, source.size)
-    slots = np.full(high + 1, -1, np.int64)
-    slots[wanted] = np.arange(wanted.size)
-    limits = _initial_limits(counts, sizes)
-    keys, found = sampling_kernels.bottom_k(
-        view, slots, offsets, sizes, limits, strides, seed_key, blocks
-    )
-    short = np.flatnonzero(found < sizes)
-    if short.size:
-        # Fewer keys than asked for lay below a limit (or the id has fewer voxels):
-        # those ids again, without limits.
-        slots[:] = -1
-        slots[wanted[short]] = np.arange(short.size)
-        again = np.zeros(short.size + 1, np.int64)
-        np.cumsum(sizes[short], out=again[1:])
-        unlimited = np.full(short.size, np.uint64(_ALL_ONES), np.uint64)
-        more, more_found = sampling_kernels.bottom_k(
-            view, slots, again, sizes[short], unlimited, strides, seed_key, blocks
-        )
-        for j, s in enumerate(short.tolist()):
-            n = more_found[j]
-            keys[offsets[s] : offsets[s] + n] = more[again[j] : again[j] + n]
-            found[s] = n
+    # Each id's rows start on an 8-byte boundary, so that its keys can be kept there.
+    region = -(-(sizes * (ndim * dtype.itemsize)) // 8)
+    region_starts = np.zeros(wanted.size + 1, np.int64)
+    np.cumsum(region, out=region_starts[1:])
+    store = np.empty(int(region_starts[-1]), np.uint64)
+    out = store.view(dtype)
+    per_word = 8 // dtype.itemsize
     shape = np.array(source.shape, np.int64)
-    result = []
-    for s in range(wanted.size):
-        chosen = keys[offsets[s] : offsets[s] + found[s]]
-        coordinates = np.empty((chosen.size, ndim), dtype)
-        sampling_kernels.keys_to_coordinates(chosen, seed_key, shape, coordinates)
-        result.append(coordinates)
-    return result
+    slots = np.full(high + 1, -1, np.int64)
+    pending = np.arange(wanted.size)
+    margin = _MARGIN
+    while pending.size:
+        slots[:] = -1
+        slots[wanted[pending]] = np.arange(pending.size)
+        limits, caps = _plan(counts[pending], block_counts[:, pending], sizes[pending], margin)
+        needed = caps.sum(axis=0)
+        in_side = needed > region[pending]
+        side_starts = np.zeros(pending.size, np.int64)
+        np.cumsum(np.where(in_side, needed, 0)[:-1], out=side_starts[1:])
+        side = np.empty(int(needed[in_side].sum()), np.uint64)
+        starts = np.cumsum(caps, axis=0) - caps
+        starts += np.where(in_side, side_starts, region_starts[pending])
+        fills = sampling_kernels.collect(
+            view, slots, limits, strides, seed_key, store, side, in_side, starts, caps, blocks
+        )
+        done = sampling_kernels.finish(
+            store, side, in_side, starts, caps, fills, sizes[pending], out,
+            region_starts[pending] * per_word, shape, seed_key,
+        )  # fmt: skip
+        del side
+        pending = pending[~done]
+        margin = 4 * margin + 1
+    return [
+        out[start : start + ndim * k].reshape(k, ndim)
+        for start, k in zip((region_starts[:-1] * per_word).tolist(), sizes.tolist(), strict=True)
+    ]
 
 
 def _blocks(view: np.ndarray, size: int) -> int:
     return max(1, min(chunks_for(size), int(view.shape[0] * view.shape[1])))
 
 
-def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
-    """Dense ids present (background included), their voxel counts, the largest id."""
+def _present(
+    source: LabelArray,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+    """Dense ids present (background included), their voxel counts, their counts per row
+    block of :func:`_sample`, the largest id."""
     if source.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((1, 0), np.int64), 0
     from fastseg._kernels import sampling as sampling_kernels
 
     if source.flat.itemsize <= 2:
@@ -247,9 +281,10 @@ def _present(source: LabelArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
     else:
         high = source.value_range()[1]
     view, _ = source.view_3d()
-    counts = sampling_kernels.count_ids(view, high + 1, _blocks(view, source.size))
+    tables = sampling_kernels.count_ids(view, high + 1, _blocks(view, source.size))
+    counts = tables.sum(axis=0)
     present = np.flatnonzero(counts)
-    return present, counts[present], high
+    return present, counts[present], tables[:, present], high
 
 
 @accepts_tensors
@@ -271,9 +306,11 @@ def locations(
     Each id gets a uniform sample without replacement of its voxels, all of them when
     it has fewer than asked for. Every voxel gets a pseudo-random key from the seed and
     its position; an id's sample is the set of its voxels with the smallest keys, found
-    in one pass that keeps one small heap per id. The sample is the same for a given
-    seed whatever the memory order of ``labels`` and the number of threads, and memory
-    follows the sample size, never the voxel count.
+    in one pass after a pass that counts the ids' voxels: from the counts each id gets a
+    key limit a little more than its sample lies below, and the keys under it are kept
+    in the memory of the result. The sample is the same for a given seed whatever the
+    memory order of ``labels`` and the number of threads, and memory follows the sample
+    size, never the voxel count.
 
     Parameters
     ----------
@@ -354,7 +391,7 @@ def locations(
 
     with thread_limit(threads):
         dense, old_ids = (source, None) if source.flat.itemsize <= 2 else dense_ids(source)
-        present, counts, high = _present(dense)
+        present, counts, block_counts, high = _present(dense)
         original = present if old_ids is None else old_ids[present]
         count_of = dict(zip(original.tolist(), counts.tolist(), strict=True))
         if requested is None:
@@ -366,7 +403,10 @@ def locations(
         sampled_counts = np.array([count_of[i] for i in sampled], np.int64)
         sizes = sample_sizes(sampled_counts, per_class, fraction)
         wanted = np.array([dense_of[i] for i in sampled], np.int64)
-        arrays = _sample(dense, wanted, sampled_counts, sizes, seed_key, high)
+        rows = np.searchsorted(present, wanted)
+        arrays = _sample(
+            dense, wanted, sampled_counts, block_counts[:, rows], sizes, seed_key, high
+        )
         empty = np.zeros((0, len(source.shape)), _coordinate_dtype(source.shape))
         by_id = dict(zip(sampled, arrays, strict=True))
         classes = {i: by_id.get(i, empty) for i in chosen}
@@ -414,11 +454,11 @@ def _with_instances(
         class_of = fastseg.component_values(instance_map.original, source.original).astype(
             np.uint64
         )
-    present, counts, high = _present(instance_map)
+    present, counts, block_counts, high = _present(instance_map)
     keep = (present != 0) & np.isin(class_of[present], list(classes))
-    present, counts = present[keep], counts[keep]
+    present, counts, block_counts = present[keep], counts[keep], block_counts[:, keep]
     sizes = np.minimum(counts, per_instance)
-    arrays = _sample(instance_map, present, counts, sizes, seed_key, high)
+    arrays = _sample(instance_map, present, counts, block_counts, sizes, seed_key, high)
     names = present if old_ids is None else old_ids[present]
     return Locations(
         classes=result.classes,

@@ -654,6 +654,31 @@ def test_real_volume_on_cluster(client: Client) -> None:
     assert_same_stats(fdask.stats(darr, spacing=(1, 1, 2)), fastseg.stats(whole, spacing=(1, 1, 2)))
 
 
+@pytest.mark.parametrize("first_order", ["F", "C"])
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_second_pass_reads_blocks_in_another_memory_order(
+    first_order: str, connectivity: int
+) -> None:
+    """The second pass may get a block in another memory order than the first:
+    dask.distributed sends non-contiguous blocks between workers as C-ordered copies,
+    while a block sliced from a Fortran-ordered volume is read as a Fortran-ordered
+    copy. The ids must not depend on it."""
+    labels = np.asfortranarray(np.random.default_rng(7).integers(0, 3, (20, 18, 16), np.uint8))
+    reads: dict[tuple[int, ...], int] = {}
+    orders = (first_order, "C" if first_order == "F" else "F")
+
+    def read(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        where = tuple(block_info[0]["chunk-location"])
+        reads[where] = reads.get(where, 0) + 1
+        return np.array(block, order=orders[(reads[where] - 1) % 2])
+
+    darr = da.from_array(labels, chunks=(7, 6, 5)).map_blocks(read, dtype=labels.dtype)
+    result = fdask.label(darr, connectivity=connectivity).compute(scheduler="sync")
+    assert len(reads) == 3 * 3 * 4
+    assert set(reads.values()) == {2}  # each block read twice, once per pass
+    assert_same_components(result, labels, connectivity=connectivity)
+
+
 @pytest.mark.parametrize("offset", [True, False], ids=["ids-per-tile", "same-ids"])
 def test_tiled_real_volume(offset: bool) -> None:
     """A corner of the Platynereis nuclei tiled 2 x 2 x 1, in blocks that do not align

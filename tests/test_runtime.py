@@ -200,3 +200,63 @@ def test_cache_dir_variables_override_the_users_directory(tmp_path: Path, variab
     )
     assert warm["counts"][0] > 0
     assert warm["counts"][1] == 0
+
+
+# Each process slows numba's reading of a cache index, so that both read the index of a
+# kernel before either writes it back: the moment two cold processes can collide.
+CONCURRENT_SAVE_SCRIPT = """
+import sys, time
+import numpy as np
+import numba.core.caching as caching
+read_index = caching.IndexDataCacheFile._load_index
+def slow_read_index(self):
+    overloads = read_index(self)
+    time.sleep(1.0)
+    return overloads
+caching.IndexDataCacheFile._load_index = slow_read_index
+import fastseg
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+print(fastseg.unique(np.array([3, 0, 3], sys.argv[1])).tolist())
+"""
+
+
+def test_processes_compiling_one_kernel_for_different_dtypes_keep_both(tmp_path: Path) -> None:
+    """Two cold processes that compile the same kernels for different dtypes at the same
+    time (data loader workers, ``fastseg -j``) each keep their own cache entries: a
+    fresh process loads both and gets each dtype's own result."""
+    env = {**os.environ, "FASTSEG_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    script = textwrap.dedent(CONCURRENT_SAVE_SCRIPT)
+    start = str(__import__("time").time() + 3.0)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, dtype, start],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for dtype in ("uint8", "uint16")
+    ]
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        assert out.split() == ["[0,", "3]"]
+    check = """
+    import json, numpy as np, fastseg
+    from fastseg._jit import compile_counts
+    values = [fastseg.unique(np.array([3, 0, 3], d)).tolist() for d in ("uint8", "uint16")]
+    print(json.dumps({"values": values, "counts": compile_counts()}))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(check)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["values"] == [[0, 3], [0, 3]]
+    assert report["counts"][1] == 0  # both dtypes' kernels loaded, none compiled again

@@ -125,10 +125,13 @@ def test_bad_files(tmp_path: Path) -> None:
     fastseg.write_index(path, blocky_volume((6, 5, 4), 3, 2, seed=0), seed=0)
     data = path.read_bytes()
     assert data[:8] == b"\x89FSIDX\r\n"
-    newer = tmp_path / "newer.fsidx"
-    newer.write_bytes(data[:8] + (99).to_bytes(4, "little") + data[12:])
-    with pytest.raises(ValueError, match="version 99 sample index; this fastseg reads version 2"):
-        fastseg.load_index(newer)
+    for version in (2, 99):
+        other = tmp_path / f"version{version}.fsidx"
+        other.write_bytes(data[:8] + version.to_bytes(4, "little") + data[12:])
+        with pytest.raises(
+            ValueError, match=f"version {version} sample index; this fastseg reads version 3"
+        ):
+            fastseg.load_index(other)
     for j, damaged in enumerate(
         [data[:-1], data[:40] + bytes([data[40] ^ 1]) + data[41:], data + b"\0"]
     ):
@@ -215,6 +218,104 @@ def test_one_id_decodes_alone(tmp_path: Path) -> None:
     np.testing.assert_array_equal(lazy.flat(int(written.ids[0])), written.flat(int(written.ids[0])))
 
 
+def _header(path: Path) -> dict[str, object]:
+    import json
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    _, _, size, _ = struct.unpack_from("<8sIII", data)
+    unpacked = zlib.decompress(data[20 : 20 + size])
+    (text,) = struct.unpack_from("<I", unpacked)
+    header: dict[str, object] = json.loads(unpacked[4 : 4 + text])
+    return header
+
+
+@pytest.mark.parametrize(
+    ("shape", "ids", "kwargs"),
+    [
+        ((16, 16, 16), 8, {"mode": "nnunet"}),
+        ((24, 20, 18), 8, {"per_class": 600, "ids": [0, 2, 5, 7, 12]}),
+        ((40, 36), 5, {"per_class": 100, "per_instance": 2}),
+        ((30, 30, 30), 400, {"per_class": 40}),  # uint16 class map
+    ],
+)
+def test_the_class_map_round_trips(
+    tmp_path: Path, shape: tuple[int, ...], ids: int, kwargs: dict[str, object]
+) -> None:
+    labels = blocky_volume(shape, ids, 2, seed=1).astype(np.uint16)
+    path = tmp_path / "case.fsidx"
+    written = fastseg.write_index(path, labels, seed=3, **kwargs)
+    header = _header(path)
+    assert "map" in header, header
+    lazy = fastseg.load_index(path, shape=labels.shape)
+    for i in written.ids.tolist()[::-1]:
+        np.testing.assert_array_equal(lazy.flat(i), written.flat(i))
+    assert lazy._samples[0]._all is None  # one class at a time
+    loaded = fastseg.load_index(path)
+    _assert_same(written, loaded)
+    # Each class's sample is the reference's bottom-k.
+    counts = dict(zip(*ref.unique(labels), strict=True))
+    per_class = kwargs.get("per_class", 10_000)
+    assert isinstance(per_class, int)
+    for i, size in zip(written.ids.tolist(), np.diff(written.offsets).tolist(), strict=True):
+        if counts.get(i, 0) and "mode" not in kwargs:
+            assert size == min(per_class, counts[i])
+            expected = ref.locations_reference(labels, {i: size}, 3)[i]
+            flat = np.ravel_multi_index(tuple(np.array(expected).T), labels.shape)
+            assert loaded.flat(i).tolist() == sorted(flat.tolist())
+    again = tmp_path / "again.fsidx"
+    fastseg.write_index(again, loaded)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_background_as_a_class(tmp_path: Path) -> None:
+    labels = np.zeros((30, 20, 10), np.uint8)
+    labels[5:25, 3:17, 2:9] = 1
+    labels[10:12, 8:9, 4:6] = 2
+    path = tmp_path / "case.fsidx"
+    written = fastseg.write_index(path, labels, per_class=20, ids=[0, 2], seed=1)
+    assert "map" not in _header(path)
+    loaded = fastseg.load_index(path)
+    _assert_same(written, loaded)
+    assert loaded.bbox[0].tolist() == [[0, 30], [0, 20], [0, 10]]
+    assert loaded.bbox[1].tolist() == [[10, 12], [8, 9], [4, 6]]
+    expected = ref.locations_reference(labels, {0: 20}, 1)[0]
+    flat = np.ravel_multi_index(tuple(np.array(expected).T), labels.shape)
+    assert loaded.flat(0).tolist() == sorted(flat.tolist())
+
+
+def test_a_damaged_class_map_is_an_error(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    path = tmp_path / "case.fsidx"
+    fastseg.write_index(path, blocky_volume((16, 16, 16), 8, 4, seed=0), mode="nnunet", seed=0)
+    assert "map" in _header(path)
+    data = bytearray(path.read_bytes())
+    data[-20:] = bytes(20)  # the end of the class map
+    struct.pack_into("<I", data, 16, zlib.crc32(bytes(data[20:])))
+    damaged = tmp_path / "damaged.fsidx"
+    damaged.write_bytes(bytes(data))
+    index = fastseg.load_index(damaged)  # the map is read when a class is asked for
+    with pytest.raises(ValueError, match="class map"):
+        _ = index.indices
+
+
+def test_short_key_limits_keep_the_sample_and_drop_the_next_key() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        a, b = sorted(int(x) * 4 + 3 for x in rng.integers(0, 2**62, 2, dtype=np.int64))
+        if rng.random() < 0.3:
+            b = a + 1
+        bits, prefix = sample_index._short_limit(a, b)
+        limit = sample_index._limit_of(bits, prefix)
+        assert a <= limit < b
+        coded = sample_index._encode_limits([(bits, prefix), (0, 0)])
+        decoded = sample_index._decode_limits(np.array([bits, 0], np.uint8), coded[2:])
+        assert decoded.tolist() == [limit, 2**64 - 1]
+
+
 def test_the_file_keys_equal_the_sampling_keys() -> None:
     flat = np.array([0, 1, 5, 2**40 + 3, 10**15], np.int64)
     for seed in (0, 7, 2**70):
@@ -281,13 +382,15 @@ def test_index_files_are_no_larger_than_the_label_files(tmp_path: Path) -> None:
     # nnU-Net-sized samples of real label maps and of a small synthetic one; nnU-Net's
     # own pickle holds them as int64 coordinates (24 bytes a location).
     folder = shared_data_path("torso_labels.nii.gz", "aal.nii.gz", "platynereis_nuclei.nii.gz")
-    small = tmp_path / "small.nii.gz"
-    fastseg.save(small, blocky_volume((32, 32, 32), 8, 4, seed=0), affine=np.eye(4))
+    small = []
+    for side in (16, 32, 64):
+        small.append(tmp_path / f"small{side}.nii.gz")
+        fastseg.save(small[-1], blocky_volume((side,) * 3, 8, 4, seed=0), affine=np.eye(4))
     for source in [
         folder / "torso_labels.nii.gz",
         folder / "aal.nii.gz",
         folder / "platynereis_nuclei.nii.gz",
-        small,
+        *small,
     ]:
         path = tmp_path / "case.fsidx"
         index = fastseg.write_index(path, source, mode="nnunet", seed=0)

@@ -19,6 +19,7 @@ from scipy.stats import chisquare
 from strategies import blocky_volume, label_arrays, layout
 
 import fastseg
+from fastseg._kernels import sampling as sampling_kernels
 from fastseg.sampling import sample_sizes
 
 
@@ -128,6 +129,64 @@ def test_large_classes_use_the_limit_and_agree_with_an_unlimited_run() -> None:
     assert _as_lists({2: found[2]})[2] == expected
     assert len({tuple(r) for r in found[1].tolist()}) == 40
     assert (labels[tuple(found[1].T)] == 1).all()
+
+
+def _numpy_bottom_k(labels: np.ndarray, value: int, k: int, seed: int) -> np.ndarray:
+    """The coordinates of the ``k`` voxels of ``value`` with the smallest keys, in key
+    order: the reference's keys in numpy's wrapping uint64 arithmetic."""
+    flat = np.flatnonzero(labels.ravel() == value).astype(np.uint64)
+    z = flat * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ref.seed_state(seed))
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    chosen = flat[np.argsort(z, kind="stable")[:k]].astype(np.int64)
+    return np.stack(np.unravel_index(chosen, labels.shape), axis=1)
+
+
+def _big_classes() -> np.ndarray:
+    labels = np.zeros((60, 50, 40), np.uint8)
+    labels[:30] = 1
+    labels[30:, :25] = 2
+    labels[30:, 25:, ::3] = 3
+    labels[45:, 40:, :] = 4
+    return labels
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_samples_kept_in_the_result_rows_equal_numpy_bottom_k(threads: int, order: str) -> None:
+    # 3,000 of 10,000 to 60,000 voxels: the keys fit in the rows of the result.
+    labels = np.asarray(_big_classes(), order=order)
+    found = fastseg.locations(labels, per_class=3000, seed=12, threads=threads)
+    expected = {v: _numpy_bottom_k(labels, v, 3000, 12) for v in (1, 2, 3, 4)}
+    for value in (1, 2, 3, 4):
+        np.testing.assert_array_equal(found[value], expected[value])
+        assert found[value].dtype == np.int32
+    found[2][:] = -1  # each class has rows of its own
+    for value in (1, 3, 4):
+        np.testing.assert_array_equal(found[value], expected[value])
+
+
+def test_ids_short_of_their_sample_are_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No margin: most ids find fewer keys below their limit than they need, or a block
+    # finds more than its room; they are drawn again with a wider margin.
+    import fastseg.sampling as sampling
+
+    calls: list[int] = []
+    finish = sampling_kernels.finish
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return finish(*args)
+
+    monkeypatch.setattr(sampling, "_MARGIN", 0.0)
+    monkeypatch.setattr(sampling_kernels, "finish", counted)
+    labels = _big_classes()
+    for threads in (1, 2):
+        found = fastseg.locations(labels, per_class=700, seed=3, threads=threads)
+        for value in (1, 2, 3, 4):
+            np.testing.assert_array_equal(found[value], _numpy_bottom_k(labels, value, 700, 3))
+    assert len(calls) > 2
 
 
 def test_tensors_and_nifti_images() -> None:

@@ -4,18 +4,23 @@ Every voxel gets a 64-bit key computed from the seed and its row-major (C-order)
 the caller's array: a bijective mix, so keys are distinct and the voxel can be recovered
 from its key. The sample of an id is the set of its voxels with the ``k`` smallest keys:
 a uniform sample without replacement, and a set that does not depend on the order the
-voxels are visited in (memory order, row blocks, thread count). Memory is one max-heap of
-``k`` keys per id and block, never a table of voxels.
+voxels are visited in (memory order, row blocks, thread count).
+
+The caller gives each id a key limit below which a little more than ``k`` of its keys
+lie, and each row block room for about its share of them (from the block's count of
+the id's voxels): :func:`collect` stores every key at or below the limit, :func:`finish`
+sorts an id's keys and writes the coordinates of the ``k`` smallest, in the memory of
+the result when the keys fit there. Memory is the result, never a table of voxels.
 
 The view ``(S0, S1, S2)`` is C-contiguous with ids below ``slots.size``; ``slots[v]`` is
-the heap of id ``v`` (-1: not sampled).
+the slot of id ``v`` (-1: not sampled).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastseg._jit import kernel, run_chunks
+from fastseg._jit import current_threads, kernel, run_chunks
 from fastseg._kernels._chunks import chunk_bounds, run_end
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -68,75 +73,23 @@ def voxel_index(key: np.uint64, seed_key: np.uint64) -> np.uint64:
 
 
 @kernel()
-def _sift_down(heap: np.ndarray, start: int, size: int) -> None:
-    """Restore the max-heap ``heap[start:start + size]`` after its top was replaced."""
-    i = 0
-    value = heap[start]
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and heap[start + child + 1] > heap[start + child]:
-            child += 1
-        if heap[start + child] <= value:
-            break
-        heap[start + i] = heap[start + child]
-        i = child
-    heap[start + i] = value
-
-
-@kernel()
-def _push(heap: np.ndarray, start: int, size: int, key: np.uint64) -> None:
-    """Add ``key`` to the max-heap ``heap[start:start + size]`` (room for one more)."""
-    i = size
-    while i > 0:
-        parent = (i - 1) // 2
-        if heap[start + parent] >= key:
-            break
-        heap[start + i] = heap[start + parent]
-        i = parent
-    heap[start + i] = key
-
-
-@kernel()
-def _insert(
-    heap: np.ndarray,
-    start: int,
-    sizes: np.ndarray,
-    s: int,
-    cap: int,
-    key: np.uint64,
-    limits: np.ndarray,
-) -> None:
-    """Offer ``key`` to the heap of slot ``s`` (``key`` is below its limit)."""
-    size = sizes[s]
-    if size < cap:
-        _push(heap, start, size, key)
-        sizes[s] = size + 1
-        if size + 1 == cap:
-            limits[s] = heap[start]
-    else:
-        heap[start] = key
-        _sift_down(heap, start, size)
-        limits[s] = heap[start]
-
-
-@kernel()
-def _sample_block(
+def _collect_block(
     flat: np.ndarray,
     n1: int,
     first: int,
     last: int,
     slots: np.ndarray,
-    offsets: np.ndarray,
-    capacity: np.ndarray,
+    limits: np.ndarray,
     plane_stride: np.uint64,
     row_stride: np.uint64,
     column_stride: np.uint64,
     seed_key: np.uint64,
-    heap: np.ndarray,
-    sizes: np.ndarray,
-    limits: np.ndarray,
+    store: np.ndarray,
+    side: np.ndarray,
+    in_side: np.ndarray,
+    starts: np.ndarray,
+    caps: np.ndarray,
+    fills: np.ndarray,
 ) -> None:
     n2 = flat.shape[1]
     for r in range(first, last):
@@ -149,101 +102,159 @@ def _sample_block(
             if s >= 0:
                 limit = limits[s]
                 # Most keys lie above the limit: a branch-free look first, which the
-                # compiler can vectorise, then the few keys below it one by one.
+                # compiler can vectorise, then the few keys at or below it one by one.
                 below = 0
                 for i in range(x, stop):
                     key = voxel_key(base + np.uint64(i) * column_stride, seed_key)
-                    below += key < limit
+                    below += key <= limit
                 if below:
-                    start = offsets[s]
-                    cap = capacity[s]
+                    buffer = side if in_side[s] else store
+                    start = starts[s]
+                    cap = caps[s]
+                    filled = fills[s]
                     for i in range(x, stop):
                         key = voxel_key(base + np.uint64(i) * column_stride, seed_key)
-                        if key < limits[s]:
-                            _insert(heap, start, sizes, s, cap, key, limits)
+                        if key <= limit:
+                            if filled < cap:
+                                buffer[start + filled] = key
+                            filled += 1
+                    fills[s] = filled
             x = stop
 
 
 @kernel()
-def _sample_chunk(
+def _collect_chunk(
     flat: np.ndarray,
     n1: int,
     slots: np.ndarray,
-    offsets: np.ndarray,
-    capacity: np.ndarray,
+    limits: np.ndarray,
     strides: np.ndarray,
     seed_key: np.uint64,
-    heaps: np.ndarray,
-    sizes: np.ndarray,
-    limits: np.ndarray,
+    store: np.ndarray,
+    side: np.ndarray,
+    in_side: np.ndarray,
+    starts: np.ndarray,
+    caps: np.ndarray,
+    fills: np.ndarray,
     b: int,
     blocks: int,
 ) -> None:
     first, last = chunk_bounds(flat.shape[0], blocks, b)
-    _sample_block(
-        flat, n1, first, last, slots, offsets, capacity,
+    _collect_block(
+        flat, n1, first, last, slots, limits,
         np.uint64(strides[0]), np.uint64(strides[1]), np.uint64(strides[2]), seed_key,
-        heaps[b], sizes[b], limits[b],
+        store, side, in_side, starts[b], caps[b], fills[b],
     )  # fmt: skip
 
 
 @kernel()
-def _merge_heaps(
-    heaps: np.ndarray, sizes: np.ndarray, offsets: np.ndarray, capacity: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per slot, the smallest ``capacity`` keys of every block's heap, ascending."""
-    blocks, n_slots = sizes.shape
-    keys = np.empty(offsets[n_slots], np.uint64)
-    found = np.zeros(n_slots, np.int64)
-    for s in range(n_slots):
-        start = offsets[s]
-        gathered = 0
+def _finish_chunk(
+    store: np.ndarray,
+    side: np.ndarray,
+    in_side: np.ndarray,
+    starts: np.ndarray,
+    caps: np.ndarray,
+    fills: np.ndarray,
+    sizes: np.ndarray,
+    out: np.ndarray,
+    out_starts: np.ndarray,
+    shape: np.ndarray,
+    seed_key: np.uint64,
+    done: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    blocks = starts.shape[0]
+    ndim = shape.size
+    first, last = chunk_bounds(sizes.size, chunks, c)
+    for s in range(first, last):
+        buffer = side if in_side[s] else store
+        base = starts[0, s]
+        total = 0
+        overflow = False
         for b in range(blocks):
-            gathered += sizes[b, s]
-        merged = np.empty(gathered, np.uint64)
-        j = 0
-        for b in range(blocks):
-            for i in range(sizes[b, s]):
-                merged[j] = heaps[b, start + i]
-                j += 1
-        merged.sort()
-        n = min(gathered, capacity[s])
-        keys[start : start + n] = merged[:n]
-        found[s] = n
-    return keys, found
+            filled = fills[b, s]
+            if filled > caps[b, s]:
+                overflow = True
+                break
+            source = starts[b, s]
+            target = base + total
+            if source != target:
+                for i in range(filled):
+                    buffer[target + i] = buffer[source + i]
+            total += filled
+        k = sizes[s]
+        if overflow or total < k:
+            done[s] = False
+            continue
+        buffer[base : base + total].sort()
+        # Coordinates from the last to the first: in a class's own region, row j starts
+        # at or after key j's bytes, so it only overwrites keys already turned into rows.
+        position = out_starts[s] + ndim * (k - 1)
+        for j in range(k - 1, -1, -1):
+            index = voxel_index(buffer[base + j], seed_key)
+            for d in range(ndim - 1, -1, -1):
+                extent = np.uint64(shape[d])
+                out[position + d] = index % extent
+                index = index // extent
+            position -= ndim
+        done[s] = True
 
 
-def bottom_k(
+def collect(
     view: np.ndarray,
     slots: np.ndarray,
-    offsets: np.ndarray,
-    capacity: np.ndarray,
-    initial_limits: np.ndarray,
+    limits: np.ndarray,
     strides: np.ndarray,
     seed_key: np.uint64,
+    store: np.ndarray,
+    side: np.ndarray,
+    in_side: np.ndarray,
+    starts: np.ndarray,
+    caps: np.ndarray,
     blocks: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest ``capacity[s]`` keys below ``initial_limits[s]`` of the voxels of
-    each slot ``s``, ascending, and how many there are.
-
-    ``offsets`` (one more entry than slots) places slot ``s`` at
-    ``keys[offsets[s]:offsets[s] + found[s]]``; ``strides`` turns view coordinates
-    (plane, row, column) into the caller's C-order index. Row blocks keep heaps of their
-    own, merged at the end: the result does not depend on ``blocks``. A limit only
-    skips keys that cannot be among the smallest when at least ``capacity[s]`` keys lie
-    below it; the caller checks that and runs again without limit otherwise.
-    """
+) -> np.ndarray:
+    """Write the keys at most ``limits[s]`` of the voxels of each slot ``s`` into
+    ``side`` (when ``in_side[s]``) or ``store``, row block ``b``'s at ``starts[b, s]``,
+    at most ``caps[b, s]`` of them; return how many each block found (above its cap:
+    it overflowed). ``strides`` turns view coordinates (plane, row, column) into the
+    caller's C-order index."""
     n0, n1, n2 = view.shape
     flat = view.reshape(n0 * n1, n2)
-    n_slots = capacity.size
-    heaps = np.empty((blocks, int(offsets[n_slots])), np.uint64)
-    sizes = np.zeros((blocks, n_slots), np.int64)
-    limits = np.repeat(initial_limits[None, :], blocks, axis=0)
+    fills = np.zeros(caps.shape, np.int64)
     run_chunks(
-        _sample_chunk, blocks, flat, n1, slots, offsets, capacity, strides, seed_key,
-        heaps, sizes, limits,
+        _collect_chunk, blocks, flat, n1, slots, limits, strides, seed_key, store, side,
+        in_side, starts, caps, fills,
     )  # fmt: skip
-    return _merge_heaps(heaps, sizes, offsets, capacity)
+    return fills
+
+
+def finish(
+    store: np.ndarray,
+    side: np.ndarray,
+    in_side: np.ndarray,
+    starts: np.ndarray,
+    caps: np.ndarray,
+    fills: np.ndarray,
+    sizes: np.ndarray,
+    out: np.ndarray,
+    out_starts: np.ndarray,
+    shape: np.ndarray,
+    seed_key: np.uint64,
+) -> np.ndarray:
+    """Per slot ``s``, the coordinates of the voxels of its ``sizes[s]`` smallest
+    collected keys, in ascending key order, written at ``out[out_starts[s]:]`` (``ndim``
+    values per voxel); False where a block overflowed or fewer keys were collected (the
+    slot must be drawn again). ``out`` may share ``store``'s memory when each slot's keys
+    lie in its own rows of ``out``: keys are sorted in place, then turned into rows from
+    the last."""
+    done = np.zeros(sizes.size, np.bool_)
+    chunks = max(1, min(current_threads(), sizes.size))
+    run_chunks(
+        _finish_chunk, chunks, store, side, in_side, starts, caps, fills, sizes, out,
+        out_starts, shape, seed_key, done,
+    )  # fmt: skip
+    return done
 
 
 @kernel()
@@ -261,23 +272,9 @@ def _count_chunk(flat: np.ndarray, tables: np.ndarray, b: int, blocks: int) -> N
 
 
 def count_ids(view: np.ndarray, n_ids: int, blocks: int) -> np.ndarray:
-    """Voxels of each id below ``n_ids``, counted run by run."""
+    """Voxels of each id below ``n_ids`` in each row block, counted run by run:
+    ``(blocks, n_ids)``."""
     n0, n1, n2 = view.shape
     tables = np.zeros((blocks, n_ids), np.int64)
     run_chunks(_count_chunk, blocks, view.reshape(n0 * n1, n2), tables)
-    counts: np.ndarray = tables.sum(axis=0)
-    return counts
-
-
-@kernel()
-def keys_to_coordinates(
-    keys: np.ndarray, seed_key: np.uint64, shape: np.ndarray, out: np.ndarray
-) -> None:
-    """Write the caller's coordinates of each key's voxel into the rows of ``out``."""
-    ndim = shape.size
-    for j in range(keys.size):
-        index = voxel_index(keys[j], seed_key)
-        for d in range(ndim - 1, -1, -1):
-            extent = np.uint64(shape[d])
-            out[j, d] = index % extent
-            index = index // extent
+    return tables

@@ -72,6 +72,8 @@ class _Pieces:
     """Input value of each piece (index 0: background)."""
     first: np.ndarray
     """Row-major index into the whole volume of each piece's first voxel."""
+    transposed: bool
+    """Whether the block was labelled as its transpose (it was Fortran-ordered)."""
 
 
 class _Runs(NamedTuple):
@@ -88,11 +90,25 @@ class _Runs(NamedTuple):
     """Input value of each piece, in the block's dtype (index 0: background)."""
 
 
-def _runs(block: np.ndarray, connectivity: int, background: int) -> _Runs:
-    """Label a (3-D) block by runs, without painting it."""
+def _runs(
+    block: np.ndarray, connectivity: int, background: int, transposed: bool | None = None
+) -> _Runs:
+    """Label a (3-D) block by runs, without painting it; as its transpose (Fortran order)
+    or not as ``transposed`` says, or as its memory order says when it is None.
+
+    Pieces are numbered by their first run in the order the runs are read, so the
+    second pass has to read a block in the first pass's order. The same block may come
+    in another memory order the second time: a slice of a Fortran-ordered volume is
+    copied as such where it is read, but dask.distributed sends non-contiguous arrays
+    between workers in C order.
+    """
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
-    source = as_label_array(compact(block))
+    block = compact(block)
+    fortran = block.flags.f_contiguous and not block.flags.c_contiguous  # as_label_array's rule
+    if transposed is not None and transposed != fortran:
+        block = np.asfortranarray(block) if transposed else np.ascontiguousarray(block)
+    source = as_label_array(block)
     view, transposed = source.view_3d()
     if source.size:
         row_offsets, run_start, pieces, flat_values = blockfaces_kernels.block_runs(
@@ -149,7 +165,7 @@ def _label_block(
         sides = tuple(layers[2 * (2 - axis) + last].T for axis in range(3) for last in (0, 1))
     else:
         sides = layers
-    return _Pieces(offset, runs.values, first), sides
+    return _Pieces(offset, runs.values, first, runs.transposed), sides
 
 
 Near = tuple[Any, ...]
@@ -219,9 +235,10 @@ def _resolve(
     dtype: np.dtype[Any],
     values_dtype: np.dtype[Any],
     background: int,
-) -> tuple[list[np.ndarray], int, np.ndarray]:
+) -> tuple[list[tuple[np.ndarray, bool]], int, np.ndarray]:
     """Join the pieces of every block: per block, a table from its own ids to the final
-    ids; the number of components; the input value of each component."""
+    ids and the order it was labelled in; the number of components; the input value of
+    each component."""
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
     counts = np.array([s.values.size - 1 for s in summaries], np.int64)
@@ -242,22 +259,31 @@ def _resolve(
     values[0] = background
     values[number] = np.concatenate([s.values[1:] for s in summaries])
     tables = [
-        np.concatenate([np.zeros(1, np.int64), number[node_start[b] : node_start[b + 1]]])
+        (
+            np.concatenate([np.zeros(1, np.int64), number[node_start[b] : node_start[b + 1]]]),
+            summaries[b].transposed,
+        )
         for b in range(len(summaries))
     ]
     return tables, count, values
 
 
 def _number_block(
-    block: np.ndarray, connectivity: int, background: int, table: np.ndarray, dtype: str
+    block: np.ndarray,
+    connectivity: int,
+    background: int,
+    numbering: tuple[np.ndarray, bool],
+    dtype: str,
 ) -> np.ndarray:
-    """A block's final numbers: labelled again (the same pieces as the first time) and
-    painted through its table, always in C order: dask joins blocks into a C-ordered
-    array (zarr stores them so), where Fortran-ordered ones would be transposed."""
+    """A block's final numbers: labelled again, in the first pass's order (so the same
+    pieces as the first time), and painted through its table, always in C order: dask
+    joins blocks into a C-ordered array (zarr stores them so), where Fortran-ordered
+    ones would be transposed."""
     from fastseg._kernels import blockfaces as blockfaces_kernels
     from fastseg._kernels import components as components_kernels
 
-    runs = _runs(block, connectivity, background)
+    table, transposed = numbering
+    runs = _runs(block, connectivity, background, transposed)
     out = np.empty(block.shape, dtype)
     if not out.size:
         return out
