@@ -292,8 +292,11 @@ def _link_row(
     connectivity: int,
     row: int,
     lowest: int,
-) -> None:
-    """Union the runs of ``row`` with the touching runs of earlier rows ``>= lowest``.
+    before_same_c: bool,
+) -> bool:
+    """Union the runs of ``row`` with the touching runs of earlier rows ``>= lowest``;
+    return whether the row has the same runs as C (below). ``before_same_c`` is what
+    this returned for the row before, linked just before in the same pass, or False.
 
     Rows are ``plane * n1 + y``; the earlier neighbours of A = (plane, y) are
     B = (plane, y-1), C = (plane-1, y), D = (plane-1, y-1) and E = (plane-1, y+1).
@@ -308,7 +311,8 @@ def _link_row(
     and, at 26, B as well; a row the same as both is joined to B only (B and C touch
     run by run through their edge at 18 and 26). Every skipped contact is thus a union of
     contacts linked at some point, in this slab or at the seams, so the components are
-    the same.
+    the same. A row the same as B, where B was the same as its own C (that is D) and C
+    repeats D, is the same as C without comparing them.
     """
     y = row % n1
     face = connectivity != 6
@@ -319,7 +323,10 @@ def _link_row(
     has_c = row - n1 >= lowest
     # Rows that hold the same values have the same runs.
     same_b = has_b and repeats[row]
-    same_c = has_c and _same_runs(row_offsets, run_start, run_value, row, row - n1)
+    same_c = has_c and (
+        (same_b and before_same_c and repeats[row - n1])
+        or _same_runs(row_offsets, run_start, run_value, row, row - n1)
+    )
     # Arguments spelled out: passing them as a packed tuple made this loop 25% slower.
     if same_b:
         _link_same(background, run_value, parent, i, np.uint64(row_offsets[row - 1]), n)
@@ -328,7 +335,7 @@ def _link_row(
             n2, background, run_start, run_value, parent, i, np.uint64(row_offsets[row - 1]), face
         )
     if not has_c:
-        return
+        return False
     if same_c:
         if not (same_b and face):
             _link_same(background, run_value, parent, i, np.uint64(row_offsets[row - n1]), n)
@@ -347,6 +354,7 @@ def _link_row(
                 n2, background, run_start, run_value, parent,
                 i, np.uint64(row_offsets[row - n1 + 1]), edge,
             )  # fmt: skip
+    return same_c
 
 
 def link_runs(
@@ -389,10 +397,11 @@ def _link_seams(
     for s in range(1, slabs):
         first, last = _slab_rows(row_offsets, slabs, s)
         # Neighbours reach back at most n1 + 1 rows.
+        same_c = False
         for r in range(first, min(last, first + n1 + 1)):
-            _link_row(
+            same_c = _link_row(
                 n1, n2, background, row_offsets, repeats, run_start, run_value, parent,
-                connectivity, r, 0,
+                connectivity, r, 0, same_c,
             )  # fmt: skip
 
 
@@ -444,6 +453,7 @@ def _link_slab(
     slabs: int,
 ) -> None:
     first, last = _slab_rows(row_offsets, slabs, s)
+    same_c = False
     for r in range(first, last):
         # Each row is set up just before it is linked, while its entries are in cache;
         # linking it touches only it and earlier rows.
@@ -451,9 +461,9 @@ def _link_slab(
         for k in range(row_offsets[r], end):
             parent[k] = -1 if np.uint64(run_value[k]) == background else k
         parent[end] = -1
-        _link_row(
+        same_c = _link_row(
             n1, n2, background, row_offsets, repeats, run_start, run_value, parent,
-            connectivity, r, first,
+            connectivity, r, first, same_c,
         )  # fmt: skip
 
 
