@@ -307,7 +307,8 @@ def _fill_enclosed(
 
     from fastseg._kernels import cleanup as cleanup_kernels
 
-    choice = cleanup_kernels.enclosing_labels(
+    choice = np.full(n_regions, -1, np.int64)
+    cleanup_kernels.enclosing_labels(
         region_value,
         sizes,
         is_background,
@@ -317,6 +318,10 @@ def _fill_enclosed(
         candidates,
         first_node,
         by_value,
+        choice,
+        np.full(n_regions, np.iinfo(np.int64).max, np.int64),
+        np.zeros(n_regions, np.int64),
+        np.empty(n_regions, np.int64),
     )
     chosen = choice >= 0
     table[chosen] = candidates[choice[chosen]]

@@ -141,10 +141,10 @@ def label(
         n_runs = int(row_offsets[-1])
         # The run starts and the runs' components stay until painting, which hands
         # them back as it passes them (see _paint_in_pieces).
-        start_scratch = Scratch(n_runs, np.int32 if n2 < 2**31 else np.int64)
+        start_scratch = Scratch(n_runs, components_kernels.run_start_dtype(n2))
         parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         run_start, parent = start_scratch.array, parent_scratch.array
-        run_value = np.empty(n_runs, view.dtype)
+        run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
         if n_runs:
             components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
             components_kernels.link_runs(
@@ -185,7 +185,7 @@ def label(
     if transposed:
         out = out.T
     values = (
-        values_flat.view(source.dtype)
+        values_flat.astype(np.uint8).view(source.dtype)
         if source.dtype.kind == "b"
         else values_flat.astype(source.dtype)
     )
@@ -221,8 +221,8 @@ def _paint_in_pieces(
     if table_bytes >= MIN_BYTES:
         pieces = max(pieces, -(-table_bytes // _PIECE_BYTES))
     pieces = min(pieces, rows)
-    cuts = np.searchsorted(row_offsets, np.arange(pieces + 1) * n_runs // pieces).tolist()
-    cuts[-1] = rows
+    bounds = components_kernels.slab_bounds(row_offsets, pieces)
+    cuts = bounds.tolist()
     done = [False] * pieces
     painted = 0  # pieces 0 .. painted - 1 are all done
     lock = threading.Lock()
@@ -230,9 +230,9 @@ def _paint_in_pieces(
     def paint_piece(t: int) -> None:
         nonlocal painted
         if cuts[t + 1] > cuts[t]:
-            components_kernels.paint(
-                out_view, row_offsets, run_start.array, parent.array, numbers, 1,
-                (cuts[t], cuts[t + 1]), repeats,
+            components_kernels.paint_piece(
+                out_view, row_offsets, run_start.array, parent.array, numbers, repeats,
+                bounds, t,
             )  # fmt: skip
         with lock:
             done[t] = True

@@ -24,16 +24,12 @@ def table_bits(n_keys: int) -> int:
 
 
 @kernel()
-def slot_of(key: np.uint64, bits: int) -> np.int64:
-    """Home slot of ``key`` (Fibonacci hashing: the top bits of key times 2^64/phi)."""
-    return np.int64((key * _GOLDEN) >> np.uint64(64 - bits))
-
-
-@kernel()
 def find_slot(keys: np.ndarray, used: np.ndarray, bits: int, key: np.uint64) -> np.int64:
-    """Slot holding ``key``, or the empty slot where it would go (check ``used``)."""
+    """Slot holding ``key``, or the empty slot where it would go (check ``used``).
+
+    The home slot is the top ``bits`` bits of ``key`` times 2^64/phi (Fibonacci hashing)."""
     mask = (np.int64(1) << bits) - 1
-    slot = slot_of(key, bits)
+    slot = np.int64((key * _GOLDEN) >> np.uint64(64 - bits))  # Fibonacci hashing
     while used[slot] and keys[slot] != key:
         slot = (slot + 1) & mask
     return slot

@@ -52,8 +52,8 @@ def block_runs(
     _, n1, n2 = view.shape
     row_offsets, repeats = components.count_runs(view, 1)
     n_runs = int(row_offsets[-1])
-    run_start = np.empty(n_runs, np.int32 if n2 < 2**31 else np.int64)
-    run_value = np.empty(n_runs, view.dtype)
+    run_start = np.empty(n_runs, components.run_start_dtype(n2))
+    run_value = np.empty(n_runs, components.run_value_dtype(view.dtype))
     pieces = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
     components.find_runs(view, row_offsets, repeats, run_start, run_value, 1)
     components.link_runs(

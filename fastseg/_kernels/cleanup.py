@@ -24,8 +24,13 @@ def enclosing_labels(
     candidates: np.ndarray,
     first_node: np.ndarray,
     nodes_by_candidate: np.ndarray,
-) -> np.ndarray:
-    """For every node, the index in ``candidates`` of the label whose hole holds it, or -1.
+    choice: np.ndarray,
+    best_size: np.ndarray,
+    visited_by: np.ndarray,
+    queue: np.ndarray,
+) -> None:
+    """Set ``choice`` of every node to the index in ``candidates`` of the label whose hole
+    holds it, or leave it at -1.
 
     Only background nodes are assigned. A background node inside holes of several
     labels (a label nested in another's hole) goes to the label whose hole is smallest in
@@ -39,14 +44,13 @@ def enclosing_labels(
     from their neighbours only, and a search stops as soon as it meets the border (or a
     region an earlier search of the same label found open): away from enclosures it
     visits a handful of nodes.
+
+    The caller allocates the work arrays, one int64 entry per node each (numpy calls
+    in a kernel cost compile time): ``choice`` filled with -1, ``best_size`` with the
+    largest int64, ``visited_by`` (the number of the search that visited a node;
+    searches are numbered across labels, so no reset is needed between labels) with 0,
+    and ``queue``, uninitialised.
     """
-    n_nodes = node_value.size
-    choice = np.full(n_nodes, -1, np.int64)
-    best_size = np.full(n_nodes, np.iinfo(np.int64).max, np.int64)
-    # The number of the search that visited a node; searches are numbered across labels,
-    # so no reset is needed between labels.
-    visited_by = np.zeros(n_nodes, np.int64)
-    queue = np.empty(n_nodes, np.int64)
     search = 0
     for c in range(candidates.size):
         enclosing = candidates[c]
@@ -86,4 +90,3 @@ def enclosing_labels(
                     if is_background[member] and size < best_size[member]:
                         best_size[member] = size
                         choice[member] = c
-    return choice

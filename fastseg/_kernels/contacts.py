@@ -20,99 +20,64 @@ EDGE_OR_CORNER = 3
 
 
 @kernel()
-def _add(
-    keys: np.ndarray,
-    counts: np.ndarray,
-    used: np.ndarray,
-    bits: int,
-    filled: np.ndarray,
-    a: np.uint64,
-    b: np.uint64,
-    n_ids: np.uint64,
-    column: int,
-) -> bool:
-    """Count one contact between ids ``a`` and ``b``; False when the table is full."""
-    if a == b or a == 0 or b == 0:
-        return True
-    low = min(a, b)
-    high = max(a, b)
-    key = low * n_ids + high
-    slot = find_slot(keys, used, bits, key)
-    if not used[slot]:
-        if filled[0] >= keys.size // 2:
-            return False
-        used[slot] = True
-        keys[slot] = key
-        filled[0] += 1
-    counts[slot, column] += 1
-    return True
-
-
-@kernel()
-def _contacts_block(
-    flat: np.ndarray,
-    n1: int,
-    connectivity: int,
-    n_ids: np.uint64,
-    first: int,
-    last: int,
-    keys: np.ndarray,
-    counts: np.ndarray,
-    used: np.ndarray,
-    bits: int,
-) -> bool:
-    """Count the contacts of rows ``first .. last - 1`` with earlier voxels; False when
-    the hash table filled up."""
-    n2 = flat.shape[1]
-    filled = np.zeros(1, np.int64)
-    for r in range(first, last):
-        p = r // n1
-        y = r % n1
-        row = flat[r]
-        for x in range(1, n2):
-            a = row[x]
-            b = row[x - 1]
-            if a != b and not _add(keys, counts, used, bits, filled, a, b, n_ids, 2):
-                return False
-        # The earlier rows next to (p, y): (p, y-1) and (p-1, y-1 .. y+1). An offset
-        # with one non-zero step is a face, two an edge (18 and 26), three a corner (26).
-        for n in range(4):
-            dp = 0 if n == 0 else -1
-            dy = -1 if n <= 1 else n - 2
-            if p + dp < 0 or not 0 <= y + dy < n1:
-                continue
-            other = flat[r + dp * n1 + dy]
-            for dx in range(-1, 2):
-                steps = (dp != 0) + (dy != 0) + (dx != 0)
-                if (steps == 2 and connectivity == 6) or (steps == 3 and connectivity != 26):
-                    continue
-                column = (0 if dp != 0 else 1) if steps == 1 else EDGE_OR_CORNER
-                for x in range(max(0, -dx), min(n2, n2 - dx)):
-                    a = row[x]
-                    b = other[x + dx]
-                    if a != b and not _add(keys, counts, used, bits, filled, a, b, n_ids, column):
-                        return False
-    return True
-
-
-@kernel()
 def _contacts_chunk(
     flat: np.ndarray,
     n1: int,
     connectivity: int,
     n_ids: np.uint64,
-    keys: np.ndarray,
-    counts: np.ndarray,
-    used: np.ndarray,
+    keys_of_chunks: np.ndarray,
+    counts_of_chunks: np.ndarray,
+    used_of_chunks: np.ndarray,
     complete: np.ndarray,
     bits: int,
     c: int,
     chunks: int,
 ) -> None:
+    """Count the contacts of the rows of chunk ``c`` with earlier voxels in the chunk's
+    hash table; ``complete[c] = False`` when the table filled up."""
     first, last = chunk_bounds(flat.shape[0], chunks, c)
-    complete[c] = _contacts_block(
-        flat, n1, connectivity, n_ids, first, last, keys[c], counts[c], used[c], bits
-    )
+    keys = keys_of_chunks[c]
+    counts = counts_of_chunks[c]
+    used = used_of_chunks[c]
+    limit = keys.size // 2
+    filled = 0
+    n2 = flat.shape[1]
+    for r in range(first, last):
+        p = r // n1
+        y = r % n1
+        row = flat[r]
+        # The earlier neighbours of (p, y, x): (p, y, x-1) in the row itself (n = -1),
+        # then the rows (p, y-1) and (p-1, y-1 .. y+1). An offset with one non-zero step
+        # is a face, two an edge (18 and 26), three a corner (26).
+        for n in range(-1, 4):
+            dp = 0 if n <= 0 else -1
+            dy = 0 if n < 0 else (-1 if n <= 1 else n - 2)
+            if p + dp < 0 or not 0 <= y + dy < n1:
+                continue
+            other = flat[r + dp * n1 + dy]
+            for dx in range(-1, 2):
+                if n < 0 and dx != -1:
+                    continue  # the voxel itself and the later one
+                steps = (dp != 0) + (dy != 0) + (dx != 0)
+                if (steps == 2 and connectivity == 6) or (steps == 3 and connectivity != 26):
+                    continue
+                face = 0 if dp != 0 else (1 if dy != 0 else 2)
+                column = face if steps == 1 else EDGE_OR_CORNER
+                for x in range(max(0, -dx), min(n2, n2 - dx)):
+                    a = np.uint64(row[x])
+                    b = np.uint64(other[x + dx])
+                    if a == b or a == 0 or b == 0:
+                        continue
+                    key = min(a, b) * n_ids + max(a, b)
+                    slot = find_slot(keys, used, bits, key)
+                    if not used[slot]:
+                        if filled >= limit:
+                            complete[c] = False
+                            return
+                        used[slot] = True
+                        keys[slot] = key
+                        filled += 1
+                    counts[slot, column] += 1
 
 
 def count_contacts(

@@ -107,13 +107,13 @@ def merge_counts(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.n
     return unique_keys[: k + 1].copy(), unique_counts[: k + 1].copy()
 
 
-# The two chunk loops below differ only in their lookup. They are written out twice on
+# The two chunk kernels below differ only in their lookup. They are written out twice on
 # purpose: the hot loop is a load, a compare and a store, and folding both lookups into
 # one function made numba's code three times slower (measured on connectomics).
 
 
 @kernel()
-def _remap_chunk_table(
+def _table_chunk(
     src: np.ndarray,
     low: np.uint64,
     table: np.ndarray,
@@ -121,9 +121,14 @@ def _remap_chunk_table(
     out: np.ndarray,
     mode: int,
     fill: np.uint64,
-    start: int,
-    stop: int,
-) -> tuple[int, np.uint64]:
+    missing_of_chunks: np.ndarray,
+    largest_of_chunks: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
+    if start >= stop:
+        return
     size = np.uint64(table.size)
     previous = np.uint64(src[start]) + np.uint64(1)  # differs from src[start]: forces a lookup
     value = np.uint64(0)
@@ -151,69 +156,8 @@ def _remap_chunk_table(
         out[i] = value
     if absent:
         missing += stop - run_start
-    return missing, largest
-
-
-@kernel()
-def _remap_chunk_hash(
-    src: np.ndarray,
-    keys: np.ndarray,
-    values: np.ndarray,
-    used: np.ndarray,
-    bits: int,
-    out: np.ndarray,
-    mode: int,
-    fill: np.uint64,
-    start: int,
-    stop: int,
-) -> tuple[int, np.uint64]:
-    previous = np.uint64(src[start]) + np.uint64(1)
-    value = np.uint64(0)
-    absent = False
-    run_start = start
-    missing = 0
-    largest = np.uint64(0)
-    for i in range(start, stop):
-        v = np.uint64(src[i])
-        if v != previous:
-            if absent:
-                missing += i - run_start
-            run_start = i
-            previous = v
-            slot = find_slot(keys, used, bits, v)
-            absent = not used[slot]
-            if not absent:
-                value = np.uint64(values[slot])
-            elif mode == KEEP:
-                value = v
-                largest = max(largest, v)
-            else:
-                value = fill
-        out[i] = value
-    if absent:
-        missing += stop - run_start
-    return missing, largest
-
-
-@kernel()
-def _table_chunk(
-    src: np.ndarray,
-    low: np.uint64,
-    table: np.ndarray,
-    known: np.ndarray,
-    out: np.ndarray,
-    mode: int,
-    fill: np.uint64,
-    missing: np.ndarray,
-    largest: np.ndarray,
-    c: int,
-    chunks: int,
-) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
-    if start < stop:
-        missing[c], largest[c] = _remap_chunk_table(
-            src, low, table, known, out, mode, fill, start, stop
-        )
+    missing_of_chunks[c] = missing
+    largest_of_chunks[c] = largest
 
 
 def remap_through_table(
@@ -249,16 +193,41 @@ def _hash_chunk(
     out: np.ndarray,
     mode: int,
     fill: np.uint64,
-    missing: np.ndarray,
-    largest: np.ndarray,
+    missing_of_chunks: np.ndarray,
+    largest_of_chunks: np.ndarray,
     c: int,
     chunks: int,
 ) -> None:
     start, stop = chunk_bounds(src.size, chunks, c)
-    if start < stop:
-        missing[c], largest[c] = _remap_chunk_hash(
-            src, keys, values, used, bits, out, mode, fill, start, stop
-        )
+    if start >= stop:
+        return
+    previous = np.uint64(src[start]) + np.uint64(1)
+    value = np.uint64(0)
+    absent = False
+    run_start = start
+    missing = 0
+    largest = np.uint64(0)
+    for i in range(start, stop):
+        v = np.uint64(src[i])
+        if v != previous:
+            if absent:
+                missing += i - run_start
+            run_start = i
+            previous = v
+            slot = find_slot(keys, used, bits, v)
+            absent = not used[slot]
+            if not absent:
+                value = np.uint64(values[slot])
+            elif mode == KEEP:
+                value = v
+                largest = max(largest, v)
+            else:
+                value = fill
+        out[i] = value
+    if absent:
+        missing += stop - run_start
+    missing_of_chunks[c] = missing
+    largest_of_chunks[c] = largest
 
 
 def remap_through_hash(
@@ -282,16 +251,19 @@ def remap_through_hash(
 
 
 @kernel()
-def _remap_chunk_dense(
+def _dense_chunk(
     src: np.ndarray,
     low: np.uint64,
     table: np.ndarray,
     out: np.ndarray,
     mode: int,
     fill: np.uint64,
-    start: int,
-    stop: int,
-) -> tuple[int, np.uint64]:
+    missing_of_chunks: np.ndarray,
+    largest_of_chunks: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    start, stop = chunk_bounds(src.size, chunks, c)
     size = np.uint64(table.size)
     missing = 0
     largest = np.uint64(0)
@@ -307,24 +279,8 @@ def _remap_chunk_dense(
                 out[i] = v
             else:
                 out[i] = fill
-    return missing, largest
-
-
-@kernel()
-def _dense_chunk(
-    src: np.ndarray,
-    low: np.uint64,
-    table: np.ndarray,
-    out: np.ndarray,
-    mode: int,
-    fill: np.uint64,
-    missing: np.ndarray,
-    largest: np.ndarray,
-    c: int,
-    chunks: int,
-) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
-    missing[c], largest[c] = _remap_chunk_dense(src, low, table, out, mode, fill, start, stop)
+    missing_of_chunks[c] = missing
+    largest_of_chunks[c] = largest
 
 
 def remap_dense(
@@ -349,19 +305,23 @@ def remap_dense(
 
 
 @kernel()
-def _slots_chunk(
+def _hash_slots_chunk(
     src: np.ndarray,
-    keys: np.ndarray,
-    used: np.ndarray,
     bits: int,
     out: np.ndarray,
-    start: int,
-    stop: int,
-) -> int:
-    """Write each voxel's slot in the chunk's hash table, inserting new values.
-
-    Returns the number of distinct values, or -1 when the table got more than half full.
-    """
+    keys_of_chunks: np.ndarray,
+    used_of_chunks: np.ndarray,
+    overflow: np.ndarray,
+    c: int,
+    chunks: int,
+) -> None:
+    """Write each voxel's slot in the chunk's hash table, inserting new values; flag
+    ``overflow[c]`` when the table got more than half full."""
+    start, stop = chunk_bounds(src.size, chunks, c)
+    if start >= stop:
+        return
+    keys = keys_of_chunks[c]
+    used = used_of_chunks[c]
     limit = keys.size // 2
     filled = 0
     previous = np.uint64(src[start]) + np.uint64(1)  # differs from src[start]: forces a lookup
@@ -373,28 +333,12 @@ def _slots_chunk(
             slot = find_slot(keys, used, bits, v)
             if not used[slot]:
                 if filled >= limit:
-                    return -1
+                    overflow[c] = True
+                    return
                 used[slot] = True
                 keys[slot] = v
                 filled += 1
         out[i] = slot
-    return filled
-
-
-@kernel()
-def _hash_slots_chunk(
-    src: np.ndarray,
-    bits: int,
-    out: np.ndarray,
-    keys: np.ndarray,
-    used: np.ndarray,
-    overflow: np.ndarray,
-    c: int,
-    chunks: int,
-) -> None:
-    start, stop = chunk_bounds(src.size, chunks, c)
-    if start < stop:
-        overflow[c] = _slots_chunk(src, keys[c], used[c], bits, out, start, stop) < 0
 
 
 def hash_slots(

@@ -55,81 +55,6 @@ def _boundary_faces(row: np.ndarray, table: np.ndarray, column: int, n2: int) ->
 
 
 @kernel()
-def _measure_block(
-    flat: np.ndarray,
-    image: np.ndarray,
-    with_image: bool,
-    surface: bool,
-    n1: int,
-    first: int,
-    last: int,
-    ints: np.ndarray,
-    floats: np.ndarray,
-) -> None:
-    n2 = flat.shape[1]
-    rows = flat.shape[0]
-    for r in range(first, last):
-        p = r // n1
-        y = r % n1
-        row = flat[r]
-        x = 0
-        while x < n2:
-            v = row[x]
-            stop = run_end(row, x, n2)
-            if v:
-                k = np.int64(v)
-                length = stop - x
-                t = ints[k]
-                t[COUNT] += length
-                t[SUM0] += length * p
-                t[SUM1] += length * y
-                # Sum of x .. stop-1.
-                t[SUM2] += (x + stop - 1) * length // 2
-                t[MIN0] = min(t[MIN0], p)
-                t[MIN1] = min(t[MIN1], y)
-                t[MIN2] = min(t[MIN2], x)
-                t[STOP0] = max(t[STOP0], p + 1)
-                t[STOP1] = max(t[STOP1], y + 1)
-                t[STOP2] = max(t[STOP2], stop)
-                if surface:
-                    # Runs end where the value changes, so both ends are exposed.
-                    t[FACES2] += 2
-                if with_image:
-                    values = image[r]
-                    f = floats[k]
-                    total = 0.0
-                    low = f[LOWEST]
-                    high = f[HIGHEST]
-                    for i in range(x, stop):
-                        value = np.float64(values[i])
-                        total += value
-                        # Written so that a NaN intensity propagates, as it does to the mean.
-                        if value < low or value != value:
-                            low = value
-                        if value > high or value != value:
-                            high = value
-                    f[TOTAL] += total
-                    f[LOWEST] = low
-                    f[HIGHEST] = high
-            x = stop
-        if surface:
-            # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
-            # pair of rows is looked at once, from the later row.
-            if y == 0:
-                _boundary_faces(row, ints, FACES1, n2)
-            else:
-                _exposed_faces(row, flat[r - 1], ints, FACES1, n2)
-            if y == n1 - 1:
-                _boundary_faces(row, ints, FACES1, n2)
-            if p == 0:
-                _boundary_faces(row, ints, FACES0, n2)
-            else:
-                _exposed_faces(row, flat[r - n1], ints, FACES0, n2)
-            if r + n1 >= rows:
-                _boundary_faces(row, ints, FACES0, n2)
-
-
-@kernel()
 def _measure_chunk(
     flat: np.ndarray,
     flat_image: np.ndarray,
@@ -151,8 +76,69 @@ def _measure_chunk(
         table[k, STOP2] = -1
         floats[b, k, LOWEST] = np.inf
         floats[b, k, HIGHEST] = -np.inf
+    block_floats = floats[b]
     first, last = chunk_bounds(flat.shape[0], blocks, b)
-    _measure_block(flat, flat_image, with_image, surface, n1, first, last, table, floats[b])
+    n2 = flat.shape[1]
+    rows = flat.shape[0]
+    for r in range(first, last):
+        p = r // n1
+        y = r % n1
+        row = flat[r]
+        x = 0
+        while x < n2:
+            v = row[x]
+            stop = run_end(row, x, n2)
+            if v:
+                k = np.int64(v)
+                length = stop - x
+                t = table[k]
+                t[COUNT] += length
+                t[SUM0] += length * p
+                t[SUM1] += length * y
+                # Sum of x .. stop-1.
+                t[SUM2] += (x + stop - 1) * length // 2
+                t[MIN0] = min(t[MIN0], p)
+                t[MIN1] = min(t[MIN1], y)
+                t[MIN2] = min(t[MIN2], x)
+                t[STOP0] = max(t[STOP0], p + 1)
+                t[STOP1] = max(t[STOP1], y + 1)
+                t[STOP2] = max(t[STOP2], stop)
+                if surface:
+                    # Runs end where the value changes, so both ends are exposed.
+                    t[FACES2] += 2
+                if with_image:
+                    values = flat_image[r]
+                    f = block_floats[k]
+                    total = 0.0
+                    low = f[LOWEST]
+                    high = f[HIGHEST]
+                    for i in range(x, stop):
+                        value = np.float64(values[i])
+                        total += value
+                        # Written so that a NaN intensity propagates, as it does to the mean.
+                        if value < low or value != value:
+                            low = value
+                        if value > high or value != value:
+                            high = value
+                    f[TOTAL] += total
+                    f[LOWEST] = low
+                    f[HIGHEST] = high
+            x = stop
+        if surface:
+            # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
+            # pair of rows is looked at once, from the later row.
+            if y == 0:
+                _boundary_faces(row, table, FACES1, n2)
+            else:
+                _exposed_faces(row, flat[r - 1], table, FACES1, n2)
+            if y == n1 - 1:
+                _boundary_faces(row, table, FACES1, n2)
+            if p == 0:
+                _boundary_faces(row, table, FACES0, n2)
+            else:
+                _exposed_faces(row, flat[r - n1], table, FACES0, n2)
+            if r + n1 >= rows:
+                _boundary_faces(row, table, FACES0, n2)
 
 
 def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,9 +183,11 @@ def measure(
 
 
 @kernel()
-def _squares_block(
-    flat: np.ndarray, image: np.ndarray, means: np.ndarray, first: int, last: int, out: np.ndarray
+def _squares_chunk(
+    flat: np.ndarray, image: np.ndarray, means: np.ndarray, partial: np.ndarray, b: int, blocks: int
 ) -> None:
+    first, last = chunk_bounds(flat.shape[0], blocks, b)
+    out = partial[b]
     n2 = flat.shape[1]
     for r in range(first, last):
         row = flat[r]
@@ -217,14 +205,6 @@ def _squares_block(
                     squares += d * d
                 out[k] += squares
             x = stop
-
-
-@kernel()
-def _squares_chunk(
-    flat: np.ndarray, image: np.ndarray, means: np.ndarray, partial: np.ndarray, b: int, blocks: int
-) -> None:
-    first, last = chunk_bounds(flat.shape[0], blocks, b)
-    _squares_block(flat, image, means, first, last, partial[b])
 
 
 def centered_squares(

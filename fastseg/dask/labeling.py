@@ -121,7 +121,7 @@ def _runs(
         flat_values = np.zeros(1, view.dtype)
     flat_values[0] = background
     if source.dtype.kind == "b":
-        values = flat_values.view(source.dtype)
+        values = flat_values.astype(np.uint8).view(source.dtype)
     else:
         values = flat_values.astype(source.dtype)
     return _Runs(view, transposed, row_offsets, run_start, pieces, values)
