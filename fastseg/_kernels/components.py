@@ -250,10 +250,10 @@ def _link_slab(
 
     Call the neighbour rows of A = (plane, y) B = (plane, y-1), C = (plane-1, y),
     D = (plane-1, y-1) and E = (plane-1, y+1). A row with the same runs as B or C (label
-    maps of smooth or blocky objects repeat most rows) is joined to it run by run (the
-    walk without corners: neighbouring runs of a row hold different values, so run k
-    touches no run of the other row but its run k), and the walks that row's own links
-    already answer are skipped. A row the same as B touches D and, at 26, C exactly as B
+    maps of smooth or blocky objects repeat most rows) is joined to it run by run
+    (neighbouring runs of a row hold different values, so run k touches no run of the
+    other row but its run k), and the walks that row's own links already answer are
+    skipped. A row the same as B touches D and, at 26, C exactly as B
     does (B reaches D through a face, C through an edge); a row the same as C touches D
     and E as C does (C's face neighbours, linked with C itself or, for E, when E was
     linked) and, at 26, B as well; a row the same as both is joined to B only (B and C
@@ -304,15 +304,15 @@ def _link_slab(
             for n in range(4):
                 # The earlier neighbour rows, in this order: (plane, y-1), (plane-1, y),
                 # (plane-1, y-1), (plane-1, y+1).
-                # A row the same as the other is walked without corners (run by run),
-                # and walks answered by the links of B or C are skipped (see above).
+                # A row the same as the other is joined run by run, and walks answered
+                # by the links of B or C are skipped (see above).
                 if n == 0:
                     other = row - 1
-                    diagonal = face and not same_b
+                    diagonal = face
                     touching = has_b and (same_b or not (same_c and edge))
                 elif n == 1:
                     other = row - n1
-                    diagonal = face and not same_c
+                    diagonal = face
                     touching = has_c and (
                         not (same_b and face) if same_c else not (same_b and edge)
                     )
@@ -330,6 +330,32 @@ def _link_slab(
                     continue
                 i = np.uint64(row_offsets[row])
                 j = np.uint64(row_offsets[other])
+                if (n == 0 and same_b) or (n == 1 and same_c):
+                    # The same runs: run by run, a run still alone taking the other's
+                    # parent as in the walk, a union written out where two trees meet.
+                    for k in range(np.uint64(row_offsets[row + 1]) - i - _ONE):
+                        a = i + k
+                        b = j + k
+                        if np.uint64(run_value[a]) == background:
+                            continue
+                        parent_a = parent[a]
+                        parent_b = parent[b]
+                        if np.uint64(parent_a) == a:
+                            parent[a] = parent_b
+                        elif parent_a != parent_b:
+                            root_a = a
+                            while np.uint64(parent[root_a]) != root_a:
+                                parent[root_a] = parent[np.uint64(parent[root_a])]
+                                root_a = np.uint64(parent[root_a])
+                            root_b = b
+                            while np.uint64(parent[root_b]) != root_b:
+                                parent[root_b] = parent[np.uint64(parent[root_b])]
+                                root_b = np.uint64(parent[root_b])
+                            root = min(root_a, root_b)
+                            parent[max(root_a, root_b)] = root
+                            parent[a] = root
+                            parent[b] = root
+                    continue
                 # Walk the two rows like a merge (see the docstring).
                 while True:
                     stop_i = run_start[i + _ONE]
