@@ -263,6 +263,12 @@ def _link_slab(
     (that is D) and C repeats D, is the same as C without comparing them.
     """
     seams = s == slabs
+    if not seams:
+        for r in range(bounds[s], bounds[s + 1]):
+            end = row_offsets[r + 1] - 1
+            for k in range(row_offsets[r], end):
+                parent[k] = -1 if np.uint64(run_value[k]) == background else k
+            parent[end] = -1
     face = connectivity != 6
     edge = connectivity == 26
     for t in range(slabs - 1 if seams else 1):
@@ -277,13 +283,6 @@ def _link_slab(
         before_same_c = False
         for row in range(first, last):
             y = row % n1
-            if not seams:
-                # Each row is set up just before it is linked, while its entries are in
-                # cache; linking it touches only it and earlier rows.
-                end = row_offsets[row + 1] - 1
-                for k in range(row_offsets[row], end):
-                    parent[k] = -1 if np.uint64(run_value[k]) == background else k
-                parent[end] = -1
             has_b = y >= 1 and row - 1 >= lowest
             has_c = row - n1 >= lowest
             # Rows that hold the same values have the same runs.
