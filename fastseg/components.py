@@ -7,6 +7,7 @@ a copy), picks the union-find index width and output dtype, and returns typed re
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
 
@@ -15,7 +16,8 @@ import numpy.typing as npt
 
 from fastseg._arrays import as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
-from fastseg._jit import current_threads, thread_limit
+from fastseg._jit import current_threads, run_tasks, thread_limit
+from fastseg._pages import MIN_BYTES, Scratch
 from fastseg._tensors import accepts_tensors
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 from fastseg.relabel import dense_ids, id_table_size
@@ -133,17 +135,20 @@ def label(
         chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
         bg = np.uint64(background)
         if source.size:
-            row_offsets = components_kernels.count_runs(view, chunks)
+            row_offsets, repeats = components_kernels.count_runs(view, chunks)
         else:
-            row_offsets = np.zeros(rows + 1, np.int64)
+            row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
         n_runs = int(row_offsets[-1])
-        run_start = np.empty(n_runs, components_kernels.run_start_dtype(n2))
+        # The run starts and the runs' components stay until painting, which hands
+        # them back as it passes them (see _paint_in_pieces).
+        start_scratch = Scratch(n_runs, components_kernels.run_start_dtype(n2))
+        parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
+        run_start, parent = start_scratch.array, parent_scratch.array
         run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
-        parent = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
         if n_runs:
-            components_kernels.find_runs(view, row_offsets, run_start, run_value, chunks)
+            components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
             components_kernels.link_runs(
-                n1, n2, bg, row_offsets, run_start, run_value, parent, kind, chunks
+                n1, n2, bg, row_offsets, repeats, run_start, run_value, parent, kind, chunks
             )
         if n_runs:
             values_flat = components_kernels.number_components(parent, run_value)
@@ -156,7 +161,7 @@ def label(
             # One table of first voxels per chunk: parallel only while the tables stay
             # small next to the run arrays.
             numbers = components_kernels.renumber_row_major(
-                view.shape, row_offsets, run_start, parent, count,
+                view.shape, row_offsets, run_start, parent, repeats, count,
                 chunks if count * chunks <= n_runs else 1,
             )  # fmt: skip
             values_flat[numbers] = values_flat.copy()
@@ -172,7 +177,9 @@ def label(
             check_dtype_holds(dtype, 0, count, "out_dtype")
         out_view = np.empty(view.shape, dtype)
         if out_view.size:
-            components_kernels.paint(out_view, row_offsets, run_start, parent, numbers, chunks)
+            _paint_in_pieces(
+                out_view, row_offsets, repeats, start_scratch, parent_scratch, numbers, chunks
+            )
 
     out = out_view.reshape(view.shape[3 - source.original.ndim :])
     if transposed:
@@ -183,6 +190,62 @@ def label(
         else values_flat.astype(source.dtype)
     )
     return Components(out, count, values)
+
+
+# Painting hands the run tables back in pieces of about this many bytes of them.
+_PIECE_BYTES = 16 << 20
+# Pieces per thread at least: threads that take the next piece when they are free keep
+# pace with each other even when other processes take turns on the cores.
+_PIECES_PER_THREAD = 4
+
+
+def _paint_in_pieces(
+    out_view: np.ndarray,
+    row_offsets: np.ndarray,
+    repeats: np.ndarray,
+    run_start: Scratch,
+    parent: Scratch,
+    numbers: np.ndarray,
+    chunks: int,
+) -> None:
+    """Paint the output in pieces of consecutive rows, each thread taking the next piece
+    when it is free, and hand back the run tables behind the pieces painted so far: the
+    output's pages are touched as the tables' are released, so the peak stays near the
+    output's size plus a few pieces of tables."""
+    from fastseg._kernels import components as components_kernels
+
+    n_runs = int(row_offsets[-1])
+    rows = row_offsets.size - 1
+    table_bytes = n_runs * (run_start.array.itemsize + parent.array.itemsize)
+    pieces = 1 if chunks == 1 else _PIECES_PER_THREAD * chunks
+    if table_bytes >= MIN_BYTES:
+        pieces = max(pieces, -(-table_bytes // _PIECE_BYTES))
+    pieces = min(pieces, rows)
+    bounds = components_kernels.slab_bounds(row_offsets, pieces)
+    cuts = bounds.tolist()
+    done = [False] * pieces
+    painted = 0  # pieces 0 .. painted - 1 are all done
+    lock = threading.Lock()
+
+    def paint_piece(t: int) -> None:
+        nonlocal painted
+        if cuts[t + 1] > cuts[t]:
+            components_kernels.paint_piece(
+                out_view, row_offsets, run_start.array, parent.array, numbers, repeats,
+                bounds, t,
+            )  # fmt: skip
+        with lock:
+            done[t] = True
+            reached = painted
+            while reached < pieces and done[reached]:
+                reached += 1
+            if reached > painted:
+                painted = reached
+                stop = int(row_offsets[cuts[reached]])
+                run_start.release_before(stop)
+                parent.release_before(stop)
+
+    run_tasks(paint_piece, pieces)
 
 
 def _caller_box(box: np.ndarray, ndim: int, transposed: bool) -> tuple[slice, ...]:

@@ -26,6 +26,7 @@ from shared_data import shared_data_path
 from strategies import INTEGER_DTYPES, LABEL_DTYPES, label_arrays, layout
 
 import fastseg
+import fastseg._pages
 import fastseg.components
 from fastseg._kernels import components as components_kernels
 
@@ -573,6 +574,55 @@ def test_many_slabs_match_one(slabs: int) -> None:
                 result = fastseg.label(layout(labels, kind), connectivity=connectivity)
                 assert link_runs.call_args.args[-1] == slabs
                 assert np.array_equal(result.labels, row_major_ids(cc)), (connectivity, kind)
+
+
+def blocky_classes(shape: tuple[int, int, int], side: int, classes: int, seed: int) -> np.ndarray:
+    """Random classes 0..classes-1 on boxes of ``side`` voxels (the last box of an axis
+    cut short), with a few single voxels changed: most rows repeat the row before them
+    and the row of the plane before, and some nearly do."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, classes, [-(-n // side) for n in shape], dtype=np.uint8)
+    labels = coarse.repeat(side, 0).repeat(side, 1).repeat(side, 2)
+    labels = np.ascontiguousarray(labels[: shape[0], : shape[1], : shape[2]])
+    spots = rng.integers(0, labels.size, labels.size // 500)
+    labels.ravel()[spots] = rng.integers(0, classes, spots.size, dtype=np.uint8)
+    return labels
+
+
+@pytest.mark.parametrize("slabs", [1, 2, 5])
+@pytest.mark.parametrize("side", [1, 3, 8])
+def test_repeated_rows_match_cc3d(slabs: int, side: int) -> None:
+    """Rows with the same runs as the row before them or the row of the plane before
+    are joined run by run and skip the walks those rows already answer."""
+    labels = blocky_classes((23, 30, 41), side, 3, seed=side)
+    with (
+        mock.patch.object(fastseg.components, "_MIN_ROWS_PER_SLAB", 1),
+        mock.patch.object(fastseg.components, "current_threads", return_value=slabs),
+    ):
+        for connectivity in (6, 18, 26):
+            expected = row_major_ids(cc3d_label(labels, connectivity))
+            for kind in ("C", "F"):
+                result = fastseg.label(layout(labels, kind), connectivity=connectivity)
+                assert np.array_equal(result.labels, expected), (connectivity, kind)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_painting_in_pieces_hands_back_the_run_tables(threads: int) -> None:
+    """Run tables in memory that is handed back as painting passes it, in many pieces:
+    the same components as painting in one go."""
+    labels = blocky_classes((30, 40, 50), 3, 4, seed=7)
+    expected = fastseg.label(labels, connectivity=26, threads=1)
+    with (
+        mock.patch.object(fastseg.components, "MIN_BYTES", 0),
+        mock.patch.object(fastseg._pages, "MIN_BYTES", 0),
+        mock.patch.object(fastseg._pages, "_HUGE_BYTES", 4096),
+        mock.patch.object(fastseg.components, "_PIECE_BYTES", 4096),
+    ):
+        for kind in ("C", "F"):
+            result = fastseg.label(layout(labels, kind), connectivity=26, threads=threads)
+            assert np.array_equal(result.labels, expected.labels), kind
+            assert np.array_equal(result.values, expected.values)
+    assert np.array_equal(expected.labels, row_major_ids(cc3d_label(labels, 26)))
 
 
 # -- output dtype, order and the input -----------------------------------------------------

@@ -50,15 +50,16 @@ def block_runs(
     their own.
     """
     _, n1, n2 = view.shape
-    row_offsets = components.count_runs(view, 1)
+    row_offsets, repeats = components.count_runs(view, 1)
     n_runs = int(row_offsets[-1])
     run_start = np.empty(n_runs, components.run_start_dtype(n2))
     run_value = np.empty(n_runs, components.run_value_dtype(view.dtype))
     pieces = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
-    components.find_runs(view, row_offsets, run_start, run_value, 1)
+    components.find_runs(view, row_offsets, repeats, run_start, run_value, 1)
     components.link_runs(
-        n1, n2, np.uint64(background), row_offsets, run_start, run_value, pieces, connectivity, 1
-    )
+        n1, n2, np.uint64(background), row_offsets, repeats, run_start, run_value, pieces,
+        connectivity, 1,
+    )  # fmt: skip
     values = components.number_components(pieces, run_value)
     return row_offsets, run_start, pieces, values
 

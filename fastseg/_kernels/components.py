@@ -8,9 +8,12 @@ runs, not voxels, are the union-find elements. Label maps have long runs (28 vox
 average in the connectomics volume), so union-find works on a few million elements
 instead of a hundred million voxels.
 
-Passes: count runs per row (parallel) -> record run starts (parallel) -> link runs with
-the touching runs of earlier rows, in parallel slabs of rows and then serially across
-the seams between slabs -> number the components -> paint them (parallel).
+Passes: count runs per row, noting the rows that repeat the row before them (parallel)
+-> record run starts, copied for repeated rows without reading them again (parallel) ->
+link runs with the touching runs of earlier rows, in parallel slabs of rows and then
+serially across the seams between slabs (a row with the same runs as an earlier
+neighbour is joined to it run by run) -> number the components -> paint them (parallel;
+the wrapper paints in pieces of rows and hands back the run tables behind them).
 
 Union-find invariant: ``parent[x] <= x`` (the smaller root always wins), so every root
 is the first run of its component in memory order and one ascending sweep numbers the
@@ -62,6 +65,7 @@ def run_start_dtype(n2: int) -> np.dtype:
 def _runs_chunk(
     flat: np.ndarray,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     buffers: np.ndarray,
@@ -70,23 +74,46 @@ def _runs_chunk(
     chunks: int,
 ) -> None:
     """The rows of chunk ``c``: with ``counting``, the number of runs of each row plus
-    its sentinel into ``row_offsets[r + 1]`` (the other arrays unused); without, the
-    first column and value of each run and each row's sentinel (one pass, one kernel
-    to compile for both)."""
+    its sentinel into ``row_offsets[r + 1]`` and whether the row holds the same values
+    as the row before it into ``repeats[r]`` (the other arrays unused); without, the
+    first column and value of each run and each row's sentinel, copied from the row
+    before for a repeated row (one pass, one kernel to compile for both)."""
     rows, n2 = flat.shape
     first, last = (c * rows) // chunks, ((c + 1) * rows) // chunks
     if counting:
+        previous_changes = -1
         for r in range(first, last):
             row = flat[r]
             changes = 0
             for x in range(1, n2):
                 changes += row[x] != row[x - 1]
             row_offsets[r + 1] = changes + 2
+            # A row can only repeat the row before it if it has as many runs (unknown
+            # for the first row of a chunk); the row before was just read, so the
+            # comparison costs no second read of memory.
+            same = r >= 1 and (changes == previous_changes or r == first)
+            if same:
+                before = flat[r - 1]
+                differ = False
+                for x in range(n2):
+                    differ |= row[x] != before[x]
+                same = not differ
+            repeats[r] = same
+            previous_changes = changes
         return
     # Branch-free compaction into a row buffer: every column is written and the cursor
     # advances only where the value changes.
     starts = buffers[c]
     for r in range(first, last):
+        if repeats[r] and r > first:
+            # The runs of the row before, recorded by this chunk: copied without
+            # reading the row itself.
+            offset = np.uint64(row_offsets[r])
+            before = np.uint64(row_offsets[r - 1])
+            for i in range(offset - before):
+                run_start[offset + i] = run_start[before + i]
+                run_value[offset + i] = run_value[before + i]
+            continue
         row = flat[r]
         starts[0] = 0
         k = _ONE
@@ -102,8 +129,9 @@ def _runs_chunk(
         run_value[offset + k] = 0
 
 
-def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
-    """Index of each row's first run in the run arrays (length rows + 1).
+def count_runs(volume: np.ndarray, chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each row's first run in the run arrays (length rows + 1), and whether
+    each row holds the same values as the row before it in memory (bool per row).
 
     Each row holds its runs followed by one sentinel entry (start ``n2``), so that the
     stop of run ``k`` is always ``run_start[k + 1]``.
@@ -116,24 +144,29 @@ def count_runs(volume: np.ndarray, chunks: int) -> np.ndarray:
     starts = np.empty(0, run_start_dtype(n2))
     values = np.empty(0, run_value_dtype(volume.dtype))
     buffers = np.empty((chunks, 0), starts.dtype)
+    repeats = np.empty(rows, np.bool_)
     flat = volume.reshape(rows, n2)
-    run_chunks(_runs_chunk, chunks, flat, per_row, starts, values, buffers, True)
-    return np.cumsum(per_row)
+    run_chunks(_runs_chunk, chunks, flat, per_row, repeats, starts, values, buffers, True)
+    return np.cumsum(per_row), repeats
 
 
 def find_runs(
     volume: np.ndarray,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     chunks: int,
 ) -> None:
-    """Record the first column and the value of every run, and each row's sentinel."""
+    """Record the first column and the value of every run, and each row's sentinel;
+    a row that repeats the row before it (``repeats``) copies its runs."""
     n0, n1, n2 = volume.shape
     flat = volume.reshape(n0 * n1, n2)
     # One row buffer per chunk, allocated here: numpy calls in a kernel cost compile time.
     buffers = np.empty((chunks, n2 + 1), run_start.dtype)
-    run_chunks(_runs_chunk, chunks, flat, row_offsets, run_start, run_value, buffers, False)
+    run_chunks(
+        _runs_chunk, chunks, flat, row_offsets, repeats, run_start, run_value, buffers, False
+    )
 
 
 @kernel()
@@ -152,20 +185,25 @@ def link_runs(
     n2: int,
     background: np.uint64,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     parent: np.ndarray,
     connectivity: int,
     slabs: int,
 ) -> None:
-    """Union every foreground run with the touching runs of earlier rows.
+    """Union every foreground run with the touching runs of earlier rows (``repeats``
+    from :func:`count_runs` tells which rows have the same runs as the row before them).
 
     Slabs of consecutive rows are linked in parallel; their runs occupy disjoint index
     ranges, so no two threads touch the same trees. The seams, where a row's neighbours
     lie in the previous slab, are linked serially afterwards by the same kernel.
     """
     bounds = slab_bounds(row_offsets, slabs)
-    args = (n1, n2, background, row_offsets, run_start, run_value, parent, connectivity, bounds)
+    args = (
+        n1, n2, background, row_offsets, repeats, run_start, run_value, parent, connectivity,
+        bounds,
+    )  # fmt: skip
     run_chunks(_link_slab, slabs, *args)
     _link_slab(*args, slabs, slabs)  # the seams: nothing to do for one slab
 
@@ -176,6 +214,7 @@ def _link_slab(
     n2: int,
     background: np.uint64,
     row_offsets: np.ndarray,
+    repeats: np.ndarray,
     run_start: np.ndarray,
     run_value: np.ndarray,
     parent: np.ndarray,
@@ -208,6 +247,20 @@ def _link_slab(
     first attachment happens for nearly every run and used to be the most mispredicted
     branch of the walk. The walk and the union are written into this kernel rather than
     called: each kernel called costs a compilation on first use.
+
+    Call the neighbour rows of A = (plane, y) B = (plane, y-1), C = (plane-1, y),
+    D = (plane-1, y-1) and E = (plane-1, y+1). A row with the same runs as B or C (label
+    maps of smooth or blocky objects repeat most rows) is joined to it run by run
+    (neighbouring runs of a row hold different values, so run k touches no run of the
+    other row but its run k), and the walks that row's own links already answer are
+    skipped. A row the same as B touches D and, at 26, C exactly as B
+    does (B reaches D through a face, C through an edge); a row the same as C touches D
+    and E as C does (C's face neighbours, linked with C itself or, for E, when E was
+    linked) and, at 26, B as well; a row the same as both is joined to B only (B and C
+    touch run by run through their edge at 18 and 26). Every skipped contact is thus a
+    union of contacts linked at some point, in this slab or at the seams, so the
+    components are the same. A row the same as B, where B was the same as its own C
+    (that is D) and C repeats D, is the same as C without comparing them.
     """
     seams = s == slabs
     if not seams:
@@ -227,31 +280,81 @@ def _link_slab(
             first = bounds[s]
             last = bounds[s + 1]
             lowest = first
+        before_same_c = False
         for row in range(first, last):
             y = row % n1
+            has_b = y >= 1 and row - 1 >= lowest
+            has_c = row - n1 >= lowest
+            # Rows that hold the same values have the same runs.
+            same_b = has_b and repeats[row]
+            same_c = has_c and same_b and before_same_c and repeats[row - n1]
+            if has_c and not same_c:
+                a0 = row_offsets[row]
+                c0 = row_offsets[row - n1]
+                length = row_offsets[row + 1] - a0
+                same_c = row_offsets[row - n1 + 1] - c0 == length
+                for k in range(length - 1):
+                    if not same_c:
+                        break
+                    same_c = (run_start[a0 + k] == run_start[c0 + k]) & (
+                        run_value[a0 + k] == run_value[c0 + k]
+                    )
+            before_same_c = same_c
             for n in range(4):
                 # The earlier neighbour rows, in this order: (plane, y-1), (plane-1, y),
                 # (plane-1, y-1), (plane-1, y+1).
+                # A row the same as the other is joined run by run, and walks answered
+                # by the links of B or C are skipped (see above).
                 if n == 0:
                     other = row - 1
                     diagonal = face
-                    touching = y >= 1 and other >= lowest
+                    touching = has_b and (same_b or not (same_c and edge))
                 elif n == 1:
                     other = row - n1
                     diagonal = face
-                    touching = other >= lowest
+                    touching = has_c and (
+                        not (same_b and face) if same_c else not (same_b and edge)
+                    )
                 elif n == 2:
                     other = row - n1 - 1
                     diagonal = edge
                     touching = connectivity != 6 and y >= 1 and other >= lowest
+                    touching = touching and not same_b and not same_c
                 else:
                     other = row - n1 + 1
                     diagonal = edge
                     touching = connectivity != 6 and y + 1 < n1 and row - n1 >= lowest
+                    touching = touching and not same_c
                 if not touching:
                     continue
                 i = np.uint64(row_offsets[row])
                 j = np.uint64(row_offsets[other])
+                if (n == 0 and same_b) or (n == 1 and same_c):
+                    # The same runs: run by run, a run still alone taking the other's
+                    # parent as in the walk, a union written out where two trees meet.
+                    for k in range(np.uint64(row_offsets[row + 1]) - i - _ONE):
+                        a = i + k
+                        b = j + k
+                        if np.uint64(run_value[a]) == background:
+                            continue
+                        parent_a = parent[a]
+                        parent_b = parent[b]
+                        if np.uint64(parent_a) == a:
+                            parent[a] = parent_b
+                        elif parent_a != parent_b:
+                            root_a = a
+                            while np.uint64(parent[root_a]) != root_a:
+                                parent[root_a] = parent[np.uint64(parent[root_a])]
+                                root_a = np.uint64(parent[root_a])
+                            root_b = b
+                            while np.uint64(parent[root_b]) != root_b:
+                                parent[root_b] = parent[np.uint64(parent[root_b])]
+                                root_b = np.uint64(parent[root_b])
+                            root = min(root_a, root_b)
+                            parent[max(root_a, root_b)] = root
+                            parent[a] = root
+                            parent[b] = root
+                    continue
                 # Walk the two rows like a merge (see the docstring).
                 while True:
                     stop_i = run_start[i + _ONE]
@@ -354,6 +457,7 @@ def renumber_row_major(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
+    repeats: np.ndarray,
     count: int,
     chunks: int,
 ) -> np.ndarray:
@@ -362,12 +466,14 @@ def renumber_row_major(
     For a Fortran-ordered input the view is the transpose, so memory order is column-
     major for the caller. The first voxel of a run at view position (p, y, x) has caller
     index (x, y, p), whose row-major rank is ``(x * n1 + y) * n0 + p``. Each chunk of
-    rows keeps its own minimum per component; the minima are merged afterwards.
+    rows keeps its own minimum per component; the minima are merged afterwards. A row
+    that repeats the row before it in its plane (``repeats``) has the same components
+    at larger ranks, and is skipped.
     """
     n0, n1, _ = shape
     first = np.full((chunks, count + 1), _NO_KEY, np.int64)
     bounds = slab_bounds(row_offsets, chunks)
-    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, first, bounds)
+    run_chunks(_first_keys, chunks, n0, n1, row_offsets, run_start, labels, repeats, first, bounds)
     keys = first.min(axis=0)
     new = np.empty(count + 1, np.int64)
     new[0] = 0
@@ -382,6 +488,7 @@ def _first_keys(
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
+    repeats: np.ndarray,
     first_of_chunks: np.ndarray,
     bounds: np.ndarray,
     c: int,
@@ -393,6 +500,8 @@ def _first_keys(
     for r in range(bounds[c], bounds[c + 1]):
         p = r // n1
         y = r % n1
+        if repeats[r] and y != 0:
+            continue
         for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1])):
             lab = np.uint64(labels[k])
             key = (np.int64(run_start[k]) * n1 + y) * n0 + p
@@ -417,22 +526,52 @@ def paint(
     n0, n1, n2 = out.shape
     flat = out.reshape(n0 * n1 * n2)
     bounds = slab_bounds(row_offsets, chunks)
-    run_chunks(_paint_chunk, chunks, flat, n2, row_offsets, run_start, labels, numbers, bounds)
+    no_repeats = np.zeros(0, np.bool_)
+    run_chunks(
+        _paint_chunk, chunks, flat, n1, n2, row_offsets, run_start, labels, numbers,
+        no_repeats, False, bounds,
+    )  # fmt: skip
+
+
+def paint_piece(
+    out: np.ndarray,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    labels: np.ndarray,
+    numbers: np.ndarray,
+    repeats: np.ndarray,
+    bounds: np.ndarray,
+    t: int,
+) -> None:
+    """:func:`paint` for rows ``bounds[t] .. bounds[t + 1] - 1`` only, in the calling
+    thread. A row that repeats the row before it in its plane (``repeats``, from
+    :func:`count_runs`) has the same runs in the same components: unless it is the
+    piece's first row, it is copied from the row painted before it."""
+    n0, n1, n2 = out.shape
+    flat = out.reshape(n0 * n1 * n2)
+    _paint_chunk(
+        flat, n1, n2, row_offsets, run_start, labels, numbers, repeats, True, bounds, t,
+        bounds.size - 1,
+    )  # fmt: skip
 
 
 @kernel()
 def _paint_chunk(
     flat: np.ndarray,
+    n1: int,
     n2: int,
     row_offsets: np.ndarray,
     run_start: np.ndarray,
     labels: np.ndarray,
     numbers: np.ndarray,
+    repeats: np.ndarray,
+    copy: bool,
     bounds: np.ndarray,
     c: int,
     chunks: int,
 ) -> None:
-    """Paint the runs of rows ``bounds[c] .. bounds[c + 1] - 1``.
+    """Paint the runs of rows ``bounds[c] .. bounds[c + 1] - 1`` (with ``copy``, rows
+    that repeat the row before them in their plane are copied from it).
 
     Runs are written in whole blocks of ``_PAINT_BYTES`` that may overshoot into the
     next run, which is written afterwards and covers the overshoot with its own first
@@ -445,6 +584,10 @@ def _paint_chunk(
     width = np.uint64(n2)
     for r in range(bounds[c], bounds[c + 1]):
         base = np.uint64(r * n2)
+        if copy and repeats[r] and r > bounds[c] and r % n1 != 0:
+            for x in range(width):
+                flat[base + x] = flat[base - width + x]
+            continue
         row_end = base + width
         for k in range(row_offsets[r], row_offsets[r + 1] - 1):
             v = flat.dtype.type(numbers[labels[k]])
