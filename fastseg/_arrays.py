@@ -94,10 +94,11 @@ class LabelArray:
 
 def flat_view(array: np.ndarray) -> np.ndarray:
     """Flat view of a C- or F-contiguous array in memory order (never copies)."""
-    return array.reshape(-1, order="F" if _is_fortran(array) else "C")
+    return array.reshape(-1, order="F" if is_fortran(array) else "C")
 
 
-def _is_fortran(array: np.ndarray) -> bool:
+def is_fortran(array: np.ndarray) -> bool:
+    """Whether a contiguous array is read in Fortran order (C order wins when it is both)."""
     return bool(array.flags.f_contiguous and not array.flags.c_contiguous)
 
 

@@ -160,7 +160,7 @@ def _cache_classes() -> tuple[type, type]:
             import hashlib
 
             digest = hashlib.sha256(repr(key).encode()).hexdigest()[:20]
-            data_name = f"{self._index_name[: -len('.nbi')]}.{digest}.nbc"
+            data_name = f"{self._index_name.removesuffix('.nbi')}.{digest}.nbc"
             self._save_data(data_name, data)
             with _exclusive_lock(self._index_path + ".lock"):
                 overloads = self._load_index()

@@ -19,7 +19,7 @@ from dask.delayed import Delayed
 from dask.graph_manipulation import bind
 
 import fastseg
-from fastseg._arrays import as_label_array
+from fastseg._arrays import as_label_array, is_fortran
 from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg.components import Components, Connectivity
 from fastseg.dask._graph import Tasks, check_labels, compact, corners, lifted
@@ -105,8 +105,7 @@ def _runs(
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
     block = compact(block)
-    fortran = block.flags.f_contiguous and not block.flags.c_contiguous  # as_label_array's rule
-    if transposed is not None and transposed != fortran:
+    if transposed is not None and transposed != is_fortran(block):
         block = np.asfortranarray(block) if transposed else np.ascontiguousarray(block)
     source = as_label_array(block)
     view, transposed = source.view_3d()
