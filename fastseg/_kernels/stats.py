@@ -57,12 +57,9 @@ def _boundary_faces(row: np.ndarray, table: np.ndarray, column: int, n2: int) ->
 @kernel()
 def _measure_chunk(
     flat: np.ndarray,
-    flat_image: np.ndarray,
-    with_image: bool,
     surface: bool,
     n1: int,
     ints: np.ndarray,
-    floats: np.ndarray,
     b: int,
     blocks: int,
 ) -> None:
@@ -74,9 +71,6 @@ def _measure_chunk(
         table[k, STOP0] = -1
         table[k, STOP1] = -1
         table[k, STOP2] = -1
-        floats[b, k, LOWEST] = np.inf
-        floats[b, k, HIGHEST] = -np.inf
-    block_floats = floats[b]
     first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     n2 = flat.shape[1]
     rows = flat.shape[0]
@@ -106,23 +100,6 @@ def _measure_chunk(
                 if surface:
                     # Runs end where the value changes, so both ends are exposed.
                     t[FACES2] += 2
-                if with_image:
-                    values = flat_image[r]
-                    f = block_floats[k]
-                    total = 0.0
-                    low = f[LOWEST]
-                    high = f[HIGHEST]
-                    for i in range(x, stop):
-                        value = np.float64(values[i])
-                        total += value
-                        # Written so that a NaN intensity propagates, as it does to the mean.
-                        if value < low or value != value:
-                            low = value
-                        if value > high or value != value:
-                            high = value
-                    f[TOTAL] += total
-                    f[LOWEST] = low
-                    f[HIGHEST] = high
             x = stop
         if surface:
             # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
@@ -139,6 +116,59 @@ def _measure_chunk(
                 _exposed_faces(row, flat[r - n1], table, FACES0, n2)
             if r + n1 >= rows:
                 _boundary_faces(row, table, FACES0, n2)
+
+
+@kernel()
+def _image_chunk(
+    flat: np.ndarray,
+    image: np.ndarray,
+    means: np.ndarray,
+    floats: np.ndarray,
+    squares: bool,
+    b: int,
+    blocks: int,
+) -> None:
+    """Add block ``b``'s intensities to its TOTAL, LOWEST and HIGHEST columns (which
+    start at 0, inf and -inf), or with ``squares`` (a second pass, given each id's
+    mean) its squared deviations to SQUARES."""
+    block_floats = floats[b]
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
+    n2 = flat.shape[1]
+    for r in range(first, last):
+        row = flat[r]
+        values = image[r]
+        x = 0
+        while x < n2:
+            v = row[x]
+            stop = run_end(row, x, n2)
+            if v:
+                f = block_floats[np.int64(v)]
+                if squares:
+                    mean = means[np.int64(v)]
+                    total = 0.0
+                    for i in range(x, stop):
+                        d = np.float64(values[i]) - mean
+                        total += d * d
+                    f[SQUARES] += total
+                else:
+                    total = 0.0
+                    low = f[LOWEST]
+                    high = f[HIGHEST]
+                    for i in range(x, stop):
+                        value = np.float64(values[i])
+                        total += value
+                        # Written so that a NaN intensity propagates, as it does to the mean.
+                        if value < low or value != value:
+                            low = value
+                        if value > high or value != value:
+                            high = value
+                    f[TOTAL] += total
+                    f[LOWEST] = low
+                    f[HIGHEST] = high
+            x = stop
+
+
+_NO_MEANS = np.zeros(1, np.float64)  # the first intensity pass reads no means
 
 
 def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,36 +205,18 @@ def measure(
     n0, n1, n2 = view.shape
     rows = n0 * n1
     flat = view.reshape(rows, n2)
-    flat_image = image.reshape(image.shape[0] * image.shape[1], image.shape[2])
     ints = np.zeros((blocks, n_ids, N_INT), np.int64)
     floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
-    run_chunks(_measure_chunk, blocks, flat, flat_image, with_image, surface, n1, ints, floats)
+    floats[:, :, LOWEST] = np.inf
+    floats[:, :, HIGHEST] = -np.inf
+    run_chunks(_measure_chunk, blocks, flat, surface, n1, ints)
+    if with_image:
+        # A pass of its own rather than part of the one above: the kernels depending on
+        # the image dtype stay small (compiled once per label and image dtype), and the
+        # large one depends on the label dtype only.
+        flat_image = image.reshape(rows, n2)
+        run_chunks(_image_chunk, blocks, flat, flat_image, _NO_MEANS, floats, False)
     return _merge_blocks(ints, floats)
-
-
-@kernel()
-def _squares_chunk(
-    flat: np.ndarray, image: np.ndarray, means: np.ndarray, partial: np.ndarray, b: int, blocks: int
-) -> None:
-    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
-    out = partial[b]
-    n2 = flat.shape[1]
-    for r in range(first, last):
-        row = flat[r]
-        values = image[r]
-        x = 0
-        while x < n2:
-            v = row[x]
-            stop = run_end(row, x, n2)
-            if v:
-                k = np.int64(v)
-                mean = means[k]
-                squares = 0.0
-                for i in range(x, stop):
-                    d = np.float64(values[i]) - mean
-                    squares += d * d
-                out[k] += squares
-            x = stop
 
 
 def centered_squares(
@@ -214,14 +226,15 @@ def centered_squares(
     variance, which keeps full precision where sums of squares would cancel."""
     n0, n1, n2 = view.shape
     rows = n0 * n1
-    partial = np.zeros((blocks, means.size), np.float64)
+    partial = np.zeros((blocks, means.size, N_FLOAT), np.float64)
     run_chunks(
-        _squares_chunk, blocks, view.reshape(rows, n2), image.reshape(rows, n2), means, partial
-    )
-    total = partial[0].copy()
+        _image_chunk, blocks, view.reshape(rows, n2), image.reshape(rows, n2),
+        np.ascontiguousarray(means, np.float64), partial, True,
+    )  # fmt: skip
+    total = partial[0, :, SQUARES].copy()
     # Block order, whatever the thread count.
     for b in range(1, blocks):
-        total += partial[b]
+        total += partial[b, :, SQUARES]
     return total
 
 
