@@ -55,22 +55,39 @@ def _boundary_faces(row: np.ndarray, table: np.ndarray, column: int, n2: int) ->
 
 
 @kernel()
+def _add_run(t: np.ndarray, p: int, y: int, x: int, stop: int, surface: bool) -> None:
+    """Add the run ``x .. stop-1`` of row ``(p, y)`` to its id's integer columns ``t``."""
+    length = stop - x
+    t[COUNT] += length
+    t[SUM0] += length * p
+    t[SUM1] += length * y
+    # Sum of x .. stop-1.
+    t[SUM2] += (x + stop - 1) * length // 2
+    t[MIN0] = min(t[MIN0], p)
+    t[MIN1] = min(t[MIN1], y)
+    t[MIN2] = min(t[MIN2], x)
+    t[STOP0] = max(t[STOP0], p + 1)
+    t[STOP1] = max(t[STOP1], y + 1)
+    t[STOP2] = max(t[STOP2], stop)
+    if surface:
+        # Runs end where the value changes, so both ends are exposed.
+        t[FACES2] += 2
+
+
+@kernel()
 def _measure_chunk(
     flat: np.ndarray,
+    runs: bool,
     surface: bool,
     n1: int,
     ints: np.ndarray,
     b: int,
     blocks: int,
 ) -> None:
+    """Block ``b``'s integer columns: with ``runs`` those of every run (counts, sums,
+    boxes and with ``surface`` the faces across the last axis), with ``surface`` the
+    faces across the other two axes."""
     table = ints[b]
-    for k in range(table.shape[0]):
-        table[k, MIN0] = _BIG
-        table[k, MIN1] = _BIG
-        table[k, MIN2] = _BIG
-        table[k, STOP0] = -1
-        table[k, STOP1] = -1
-        table[k, STOP2] = -1
     first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     n2 = flat.shape[1]
     rows = flat.shape[0]
@@ -79,27 +96,11 @@ def _measure_chunk(
         y = r % n1
         row = flat[r]
         x = 0
-        while x < n2:
+        while runs and x < n2:
             v = row[x]
             stop = run_end(row, x, n2)
             if v:
-                k = np.int64(v)
-                length = stop - x
-                t = table[k]
-                t[COUNT] += length
-                t[SUM0] += length * p
-                t[SUM1] += length * y
-                # Sum of x .. stop-1.
-                t[SUM2] += (x + stop - 1) * length // 2
-                t[MIN0] = min(t[MIN0], p)
-                t[MIN1] = min(t[MIN1], y)
-                t[MIN2] = min(t[MIN2], x)
-                t[STOP0] = max(t[STOP0], p + 1)
-                t[STOP1] = max(t[STOP1], y + 1)
-                t[STOP2] = max(t[STOP2], stop)
-                if surface:
-                    # Runs end where the value changes, so both ends are exposed.
-                    t[FACES2] += 2
+                _add_run(table[np.int64(v)], p, y, x, stop, surface)
             x = stop
         if surface:
             # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
@@ -123,18 +124,25 @@ def _image_chunk(
     flat: np.ndarray,
     image: np.ndarray,
     means: np.ndarray,
-    floats: np.ndarray,
+    surface: bool,
     squares: bool,
+    n1: int,
+    ints: np.ndarray,
+    floats: np.ndarray,
     b: int,
     blocks: int,
 ) -> None:
-    """Add block ``b``'s intensities to its TOTAL, LOWEST and HIGHEST columns (which
-    start at 0, inf and -inf), or with ``squares`` (a second pass, given each id's
-    mean) its squared deviations to SQUARES."""
+    """Block ``b``'s integer columns of every run (as :func:`_measure_chunk` with
+    ``runs``) and its TOTAL, LOWEST and HIGHEST intensity columns (which start at 0,
+    inf and -inf); with ``squares``, a second pass given each id's mean, only the
+    squared deviations, into SQUARES."""
+    table = ints[b]
     block_floats = floats[b]
     first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     n2 = flat.shape[1]
     for r in range(first, last):
+        p = r // n1
+        y = r % n1
         row = flat[r]
         values = image[r]
         x = 0
@@ -142,15 +150,17 @@ def _image_chunk(
             v = row[x]
             stop = run_end(row, x, n2)
             if v:
-                f = block_floats[np.int64(v)]
+                k = np.int64(v)
+                f = block_floats[k]
                 if squares:
-                    mean = means[np.int64(v)]
+                    mean = means[k]
                     total = 0.0
                     for i in range(x, stop):
                         d = np.float64(values[i]) - mean
                         total += d * d
                     f[SQUARES] += total
                 else:
+                    _add_run(table[k], p, y, x, stop, surface)
                     total = 0.0
                     low = f[LOWEST]
                     high = f[HIGHEST]
@@ -189,6 +199,17 @@ def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.
     return total_ints, total_floats
 
 
+def _tables(blocks: int, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block integer and float columns, ready to be added to."""
+    ints = np.zeros((blocks, n_ids, N_INT), np.int64)
+    ints[:, :, [MIN0, MIN1, MIN2]] = _BIG
+    ints[:, :, [STOP0, STOP1, STOP2]] = -1
+    floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
+    floats[:, :, LOWEST] = np.inf
+    floats[:, :, HIGHEST] = -np.inf
+    return ints, floats
+
+
 def measure(
     view: np.ndarray,
     image: np.ndarray,
@@ -205,17 +226,19 @@ def measure(
     n0, n1, n2 = view.shape
     rows = n0 * n1
     flat = view.reshape(rows, n2)
-    ints = np.zeros((blocks, n_ids, N_INT), np.int64)
-    floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
-    floats[:, :, LOWEST] = np.inf
-    floats[:, :, HIGHEST] = -np.inf
-    run_chunks(_measure_chunk, blocks, flat, surface, n1, ints)
+    ints, floats = _tables(blocks, n_ids)
     if with_image:
-        # A pass of its own rather than part of the one above: the kernels depending on
-        # the image dtype stay small (compiled once per label and image dtype), and the
-        # large one depends on the label dtype only.
-        flat_image = image.reshape(rows, n2)
-        run_chunks(_image_chunk, blocks, flat, flat_image, _NO_MEANS, floats, False)
+        # The runs are measured with the intensities, in one pass, by a kernel without
+        # the face counting: the kernels compiled per label and image dtype stay small,
+        # the large one depends on the label dtype only.
+        run_chunks(
+            _image_chunk, blocks, flat, image.reshape(rows, n2), _NO_MEANS, surface, False,
+            n1, ints, floats,
+        )  # fmt: skip
+        if surface:
+            run_chunks(_measure_chunk, blocks, flat, False, True, n1, ints)
+    else:
+        run_chunks(_measure_chunk, blocks, flat, True, surface, n1, ints)
     return _merge_blocks(ints, floats)
 
 
@@ -226,10 +249,11 @@ def centered_squares(
     variance, which keeps full precision where sums of squares would cancel."""
     n0, n1, n2 = view.shape
     rows = n0 * n1
+    no_ints = np.zeros((blocks, 1, N_INT), np.int64)  # the second pass counts nothing
     partial = np.zeros((blocks, means.size, N_FLOAT), np.float64)
     run_chunks(
         _image_chunk, blocks, view.reshape(rows, n2), image.reshape(rows, n2),
-        np.ascontiguousarray(means, np.float64), partial, True,
+        np.ascontiguousarray(means, np.float64), False, True, n1, no_ints, partial,
     )  # fmt: skip
     total = partial[0, :, SQUARES].copy()
     # Block order, whatever the thread count.
