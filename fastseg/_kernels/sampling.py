@@ -169,6 +169,8 @@ def _sort_keys(keys: np.ndarray, start: int, stop: int) -> None:
         low = stack[n, 0]
         high = stack[n, 1]
         while high - low >= _SMALL_SORT:
+            # Never false: tells the compiler that indices need no wraparound for < 0.
+            assert low >= 0
             mid = (low + high) >> 1
             if keys[mid] < keys[low]:
                 keys[low], keys[mid] = keys[mid], keys[low]
@@ -204,6 +206,7 @@ def _sort_keys(keys: np.ndarray, start: int, stop: int) -> None:
                     stack[n, 1] = i - 1
                     n += 1
                 low = i + 1
+        assert low >= 0
         for i in range(low + 1, high + 1):
             v = keys[i]
             j = i
