@@ -129,12 +129,13 @@ def test_label_equals_fastseg_label(
 
 
 @pytest.mark.parametrize("keep_runs", [True, False])
-@pytest.mark.parametrize("shape", [(9,), (7, 9), (5, 7, 9)], ids=["1d", "2d", "3d"])
+@pytest.mark.parametrize("shape", [(9,), (6, 9), (6, 9, 12)], ids=["1d", "2d", "3d"])
 def test_compute_paints_into_one_array(
     monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], keep_runs: bool
 ) -> None:
     """On the synchronous and the threaded scheduler, compute paints every block into its
-    place in the whole map (no assembly by dask); on a derived array, it cannot."""
+    place in the whole map (no assembly by dask), in the blocks' memory order (as
+    fastseg.label); on a derived array, it cannot."""
     from fastseg.dask import labeling
 
     filled: list[Any] = []
@@ -147,8 +148,10 @@ def test_compute_paints_into_one_array(
         filled.clear()
         computed = result.compute(scheduler=scheduler)
         assert len(filled) == blocks
-        assert computed.labels.flags.c_contiguous
+        assert computed.labels.flags.f_contiguous
         assert_same_components(computed, labels)
+    c_ordered = fdask.label(da.from_array(np.ascontiguousarray(labels), chunks=3))
+    assert c_ordered.compute(scheduler="sync").labels.flags.c_contiguous
     filled.clear()
     derived = result._replace(labels=result.labels + 0).compute(scheduler="sync")
     assert not filled

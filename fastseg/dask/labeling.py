@@ -70,7 +70,10 @@ class DaskComponents(NamedTuple):
         On the threaded and the synchronous scheduler, every block is painted straight
         into its place in one new array, instead of into a block of its own that dask
         then copies into the whole (twice the memory of the map, and a copy that takes
-        about as long as painting it)."""
+        about as long as painting it); the map is then Fortran-ordered if the blocks
+        are (as from :func:`fastseg.dask.from_nifti`, and as :func:`fastseg.label`
+        numbers a Fortran-ordered volume), so that blocks are painted along their runs.
+        Otherwise, and for ``dask.compute(*result)``, the map is C-ordered."""
         filled = _filled(self.labels, kwargs.get("scheduler"))
         if filled is None:
             labels, count, values = compute(self.labels, self.count, self.values, **kwargs)
@@ -94,7 +97,7 @@ def _filled(labels: da.Array, scheduler: Any) -> Delayed | None:
     ):
         return None
     lift = (1,) * (3 - labels.ndim)
-    name = labels.name
+    name: str = labels.name
     if lift:  # a 1-D or 2-D map is the 3-D one of label, indexed
         below = labels.dask.dependencies.get(name, set())
         if len(below) != 1:
@@ -105,18 +108,23 @@ def _filled(labels: da.Array, scheduler: Any) -> Delayed | None:
         return None
     chunks = tuple((1,) for _ in lift) + labels.chunks
     starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(int) for sizes in chunks]
-    out = np.empty(labels.shape, labels.dtype)
-    whole = out.reshape(lift + labels.shape)
     prefix = f"fastseg-fill-{tokenize(labels.name)}"
-    graph: dict[Any, Any] = {}
+    allocated = f"{prefix}-allocate"
+    tasks = []
     for index in np.ndindex(*(len(sizes) for sizes in chunks)):
         task = layer.get((name, *index))
         if not (isinstance(task, tuple) and task and task[0] in _SECOND_PASS):
             return None
+        tasks.append((index, task))
+    graph: dict[Any, Any] = {
+        allocated: (_allocate, labels.shape, str(labels.dtype), *[t[-2] for _, t in tasks])
+    }
+    for index, task in tasks:
         where = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
-        graph[(prefix, *index)] = (_fill, whole, where, *task)
-    graph[prefix] = (_whole, out, *[key for key in graph])
-    return Delayed(prefix, HighLevelGraph.from_collections(prefix, graph, dependencies=[labels]))
+        key = (prefix, *index)
+        graph[key] = (_fill, allocated, where, *task)
+    graph[prefix] = (_whole, allocated, *[key for key in graph if key != allocated])
+    return Delayed(prefix, HighLevelGraph.from_collections(prefix, graph, collections))
 
 
 @dataclass(frozen=True)
@@ -341,20 +349,24 @@ def _resolve(
     return tables, count, values
 
 
-def _painted(kept: _Kept, table: np.ndarray, dtype: str, out: np.ndarray | None) -> np.ndarray:
-    """A block's final numbers painted from its runs through its table into ``out`` (a
-    new block if None, else the block's place in the whole output), always in C order:
-    dask joins blocks into a C-ordered array (zarr stores them so), where
-    Fortran-ordered ones would be transposed."""
+def _painted(
+    kept: _Kept, table: np.ndarray, dtype: str, out: np.ndarray | None, flipped: bool
+) -> np.ndarray:
+    """A block's final numbers painted from its runs through its table into ``out``: a
+    new C-ordered block if None (dask joins blocks into a C-ordered array and zarr
+    stores them so, where Fortran-ordered ones would be transposed), else the block's
+    place in the whole output, or its transpose if ``flipped``."""
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
     if out is None:
         out = np.empty(kept.shape, dtype)
     if not out.size:
         return out
-    paint = (
-        blockfaces_kernels.paint_transposed if kept.transposed else blockfaces_kernels.paint_runs
-    )
+    # Runs along the output's rows are painted as they are, others across them.
+    if kept.transposed == flipped:
+        paint = blockfaces_kernels.paint_runs
+    else:
+        paint = blockfaces_kernels.paint_transposed
     paint(out, kept.row_offsets, kept.run_start, kept.pieces, table)
     return out
 
@@ -366,29 +378,53 @@ def _number_block(
     numbering: tuple[np.ndarray, bool],
     dtype: str,
     out: np.ndarray | None = None,
+    flipped: bool = False,
 ) -> np.ndarray:
     """A block's final numbers (:func:`_painted`): labelled again, in the first pass's
     order, so the same pieces as the first time."""
     table, transposed = numbering
     runs = _runs(block, connectivity, background, transposed)
     kept = _Kept(block.shape, runs.transposed, runs.row_offsets, runs.run_start, runs.pieces)
-    return _painted(kept, table, dtype, out)
+    return _painted(kept, table, dtype, out, flipped)
 
 
 def _paint_block(
-    kept: _Kept, numbering: tuple[np.ndarray, bool], dtype: str, out: np.ndarray | None = None
+    kept: _Kept,
+    numbering: tuple[np.ndarray, bool],
+    dtype: str,
+    out: np.ndarray | None = None,
+    flipped: bool = False,
 ) -> np.ndarray:
     """A block's final numbers (:func:`_painted`) from the runs the first pass kept."""
-    return _painted(kept, numbering[0], dtype, out)
+    return _painted(kept, numbering[0], dtype, out, flipped)
 
 
 _SECOND_PASS = (_number_block, _paint_block)
+"""The tasks of the second pass; the second last argument of each is the block's
+numbering (table, transposed), the last the dtype."""
+
+
+def _allocate(
+    shape: tuple[int, ...], dtype: str, *numberings: tuple[np.ndarray, bool]
+) -> np.ndarray:
+    """The whole component map, uninitialised: Fortran-ordered if every block was
+    labelled as its transpose (Fortran-ordered blocks, as from a NIfTI file; the order
+    :func:`fastseg.label` gives such a volume), so that every block is painted along
+    its runs, else C-ordered."""
+    fortran = bool(numberings) and all(t for _, t in numberings)
+    return np.empty(shape, dtype, order="F" if fortran else "C")
 
 
 def _fill(out: np.ndarray, where: tuple[slice, ...], function: Any, *arguments: Any) -> None:
-    """Run a second-pass task, ``function(*arguments)``, painting straight into
-    ``out[where]``."""
-    function(*arguments, out=out[where])
+    """Run a second-pass task, ``function(*arguments)``, painting straight into the
+    block's place ``where`` in the whole map ``out`` (through its 3-D view; in the
+    transposed view if ``out`` is Fortran-ordered, where rows run along the first
+    axis)."""
+    lifted = out[(None,) * (3 - out.ndim)]
+    if out.flags.c_contiguous:
+        function(*arguments, out=lifted[where])
+    else:
+        function(*arguments, out=lifted[where].T, flipped=True)
 
 
 def _whole(out: np.ndarray, *_filled: None) -> np.ndarray:
