@@ -149,6 +149,10 @@ def test_compute_paints_into_one_array(
         computed = result.compute(scheduler=scheduler)
         assert len(filled) == blocks
         assert computed.labels.flags.f_contiguous
+        # As fastseg.label's, fitting the count (uint8), where the dtype of result.labels
+        # is fixed before counting, to hold one id per voxel (uint16 in 3-D).
+        assert computed.labels.dtype == fastseg.label(labels).labels.dtype == np.uint8
+        assert result.labels.dtype == (np.uint16 if labels.size > 255 else np.uint8)
         assert_same_components(computed, labels)
     c_ordered = fdask.label(da.from_array(np.ascontiguousarray(labels), chunks=3))
     assert c_ordered.compute(scheduler="sync").labels.flags.c_contiguous
@@ -369,6 +373,9 @@ def test_out_dtype() -> None:
     cc = fdask.label(darr, connectivity=4, out_dtype=np.uint64).labels
     assert cc.dtype == np.uint64
     assert cc.compute(scheduler="sync").dtype == np.uint64
+    computed = fdask.label(darr, connectivity=4, out_dtype=np.uint64).compute(scheduler="sync")
+    assert computed.labels.dtype == np.uint64
+    assert fdask.label(darr).compute(scheduler="sync").labels.dtype == np.uint16  # 300 ids
     with pytest.raises(ValueError, match="out_dtype uint8 cannot hold"):
         fdask.label(darr, connectivity=4, out_dtype=np.uint8).labels.compute(scheduler="sync")
     with pytest.raises(TypeError, match="out_dtype must be an integer dtype"):

@@ -73,7 +73,10 @@ class DaskComponents(NamedTuple):
         about as long as painting it); the map is then Fortran-ordered if the blocks
         are (as from :func:`fastseg.dask.from_nifti`, and as :func:`fastseg.label`
         numbers a Fortran-ordered volume), so that blocks are painted along their runs.
-        Otherwise, and for ``dask.compute(*result)``, the map is C-ordered."""
+        Otherwise, and for ``dask.compute(*result)``, the map is C-ordered. Here the
+        count is known before the map is allocated, so unless ``label`` was given an
+        ``out_dtype``, the map has the smallest unsigned dtype that holds the count, as
+        :func:`fastseg.label`'s (``labels.dtype`` holds one id per voxel)."""
         filled = _filled(self.labels, kwargs.get("scheduler"))
         if filled is None:
             labels, count, values = compute(self.labels, self.count, self.values, **kwargs)
@@ -116,8 +119,10 @@ def _filled(labels: da.Array, scheduler: Any) -> Delayed | None:
         if not (isinstance(task, tuple) and task and task[0] in _SECOND_PASS):
             return None
         tasks.append((index, task))
+    fit = tasks[0][1][-1]
+    numberings = [task[-3] for _, task in tasks]
     graph: dict[Any, Any] = {
-        allocated: (_allocate, labels.shape, str(labels.dtype), *[t[-2] for _, t in tasks])
+        allocated: (_allocate, labels.shape, str(labels.dtype), fit, *numberings)
     }
     for index, task in tasks:
         where = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
@@ -377,11 +382,13 @@ def _number_block(
     background: int,
     numbering: tuple[np.ndarray, bool],
     dtype: str,
+    fit: bool,
     out: np.ndarray | None = None,
     flipped: bool = False,
 ) -> np.ndarray:
     """A block's final numbers (:func:`_painted`): labelled again, in the first pass's
-    order, so the same pieces as the first time."""
+    order, so the same pieces as the first time. (``fit``: whether ``dtype`` is the
+    default, which :meth:`DaskComponents.compute` narrows to the count.)"""
     table, transposed = numbering
     runs = _runs(block, connectivity, background, transposed)
     kept = _Kept(block.shape, runs.transposed, runs.row_offsets, runs.run_start, runs.pieces)
@@ -392,25 +399,30 @@ def _paint_block(
     kept: _Kept,
     numbering: tuple[np.ndarray, bool],
     dtype: str,
+    fit: bool,
     out: np.ndarray | None = None,
     flipped: bool = False,
 ) -> np.ndarray:
-    """A block's final numbers (:func:`_painted`) from the runs the first pass kept."""
+    """A block's final numbers (:func:`_painted`) from the runs the first pass kept (as
+    :func:`_number_block`)."""
     return _painted(kept, numbering[0], dtype, out, flipped)
 
 
 _SECOND_PASS = (_number_block, _paint_block)
-"""The tasks of the second pass; the second last argument of each is the block's
-numbering (table, transposed), the last the dtype."""
+"""The tasks of the second pass; the last three arguments of each are the block's
+numbering (table, transposed), the dtype and whether it is the default."""
 
 
 def _allocate(
-    shape: tuple[int, ...], dtype: str, *numberings: tuple[np.ndarray, bool]
+    shape: tuple[int, ...], dtype: str, fit: bool, *numberings: tuple[np.ndarray, bool]
 ) -> np.ndarray:
-    """The whole component map, uninitialised: Fortran-ordered if every block was
-    labelled as its transpose (Fortran-ordered blocks, as from a NIfTI file; the order
-    :func:`fastseg.label` gives such a volume), so that every block is painted along
-    its runs, else C-ordered."""
+    """The whole component map, uninitialised, as :func:`fastseg.label` would return it:
+    of the smallest dtype that holds the count if ``fit`` (the default dtype), and
+    Fortran-ordered if every block was labelled as its transpose (Fortran-ordered
+    blocks, as from a NIfTI file), so that every block is painted along its runs."""
+    if fit:  # every component has a piece, so the largest number is the count
+        count = max((int(table.max()) for table, _ in numberings if table.size), default=0)
+        dtype = str(fit_dtype(count))
     fortran = bool(numberings) and all(t for _, t in numberings)
     return np.empty(shape, dtype, order="F" if fortran else "C")
 
@@ -462,10 +474,12 @@ def label(
 
     Memory stays bounded by the blocks in flight, the boundary layers not yet compared
     and the per-component tables, whatever the size of the volume: no block's component
-    map is kept until the join. Instead every block is read and labelled a second time
-    once the join is done (the same pieces, labelling is deterministic); the input is
-    read twice, and its reads for the second pass wait for the join
-    (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
+    map is kept until the join (unless ``keep_runs``, by default up to 512³ voxels, keeps
+    every block's runs until its second pass, which then only paints). Instead every
+    block is read and labelled a second time once the join is done (the same pieces,
+    labelling is deterministic); the input is read twice, and its reads for the second
+    pass wait for the join (:func:`dask.graph_manipulation.bind`), so they never pile
+    up in memory.
     In the first pass, the blocks of each slab along the first axis are read once the
     pairs of the slab two before are found, so that the layers waiting for their
     neighbours are those of about three slabs.
@@ -489,8 +503,18 @@ def label(
     out_dtype : dtype, optional
         Integer dtype of the component map. It has to be fixed before anything is
         computed, so by default it is the smallest unsigned type that holds one id
-        per voxel (uint32 up to 4 G voxels); a dtype too small for the count raises
+        per voxel (uint32 up to 4 G voxels), narrowed to the smallest that holds the
+        count by :meth:`DaskComponents.compute` on a local scheduler, as
+        :func:`fastseg.label` chooses; a dtype too small for the count raises
         ``ValueError`` when computed.
+    keep_runs : bool, optional
+        Keep every block's runs (its labelling, without its voxels: a few percent of the
+        map for real label volumes, at most 8 bytes per voxel) from the first pass until
+        its second, which then only paints, instead of reading and labelling every
+        block again. Faster, but what is kept grows with the volume: by default, only
+        up to :data:`KEEP_RUNS_VOXELS` voxels (512³), where the map a caller computes
+        is as large; beyond, the second pass reads the input again and memory stays
+        bounded by the blocks in flight.
 
     Returns
     -------
@@ -531,6 +555,7 @@ def label(
     dtype = fit_dtype(max(array.size, 1)) if out_dtype is None else np.dtype(out_dtype)
     if dtype.kind not in "iu":
         raise TypeError(f"out_dtype must be an integer dtype, got {dtype}")
+    fit = out_dtype is None
 
     volume = lifted(array)
     grid = volume.numblocks
@@ -631,10 +656,10 @@ def label(
         )
         number: tuple[Any, ...]
         if keep:
-            number = (_paint_block, kept[index], table, str(dtype))
+            number = (_paint_block, kept[index], table, str(dtype), fit)
         else:
             read = (again.name, *index)
-            number = (_number_block, read, kind, int(background), table, str(dtype))
+            number = (_number_block, read, kind, int(background), table, str(dtype), fit)
         numbering.add("labels", index, number)
     labels = numbering.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
     count, values = tasks.delayed(count_key), tasks.delayed(values_key)
