@@ -171,8 +171,14 @@ def _dask(dtype: np.dtype[Any]) -> None:
     volume = da.from_array(_sample(dtype), chunks=(2, 3, 4))  # type: ignore[no-untyped-call]
     fortran = volume.map_blocks(np.asfortranarray)  # blocks as NIfTI files hold them
     with dask.config.set(scheduler="sync"):
-        fastseg.dask.label(volume).compute()
-        fastseg.dask.label(fortran).compute()
+        for blocks in (volume, fortran):
+            # Painted into one array (compute) or block by block (dask.compute), from the
+            # runs kept by the first pass or from a second reading, into every id width
+            # (large volumes need uint16 or uint32 ids whatever their label dtype).
+            fastseg.dask.label(blocks).compute()
+            dask.compute(*fastseg.dask.label(blocks, keep_runs=False))
+            fastseg.dask.label(blocks, out_dtype=dtype).compute()
+            dask.compute(*fastseg.dask.label(blocks, out_dtype=dtype))
         fastseg.dask.stats(volume, surface=True)
 
 

@@ -341,6 +341,16 @@ with fastseg.set_threads(2):
             fastseg.evaluate(volume, np.roll(volume, 3, axis=-1), surface=surface)
     fastseg.stats(labels, image, surface=True)
     fastseg.stats(labels, image.astype(np.float64))
+    import dask, dask.array as da, fastseg.dask
+    for volume in (labels, np.asfortranarray(labels), labels.astype(np.uint32)):
+        blocks = da.from_array(volume, chunks=(20, 32, 64)).map_blocks(
+            np.asfortranarray if volume.flags.f_contiguous else np.ascontiguousarray
+        )
+        for keep_runs in (None, False):
+            result = fastseg.dask.label(blocks, keep_runs=keep_runs)
+            result.compute(scheduler="threads")
+            dask.compute(*result, scheduler="threads")
+        fastseg.dask.stats(blocks, surface=True)
 print("compiled", _jit.compile_counts()[1] - before)
 """
 
