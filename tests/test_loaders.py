@@ -303,6 +303,14 @@ def test_warmup_in_one_process_runs_nothing_elsewhere() -> None:
     assert report.total_seconds == sum(report.seconds.values())
 
 
+def test_warmup_on_a_warm_cache_starts_no_worker() -> None:
+    fastseg.warmup(["relabel"], dtypes=["uint8", "uint16"], processes=1)
+    with mock.patch("fastseg._batch.process_pool") as pool:
+        report = fastseg.warmup(["relabel"], dtypes=["uint8", "uint16"], processes=2)
+    assert report.compiled == 0
+    pool.return_value.__enter__.return_value.submit.assert_not_called()
+
+
 def test_warmup_without_a_writable_cache_stays_in_this_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -362,6 +370,7 @@ def test_parallel_warmup_fills_the_cache(tmp_path: Path) -> None:
 
 FAILING_SCRIPT = """
 import multiprocessing
+import numpy as np
 import fastseg
 from fastseg import _warmup
 
@@ -369,6 +378,7 @@ from fastseg import _warmup
 def broken(dtype):
     if multiprocessing.parent_process() is not None:
         raise ValueError(f"no kernel for {dtype}")
+    fastseg.unique(np.zeros(3, dtype))  # a compile here starts the worker
 
 
 _warmup.OPERATIONS["broken"] = broken  # in worker processes too: they import this file
@@ -394,7 +404,7 @@ def test_parallel_warmup_reports_a_failure_in_a_worker(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == (
-        "warming up broken (uint8) failed in a worker process: ValueError: no kernel for uint8"
+        "warming up broken (uint16) failed in a worker process: ValueError: no kernel for uint16"
     )
 
 
