@@ -82,9 +82,12 @@ def _whole(v: Volumes) -> Any:
 
 
 def fastseg_dask_label(darr: Any, binary: bool) -> fastseg.Components:
-    """fastseg.dask.label (26-connected) of ``darr`` (or ``darr != 0``)."""
+    """fastseg.dask.label (26-connected) of ``darr`` (or ``darr != 0``), into memory with
+    ``DaskComponents.compute``, which paints the blocks straight into one array (where
+    ``dask.compute(*result)`` paints them into blocks of their own, then assembles them)."""
     result = anchor_module("fastseg.dask").label(darr != 0 if binary else darr)
-    return fastseg.Components(*_threads(result.labels, result.count, result.values))
+    computed: fastseg.Components = result.compute(scheduler="threads", num_workers=WORKERS)
+    return computed
 
 
 def dask_image_label(darr: Any) -> tuple[np.ndarray, int]:

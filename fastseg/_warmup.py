@@ -102,6 +102,9 @@ def _stats(dtype: np.dtype[Any]) -> None:
 
     labels = _sample(dtype)
     fastseg.stats(labels)
+    # Intensities as nibabel's get_fdata (float64) and MONAI or torch (float32) give
+    # them; only the small intensity kernel depends on their dtype.
+    fastseg.stats(labels, labels.astype(np.float64))
     fastseg.stats(labels, labels.astype(np.float32), surface=True)
     fastseg.contacts(labels)
 
@@ -183,6 +186,8 @@ def _evaluate(dtype: np.dtype[Any]) -> None:
     reference = _sample(dtype)
     prediction = np.roll(reference, 1, axis=2)
     fastseg.evaluate(prediction, reference, metrics=["overlap", "distance", "instances"])
+    # DeepMind's surfels have kernels of their own (compiled once, for every label dtype).
+    fastseg.evaluate(prediction, reference, metrics=["distance"], surface="deepmind")
 
 
 # Operation groups share kernels; each runs every public function of its group.

@@ -108,14 +108,58 @@ def chunked_cases(draw: st.DrawFn) -> tuple[np.ndarray, Any, int | None, int]:
 
 
 @settings(max_examples=150)
-@given(chunked_cases())
-def test_label_equals_fastseg_label(case: tuple[np.ndarray, Any, int | None, int]) -> None:
+@given(chunked_cases(), st.sampled_from([None, True, False]), st.booleans())
+def test_label_equals_fastseg_label(
+    case: tuple[np.ndarray, Any, int | None, int], keep_runs: bool | None, assembled: bool
+) -> None:
+    """With the runs kept between the passes or read and labelled again, painted into
+    blocks that dask assembles or straight into the whole map (``compute``)."""
     labels, chunks, connectivity, background = case
-    result = fdask.label(chunked(labels, chunks), connectivity=connectivity, background=background)
+    result = fdask.label(
+        chunked(labels, chunks), connectivity=connectivity, background=background,
+        keep_runs=keep_runs,
+    )  # fmt: skip
     assert isinstance(result, fdask.DaskComponents)
-    computed = result.compute(scheduler="sync")
+    if assembled:
+        computed = fastseg.Components(*dask.compute(*result, scheduler="sync"))
+    else:
+        computed = result.compute(scheduler="sync")
     assert isinstance(computed, fastseg.Components)
     assert_same_components(computed, labels, connectivity=connectivity, background=background)
+
+
+@pytest.mark.parametrize("keep_runs", [True, False])
+@pytest.mark.parametrize("shape", [(9,), (6, 9), (6, 9, 12)], ids=["1d", "2d", "3d"])
+def test_compute_paints_into_one_array(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], keep_runs: bool
+) -> None:
+    """On the synchronous and the threaded scheduler, compute paints every block into its
+    place in the whole map (no assembly by dask), in the blocks' memory order (as
+    fastseg.label); on a derived array, it cannot."""
+    from fastseg.dask import labeling
+
+    filled: list[Any] = []
+    fill = labeling._fill
+    monkeypatch.setattr(labeling, "_fill", lambda out, *rest: filled.append(fill(out, *rest)))
+    labels = np.asfortranarray(np.random.default_rng(3).integers(0, 3, shape, np.uint8))
+    result = fdask.label(chunked(labels, 3), keep_runs=keep_runs)
+    blocks = result.labels.npartitions
+    for scheduler in ("sync", "threads"):
+        filled.clear()
+        computed = result.compute(scheduler=scheduler)
+        assert len(filled) == blocks
+        assert computed.labels.flags.f_contiguous
+        # As fastseg.label's, fitting the count (uint8), where the dtype of result.labels
+        # is fixed before counting, to hold one id per voxel (uint16 in 3-D).
+        assert computed.labels.dtype == fastseg.label(labels).labels.dtype == np.uint8
+        assert result.labels.dtype == (np.uint16 if labels.size > 255 else np.uint8)
+        assert_same_components(computed, labels)
+    c_ordered = fdask.label(da.from_array(np.ascontiguousarray(labels), chunks=3))
+    assert c_ordered.compute(scheduler="sync").labels.flags.c_contiguous
+    filled.clear()
+    derived = result._replace(labels=result.labels + 0).compute(scheduler="sync")
+    assert not filled
+    assert_same_components(derived, labels)
 
 
 @pytest.mark.parametrize("shape", [(30, 41), (23, 30, 41)], ids=["2d", "3d"])
@@ -206,11 +250,13 @@ def cluster_cases() -> Iterator[Any]:
     yield pytest.param(noise, (64, 1), 4, id="noise-2d-columns-4")
 
 
+@pytest.mark.parametrize("keep_runs", [None, False])
 @pytest.mark.parametrize(("labels", "chunks", "connectivity"), list(cluster_cases()))
 def test_label_on_cluster(
-    client: Client, labels: np.ndarray, chunks: Any, connectivity: int
+    client: Client, labels: np.ndarray, chunks: Any, connectivity: int, keep_runs: bool | None
 ) -> None:
-    result = fdask.label(chunked(labels, chunks), connectivity=connectivity)  # type: ignore[arg-type]
+    darr = chunked(labels, chunks)
+    result = fdask.label(darr, connectivity=connectivity, keep_runs=keep_runs)  # type: ignore[arg-type]
     computed = result.compute()  # the client is the default scheduler
     assert_same_components(computed, labels, connectivity=connectivity)
 
@@ -232,7 +278,7 @@ def test_no_task_holds_more_than_one_block() -> None:
     layers (2-D), summaries and lookup tables travel further, and no block's component map
     is kept: the second pass reads and labels every block again, after the join."""
     darr = chunked(np.zeros((12, 12, 12), np.uint8), 4)
-    result = fdask.label(darr)
+    result = fdask.label(darr, keep_runs=False)
     graph = dict(result.labels.__dask_graph__())
     labels_keys = [k for k in graph if isinstance(k, tuple) and k[0].endswith("-labels")]
     reads = {d[0] for k in labels_keys for d in get_dependencies(graph, k) if isinstance(d, tuple)}
@@ -303,7 +349,7 @@ def test_memory_follows_the_blocks_in_flight(tmp_path: Path) -> None:
     store = zarr.open_array(tmp_path / "labels.zarr", mode="w", shape=labels.shape,
                             chunks=(6, 6, 6), dtype=labels.dtype)  # fmt: skip
     store[...] = labels
-    result = fdask.label(da.from_zarr(tmp_path / "labels.zarr"))
+    result = fdask.label(da.from_zarr(tmp_path / "labels.zarr"), keep_runs=False)
     # Each output block is reduced to one voxel, as storing it (to_zarr) would free it.
     tiny = result.labels.map_blocks(lambda b: b[:1, :1, :1], chunks=(1, 1, 1))
     with HeldBlocks((6, 6, 6)) as held:
@@ -327,6 +373,9 @@ def test_out_dtype() -> None:
     cc = fdask.label(darr, connectivity=4, out_dtype=np.uint64).labels
     assert cc.dtype == np.uint64
     assert cc.compute(scheduler="sync").dtype == np.uint64
+    computed = fdask.label(darr, connectivity=4, out_dtype=np.uint64).compute(scheduler="sync")
+    assert computed.labels.dtype == np.uint64
+    assert fdask.label(darr).compute(scheduler="sync").labels.dtype == np.uint16  # 300 ids
     with pytest.raises(ValueError, match="out_dtype uint8 cannot hold"):
         fdask.label(darr, connectivity=4, out_dtype=np.uint8).labels.compute(scheduler="sync")
     with pytest.raises(TypeError, match="out_dtype must be an integer dtype"):
@@ -656,13 +705,15 @@ def test_real_volume_on_cluster(client: Client) -> None:
 
 @pytest.mark.parametrize("first_order", ["F", "C"])
 @pytest.mark.parametrize("connectivity", [6, 26])
+@pytest.mark.parametrize("keep_runs", [None, False])
 def test_second_pass_reads_blocks_in_another_memory_order(
-    first_order: str, connectivity: int
+    first_order: str, connectivity: int, keep_runs: bool | None
 ) -> None:
     """The second pass may get a block in another memory order than the first:
     dask.distributed sends non-contiguous blocks between workers as C-ordered copies,
     while a block sliced from a Fortran-ordered volume is read as a Fortran-ordered
-    copy. The ids must not depend on it."""
+    copy. The ids must not depend on it. (A small volume keeps its runs by default:
+    each block is read once.)"""
     labels = np.asfortranarray(np.random.default_rng(7).integers(0, 3, (20, 18, 16), np.uint8))
     reads: dict[tuple[int, ...], int] = {}
     orders = (first_order, "C" if first_order == "F" else "F")
@@ -673,10 +724,11 @@ def test_second_pass_reads_blocks_in_another_memory_order(
         return np.array(block, order=orders[(reads[where] - 1) % 2])
 
     darr = da.from_array(labels, chunks=(7, 6, 5)).map_blocks(read, dtype=labels.dtype)
-    result = fdask.label(darr, connectivity=connectivity).compute(scheduler="sync")
+    result = fdask.label(darr, connectivity=connectivity, keep_runs=keep_runs)
+    computed = result.compute(scheduler="sync")
     assert len(reads) == 3 * 3 * 4
-    assert set(reads.values()) == {2}  # each block read twice, once per pass
-    assert_same_components(result, labels, connectivity=connectivity)
+    assert set(reads.values()) == {1 if keep_runs is None else 2}  # once per pass read
+    assert_same_components(computed, labels, connectivity=connectivity)
 
 
 @pytest.mark.parametrize("offset", [True, False], ids=["ids-per-tile", "same-ids"])

@@ -466,7 +466,10 @@ with fastseg.set_threads(2):
         for _ in fastseg.binary_masks(volume):
             pass
         fastseg.locations(volume, per_class=50, per_instance=5, seed=0)
+        for surface in ("monai", "deepmind"):
+            fastseg.evaluate(volume, np.roll(volume, 3, axis=-1), surface=surface)
     fastseg.stats(labels, image, surface=True)
+    fastseg.stats(labels, image.astype(np.float64))
 print("compiled", _jit.compile_counts()[1] - before)
 """
 

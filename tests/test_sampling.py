@@ -167,6 +167,25 @@ def test_samples_kept_in_the_result_rows_equal_numpy_bottom_k(threads: int, orde
         np.testing.assert_array_equal(found[value], expected[value])
 
 
+@pytest.mark.parametrize("kind", ["random", "sorted", "reversed", "few values", "organ pipe"])
+@pytest.mark.parametrize("size", [0, 1, 2, 14, 15, 16, 100, 5000])
+def test_the_key_sort_sorts_its_range_only(kind: str, size: int) -> None:
+    rng = np.random.default_rng(size)
+    keys = {
+        "random": rng.integers(0, 2**64, size, dtype=np.uint64),
+        "sorted": np.arange(size, dtype=np.uint64),
+        "reversed": np.arange(size, dtype=np.uint64)[::-1].copy(),
+        "few values": rng.integers(0, 3, size, dtype=np.uint64),
+        "organ pipe": np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.uint64),
+    }[kind]
+    # The range to sort sits between untouched keys.
+    buffer = np.concatenate([np.full(3, 7, np.uint64), keys, np.full(2, 1, np.uint64)])
+    sampling_kernels._sort_keys(buffer, 3, 3 + size)
+    np.testing.assert_array_equal(buffer[3 : 3 + size], np.sort(keys))
+    np.testing.assert_array_equal(buffer[:3], 7)
+    np.testing.assert_array_equal(buffer[3 + size :], 1)
+
+
 def test_ids_short_of_their_sample_are_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
     # No margin: most ids find fewer keys below their limit than they need, or a block
     # finds more than its room; they are drawn again with a wider margin.

@@ -16,9 +16,9 @@ painted whole until its final numbers are known; these kernels work on its runs:
   the layers of voxels on either side of it;
 - :func:`join_pieces`: union-find over the pairs, numbering every component by its
   first voxel, the numbering of a labeling of the whole volume;
-- :func:`paint_transposed`: a block's final numbers painted from its runs in C order,
-  for a Fortran-ordered block (C-ordered blocks use
-  :func:`fastseg._kernels.components.paint`).
+- :func:`paint_runs`, :func:`paint_transposed`: a block's final numbers painted from
+  its runs in C order, for a C- or a Fortran-ordered block, into a new block or
+  straight into its place in the whole output (a strided view).
 
 Pieces are identified by *provisional ids*: 0 for background, otherwise a block's
 offset plus the piece's id within the block, with offsets far enough apart that no two
@@ -262,3 +262,25 @@ def paint_transposed(
             plane = out[x, y]
             for p in range(n0):
                 plane[p] = buffer[x, p]
+
+
+@kernel()
+def paint_runs(
+    out: np.ndarray,
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    pieces: np.ndarray,
+    numbers: np.ndarray,
+) -> None:
+    """``out[i, j, x] = numbers[piece at (i, j, x)]``: a C-ordered block's final numbers,
+    painted from its runs into ``out``, whose rows (last axis) are contiguous but which
+    may be a view of a larger array (the block's place in the whole output)."""
+    n0, n1, _ = out.shape
+    for i in range(n0):
+        for j in range(n1):
+            line = out[i, j]
+            row = i * n1 + j
+            for k in range(row_offsets[row], row_offsets[row + 1] - 1):
+                value = out.dtype.type(numbers[pieces[k]])
+                for x in range(run_start[k], run_start[k + 1]):
+                    line[x] = value

@@ -141,11 +141,11 @@ def _crop_masks(
     start: np.ndarray,
     shape: np.ndarray,
     pad: np.ndarray,
-) -> np.ndarray:
-    """The box ``start``, ``shape`` with a border of ``pad`` zeros per axis; bit 0: the
-    voxel belongs to the class in the reference, bit 1: in the prediction."""
-    masks = np.zeros((shape[0] + 2 * pad[0], shape[1] + 2 * pad[1], shape[2] + 2 * pad[2]),
-                     np.uint8)  # fmt: skip
+    masks: np.ndarray,
+) -> None:
+    """Fill the zeros ``masks`` (the box ``start``, ``shape`` with a border of ``pad``
+    per axis) inside the border; bit 0: the voxel belongs to the class in the
+    reference, bit 1: in the prediction."""
     for i in range(shape[0]):
         for j in range(shape[1]):
             row_r = ref[start[0] + i, start[1] + j, start[2] : start[2] + shape[2]]
@@ -155,7 +155,6 @@ def _crop_masks(
                 out[k] = np.uint8(in_ref[np.int64(row_r[k])]) | (
                     np.uint8(in_pred[np.int64(row_p[k])]) << np.uint8(1)
                 )
-    return masks
 
 
 @kernel()
@@ -409,6 +408,34 @@ def _distances_to(
 
 
 @kernel()
+def _surfel_areas(
+    edges: np.ndarray,
+    code_r: np.ndarray,
+    code_p: np.ndarray,
+    code_area: np.ndarray,
+    n_pred: int,
+    n_ref: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The area of every prediction surfel and of every reference surfel, in the order
+    of :func:`_distances_to`."""
+    area_p = np.empty(n_pred, np.float64)
+    area_r = np.empty(n_ref, np.float64)
+    a = 0
+    b = 0
+    n0, n1, n2 = edges.shape
+    for j in range(n1):
+        for k in range(n2):
+            for i in range(n0):
+                e = edges[i, j, k]
+                if e & 2:
+                    area_p[a] = code_area[code_p[i, j, k]]
+                    a += 1
+                if e & 1:
+                    area_r[b] = code_area[code_r[i, j, k]]
+                    b += 1
+    return area_p, area_r
+
+
 def class_surfaces(
     ref: np.ndarray,
     pred: np.ndarray,
@@ -430,30 +457,23 @@ def class_surfaces(
     of the edges, and (with ``surfels``) each surfel's area from ``code_area``; without
     ``surfels`` edges are voxels and the area arrays are empty.
     """
-    masks = _crop_masks(ref, pred, in_ref, in_pred, start, shape, pad)
+    # Each step is a kernel of its own, called from here: numba compiles a kernel
+    # together with everything it calls, so one kernel calling the others would compile
+    # the surface code once more per label dtype (only the crop depends on it), and
+    # both edge kernels where a call needs one.
+    masks = np.zeros(tuple((shape + 2 * pad).tolist()), np.uint8)
+    _crop_masks(ref, pred, in_ref, in_pred, start, shape, pad, masks)
     if surfels:
-        edges, code_r, code_p = _surfel_edges(masks, pad[0] == 0, code_of, canonical_full)
+        edges, code_r, code_p = _surfel_edges(masks, bool(pad[0] == 0), code_of, canonical_full)
     else:
         edges = _voxel_edges(masks, pad)
     pred_to_ref = _distances_to(edges, 1, 2, spacing)
     ref_to_pred = _distances_to(edges, 2, 1, spacing)
     if not surfels:
         return pred_to_ref, ref_to_pred, np.empty(0, np.float64), np.empty(0, np.float64)
-    area_p = np.empty(pred_to_ref.size, np.float64)
-    area_r = np.empty(ref_to_pred.size, np.float64)
-    a = 0
-    b = 0
-    n0, n1, n2 = edges.shape
-    for j in range(n1):
-        for k in range(n2):
-            for i in range(n0):
-                e = edges[i, j, k]
-                if e & 2:
-                    area_p[a] = code_area[code_p[i, j, k]]
-                    a += 1
-                if e & 1:
-                    area_r[b] = code_area[code_r[i, j, k]]
-                    b += 1
+    area_p, area_r = _surfel_areas(
+        edges, code_r, code_p, code_area, pred_to_ref.size, ref_to_pred.size
+    )
     return pred_to_ref, ref_to_pred, area_p, area_r
 
 

@@ -147,6 +147,75 @@ def _collect_chunk(
     )  # fmt: skip
 
 
+# Below this many keys a range is sorted by insertion; the stack holds ranges still to
+# sort, the larger side of each split, so it never needs more than log2(n) entries.
+_SMALL_SORT = 15
+_SORT_STACK = 64
+
+
+@kernel()
+def _sort_keys(keys: np.ndarray, start: int, stop: int) -> None:
+    """Sort ``keys[start:stop]`` in place, ascending: the quicksort of numba's
+    ``ndarray.sort`` (median of three, insertion sort for short ranges), written out
+    because numba's generic one costs seconds to compile in every process."""
+    if stop - start < 2:
+        return
+    stack = np.empty((_SORT_STACK, 2), np.int64)
+    stack[0, 0] = start
+    stack[0, 1] = stop - 1
+    n = 1
+    while n > 0:
+        n -= 1
+        low = stack[n, 0]
+        high = stack[n, 1]
+        while high - low >= _SMALL_SORT:
+            # Never false: tells the compiler that indices need no wraparound for < 0.
+            assert low >= 0
+            mid = (low + high) >> 1
+            if keys[mid] < keys[low]:
+                keys[low], keys[mid] = keys[mid], keys[low]
+            if keys[high] < keys[mid]:
+                keys[high], keys[mid] = keys[mid], keys[high]
+            if keys[mid] < keys[low]:
+                keys[low], keys[mid] = keys[mid], keys[low]
+            pivot = keys[mid]
+            keys[high], keys[mid] = keys[mid], keys[high]
+            i = low
+            j = high - 1
+            while True:
+                while i < high and keys[i] < pivot:
+                    i += 1
+                while j >= low and pivot < keys[j]:
+                    j -= 1
+                if i >= j:
+                    break
+                keys[i], keys[j] = keys[j], keys[i]
+                i += 1
+                j -= 1
+            keys[i], keys[high] = keys[high], keys[i]
+            # Keep sorting the smaller side, push the larger.
+            if high - i > i - low:
+                if high > i:
+                    stack[n, 0] = i + 1
+                    stack[n, 1] = high
+                    n += 1
+                high = i - 1
+            else:
+                if i > low:
+                    stack[n, 0] = low
+                    stack[n, 1] = i - 1
+                    n += 1
+                low = i + 1
+        assert low >= 0
+        for i in range(low + 1, high + 1):
+            v = keys[i]
+            j = i
+            while j > low and v < keys[j - 1]:
+                keys[j] = keys[j - 1]
+                j -= 1
+            keys[j] = v
+
+
 @kernel()
 def _finish_chunk(
     store: np.ndarray,
@@ -187,7 +256,7 @@ def _finish_chunk(
         if overflow or total < k:
             done[s] = False
             continue
-        buffer[base : base + total].sort()
+        _sort_keys(buffer, base, base + total)
         # Coordinates from the last to the first: in a class's own region, row j starts
         # at or after key j's bytes, so it only overwrites keys already turned into rows.
         position = out_starts[s] + ndim * (k - 1)

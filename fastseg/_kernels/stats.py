@@ -55,28 +55,39 @@ def _boundary_faces(row: np.ndarray, table: np.ndarray, column: int, n2: int) ->
 
 
 @kernel()
+def _add_run(t: np.ndarray, p: int, y: int, x: int, stop: int, surface: bool) -> None:
+    """Add the run ``x .. stop-1`` of row ``(p, y)`` to its id's integer columns ``t``."""
+    length = stop - x
+    t[COUNT] += length
+    t[SUM0] += length * p
+    t[SUM1] += length * y
+    # Sum of x .. stop-1.
+    t[SUM2] += (x + stop - 1) * length // 2
+    t[MIN0] = min(t[MIN0], p)
+    t[MIN1] = min(t[MIN1], y)
+    t[MIN2] = min(t[MIN2], x)
+    t[STOP0] = max(t[STOP0], p + 1)
+    t[STOP1] = max(t[STOP1], y + 1)
+    t[STOP2] = max(t[STOP2], stop)
+    if surface:
+        # Runs end where the value changes, so both ends are exposed.
+        t[FACES2] += 2
+
+
+@kernel()
 def _measure_chunk(
     flat: np.ndarray,
-    flat_image: np.ndarray,
-    with_image: bool,
+    runs: bool,
     surface: bool,
     n1: int,
     ints: np.ndarray,
-    floats: np.ndarray,
     b: int,
     blocks: int,
 ) -> None:
+    """Block ``b``'s integer columns: with ``runs`` those of every run (counts, sums,
+    boxes and with ``surface`` the faces across the last axis), with ``surface`` the
+    faces across the other two axes."""
     table = ints[b]
-    for k in range(table.shape[0]):
-        table[k, MIN0] = _BIG
-        table[k, MIN1] = _BIG
-        table[k, MIN2] = _BIG
-        table[k, STOP0] = -1
-        table[k, STOP1] = -1
-        table[k, STOP2] = -1
-        floats[b, k, LOWEST] = np.inf
-        floats[b, k, HIGHEST] = -np.inf
-    block_floats = floats[b]
     first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     n2 = flat.shape[1]
     rows = flat.shape[0]
@@ -85,44 +96,11 @@ def _measure_chunk(
         y = r % n1
         row = flat[r]
         x = 0
-        while x < n2:
+        while runs and x < n2:
             v = row[x]
             stop = run_end(row, x, n2)
             if v:
-                k = np.int64(v)
-                length = stop - x
-                t = table[k]
-                t[COUNT] += length
-                t[SUM0] += length * p
-                t[SUM1] += length * y
-                # Sum of x .. stop-1.
-                t[SUM2] += (x + stop - 1) * length // 2
-                t[MIN0] = min(t[MIN0], p)
-                t[MIN1] = min(t[MIN1], y)
-                t[MIN2] = min(t[MIN2], x)
-                t[STOP0] = max(t[STOP0], p + 1)
-                t[STOP1] = max(t[STOP1], y + 1)
-                t[STOP2] = max(t[STOP2], stop)
-                if surface:
-                    # Runs end where the value changes, so both ends are exposed.
-                    t[FACES2] += 2
-                if with_image:
-                    values = flat_image[r]
-                    f = block_floats[k]
-                    total = 0.0
-                    low = f[LOWEST]
-                    high = f[HIGHEST]
-                    for i in range(x, stop):
-                        value = np.float64(values[i])
-                        total += value
-                        # Written so that a NaN intensity propagates, as it does to the mean.
-                        if value < low or value != value:
-                            low = value
-                        if value > high or value != value:
-                            high = value
-                    f[TOTAL] += total
-                    f[LOWEST] = low
-                    f[HIGHEST] = high
+                _add_run(table[np.int64(v)], p, y, x, stop, surface)
             x = stop
         if surface:
             # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
@@ -139,6 +117,68 @@ def _measure_chunk(
                 _exposed_faces(row, flat[r - n1], table, FACES0, n2)
             if r + n1 >= rows:
                 _boundary_faces(row, table, FACES0, n2)
+
+
+@kernel()
+def _image_chunk(
+    flat: np.ndarray,
+    image: np.ndarray,
+    means: np.ndarray,
+    surface: bool,
+    squares: bool,
+    n1: int,
+    ints: np.ndarray,
+    floats: np.ndarray,
+    b: int,
+    blocks: int,
+) -> None:
+    """Block ``b``'s integer columns of every run (as :func:`_measure_chunk` with
+    ``runs``) and its TOTAL, LOWEST and HIGHEST intensity columns (which start at 0,
+    inf and -inf); with ``squares``, a second pass given each id's mean, only the
+    squared deviations, into SQUARES."""
+    table = ints[b]
+    block_floats = floats[b]
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
+    n2 = flat.shape[1]
+    for r in range(first, last):
+        p = r // n1
+        y = r % n1
+        row = flat[r]
+        values = image[r]
+        x = 0
+        while x < n2:
+            v = row[x]
+            stop = run_end(row, x, n2)
+            if v:
+                k = np.int64(v)
+                f = block_floats[k]
+                if squares:
+                    mean = means[k]
+                    total = 0.0
+                    for i in range(x, stop):
+                        d = np.float64(values[i]) - mean
+                        total += d * d
+                    f[SQUARES] += total
+                else:
+                    _add_run(table[k], p, y, x, stop, surface)
+                    total = 0.0
+                    low = f[LOWEST]
+                    high = f[HIGHEST]
+                    for i in range(x, stop):
+                        value = np.float64(values[i])
+                        total += value
+                        # Written so that a NaN intensity propagates, as it does to the mean.
+                        if value < low or value != value:
+                            low = value
+                        if value > high or value != value:
+                            high = value
+                    f[TOTAL] += total
+                    f[LOWEST] = low
+                    f[HIGHEST] = high
+            x = stop
+
+
+_NO_MEANS = np.zeros(1, np.float64)  # the first intensity pass reads no means
 
 
 def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,6 +199,17 @@ def _merge_blocks(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, np.
     return total_ints, total_floats
 
 
+def _tables(blocks: int, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block integer and float columns, ready to be added to."""
+    ints = np.zeros((blocks, n_ids, N_INT), np.int64)
+    ints[:, :, [MIN0, MIN1, MIN2]] = _BIG
+    ints[:, :, [STOP0, STOP1, STOP2]] = -1
+    floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
+    floats[:, :, LOWEST] = np.inf
+    floats[:, :, HIGHEST] = -np.inf
+    return ints, floats
+
+
 def measure(
     view: np.ndarray,
     image: np.ndarray,
@@ -175,36 +226,20 @@ def measure(
     n0, n1, n2 = view.shape
     rows = n0 * n1
     flat = view.reshape(rows, n2)
-    flat_image = image.reshape(image.shape[0] * image.shape[1], image.shape[2])
-    ints = np.zeros((blocks, n_ids, N_INT), np.int64)
-    floats = np.zeros((blocks, n_ids, N_FLOAT), np.float64)
-    run_chunks(_measure_chunk, blocks, flat, flat_image, with_image, surface, n1, ints, floats)
+    ints, floats = _tables(blocks, n_ids)
+    if with_image:
+        # The runs are measured with the intensities, in one pass, by a kernel without
+        # the face counting: the kernels compiled per label and image dtype stay small,
+        # the large one depends on the label dtype only.
+        run_chunks(
+            _image_chunk, blocks, flat, image.reshape(rows, n2), _NO_MEANS, surface, False,
+            n1, ints, floats,
+        )  # fmt: skip
+        if surface:
+            run_chunks(_measure_chunk, blocks, flat, False, True, n1, ints)
+    else:
+        run_chunks(_measure_chunk, blocks, flat, True, surface, n1, ints)
     return _merge_blocks(ints, floats)
-
-
-@kernel()
-def _squares_chunk(
-    flat: np.ndarray, image: np.ndarray, means: np.ndarray, partial: np.ndarray, b: int, blocks: int
-) -> None:
-    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
-    out = partial[b]
-    n2 = flat.shape[1]
-    for r in range(first, last):
-        row = flat[r]
-        values = image[r]
-        x = 0
-        while x < n2:
-            v = row[x]
-            stop = run_end(row, x, n2)
-            if v:
-                k = np.int64(v)
-                mean = means[k]
-                squares = 0.0
-                for i in range(x, stop):
-                    d = np.float64(values[i]) - mean
-                    squares += d * d
-                out[k] += squares
-            x = stop
 
 
 def centered_squares(
@@ -214,14 +249,16 @@ def centered_squares(
     variance, which keeps full precision where sums of squares would cancel."""
     n0, n1, n2 = view.shape
     rows = n0 * n1
-    partial = np.zeros((blocks, means.size), np.float64)
+    no_ints = np.zeros((blocks, 1, N_INT), np.int64)  # the second pass counts nothing
+    partial = np.zeros((blocks, means.size, N_FLOAT), np.float64)
     run_chunks(
-        _squares_chunk, blocks, view.reshape(rows, n2), image.reshape(rows, n2), means, partial
-    )
-    total = partial[0].copy()
+        _image_chunk, blocks, view.reshape(rows, n2), image.reshape(rows, n2),
+        np.ascontiguousarray(means, np.float64), False, True, n1, no_ints, partial,
+    )  # fmt: skip
+    total = partial[0, :, SQUARES].copy()
     # Block order, whatever the thread count.
     for b in range(1, blocks):
-        total += partial[b]
+        total += partial[b, :, SQUARES]
     return total
 
 

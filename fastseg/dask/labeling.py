@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
-from dask.base import compute
+from dask.base import compute, get_scheduler, tokenize
 from dask.delayed import Delayed
 from dask.graph_manipulation import bind
+from dask.highlevelgraph import HighLevelGraph
 
 import fastseg
 from fastseg._arrays import as_label_array, is_fortran
@@ -25,7 +26,14 @@ from fastseg.components import Components, Connectivity
 from fastseg.dask._graph import Tasks, check_labels, compact, corners, lifted
 from fastseg.dtypes import check_dtype_holds, fit_dtype
 
-__all__ = ["DaskComponents", "label"]
+__all__ = ["KEEP_RUNS_VOXELS", "DaskComponents", "label"]
+
+KEEP_RUNS_VOXELS = 2**27
+"""Up to this many voxels (512³), :func:`label` keeps every block's runs from its first
+pass for its second by default, instead of reading and labelling the block again: the
+component map of such a volume (512 MB of uint32 at most) is about what a caller who
+computes it holds anyway, and the runs of real label volumes take much less (65 MB for
+the 512³ connectomics volume; at most 8 bytes per voxel, for noise)."""
 
 
 class DaskComponents(NamedTuple):
@@ -57,9 +65,71 @@ class DaskComponents(NamedTuple):
     def compute(self, **kwargs: Any) -> Components:
         """Compute labels, count and values in one pass (keyword arguments go to
         :func:`dask.compute`, e.g. ``scheduler``). The whole component map comes into
-        memory: for large volumes store ``labels`` instead, e.g. with ``to_zarr``."""
-        labels, count, values = compute(self.labels, self.count, self.values, **kwargs)
+        memory: for large volumes store ``labels`` instead, e.g. with ``to_zarr``.
+
+        On the threaded and the synchronous scheduler, every block is painted straight
+        into its place in one new array, instead of into a block of its own that dask
+        then copies into the whole (twice the memory of the map, and a copy that takes
+        about as long as painting it); the map is then Fortran-ordered if the blocks
+        are (as from :func:`fastseg.dask.from_nifti`, and as :func:`fastseg.label`
+        numbers a Fortran-ordered volume), so that blocks are painted along their runs.
+        Otherwise, and for ``dask.compute(*result)``, the map is C-ordered. Here the
+        count is known before the map is allocated, so unless ``label`` was given an
+        ``out_dtype``, the map has the smallest unsigned dtype that holds the count, as
+        :func:`fastseg.label`'s (``labels.dtype`` holds one id per voxel)."""
+        filled = _filled(self.labels, kwargs.get("scheduler"))
+        if filled is None:
+            labels, count, values = compute(self.labels, self.count, self.values, **kwargs)
+        else:
+            labels, count, values = compute(filled, self.count, self.values, **kwargs)
         return Components(labels, count, values)
+
+
+def _filled(labels: da.Array, scheduler: Any) -> Delayed | None:
+    """``labels`` computed by painting every block into its place in one new numpy array,
+    when the scheduler runs tasks in this process (threads or synchronous) and the
+    labels are the second pass of :func:`label` (not an array derived from them);
+    None otherwise."""
+    import dask.local
+    import dask.threaded
+
+    collections: list[Any] = [labels]  # dask's annotations do not list da.Array
+    if get_scheduler(scheduler=scheduler, collections=collections) not in (
+        dask.threaded.get,
+        dask.local.get_sync,
+    ):
+        return None
+    lift = (1,) * (3 - labels.ndim)
+    name: str = labels.name
+    if lift:  # a 1-D or 2-D map is the 3-D one of label, indexed
+        below = labels.dask.dependencies.get(name, set())
+        if len(below) != 1:
+            return None
+        (name,) = below
+    layer = labels.dask.layers.get(name)
+    if layer is None:
+        return None
+    chunks = tuple((1,) for _ in lift) + labels.chunks
+    starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(int) for sizes in chunks]
+    prefix = f"fastseg-fill-{tokenize(labels.name)}"
+    allocated = f"{prefix}-allocate"
+    tasks = []
+    for index in np.ndindex(*(len(sizes) for sizes in chunks)):
+        task = layer.get((name, *index))
+        if not (isinstance(task, tuple) and task and task[0] in _SECOND_PASS):
+            return None
+        tasks.append((index, task))
+    fit = tasks[0][1][-1]
+    numberings = [task[-3] for _, task in tasks]
+    graph: dict[Any, Any] = {
+        allocated: (_allocate, labels.shape, str(labels.dtype), fit, *numberings)
+    }
+    for index, task in tasks:
+        where = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
+        key = (prefix, *index)
+        graph[key] = (_fill, allocated, where, *task)
+    graph[prefix] = (_whole, allocated, *[key for key in graph if key != allocated])
+    return Delayed(prefix, HighLevelGraph.from_collections(prefix, graph, collections))
 
 
 @dataclass(frozen=True)
@@ -74,6 +144,17 @@ class _Pieces:
     """Row-major index into the whole volume of each piece's first voxel."""
     transposed: bool
     """Whether the block was labelled as its transpose (it was Fortran-ordered)."""
+
+
+class _Kept(NamedTuple):
+    """A block's runs, kept from the first pass for the second (:func:`_paint_block`)."""
+
+    shape: tuple[int, ...]
+    """The block's shape (3-D)."""
+    transposed: bool
+    row_offsets: np.ndarray
+    run_start: np.ndarray
+    pieces: np.ndarray
 
 
 class _Runs(NamedTuple):
@@ -133,11 +214,12 @@ def _label_block(
     corner: tuple[int, int, int],
     shape: tuple[int, int, int],
     offset: int,
-) -> tuple[_Pieces, tuple[np.ndarray, ...]]:
-    """Label a block on its own: its summary, and its first and last layer of piece ids
-    along each axis (``sides[2 * axis + last]``). The block is labelled by runs and only
-    its boundary layers are painted: it is labelled again when it is numbered, so no
-    task keeps its piece map meanwhile."""
+    keep: bool,
+) -> tuple[_Pieces, tuple[np.ndarray, ...], _Kept | None]:
+    """Label a block on its own: its summary, its first and last layer of piece ids
+    along each axis (``sides[2 * axis + last]``) and, if ``keep``, its runs. The block
+    is labelled by runs and only its boundary layers are painted: without ``keep`` it
+    is labelled again when it is numbered, so no task keeps its runs meanwhile."""
     from fastseg._kernels import blockfaces as blockfaces_kernels
 
     runs = _runs(block, connectivity, background)
@@ -164,7 +246,12 @@ def _label_block(
         sides = tuple(layers[2 * (2 - axis) + last].T for axis in range(3) for last in (0, 1))
     else:
         sides = layers
-    return _Pieces(offset, runs.values, first, runs.transposed), sides
+    kept = (
+        _Kept(block.shape, runs.transposed, runs.row_offsets, runs.run_start, runs.pieces)
+        if keep
+        else None
+    )
+    return _Pieces(offset, runs.values, first, runs.transposed), sides, kept
 
 
 Near = tuple[Any, ...]
@@ -267,32 +354,93 @@ def _resolve(
     return tables, count, values
 
 
+def _painted(
+    kept: _Kept, table: np.ndarray, dtype: str, out: np.ndarray | None, flipped: bool
+) -> np.ndarray:
+    """A block's final numbers painted from its runs through its table into ``out``: a
+    new C-ordered block if None (dask joins blocks into a C-ordered array and zarr
+    stores them so, where Fortran-ordered ones would be transposed), else the block's
+    place in the whole output, or its transpose if ``flipped``."""
+    from fastseg._kernels import blockfaces as blockfaces_kernels
+
+    if out is None:
+        out = np.empty(kept.shape, dtype)
+    if not out.size:
+        return out
+    # Runs along the output's rows are painted as they are, others across them.
+    if kept.transposed == flipped:
+        paint = blockfaces_kernels.paint_runs
+    else:
+        paint = blockfaces_kernels.paint_transposed
+    paint(out, kept.row_offsets, kept.run_start, kept.pieces, table)
+    return out
+
+
 def _number_block(
     block: np.ndarray,
     connectivity: int,
     background: int,
     numbering: tuple[np.ndarray, bool],
     dtype: str,
+    fit: bool,
+    out: np.ndarray | None = None,
+    flipped: bool = False,
 ) -> np.ndarray:
-    """A block's final numbers: labelled again, in the first pass's order (so the same
-    pieces as the first time), and painted through its table, always in C order: dask
-    joins blocks into a C-ordered array (zarr stores them so), where Fortran-ordered
-    ones would be transposed."""
-    from fastseg._kernels import blockfaces as blockfaces_kernels
-    from fastseg._kernels import components as components_kernels
-
+    """A block's final numbers (:func:`_painted`): labelled again, in the first pass's
+    order, so the same pieces as the first time. (``fit``: whether ``dtype`` is the
+    default, which :meth:`DaskComponents.compute` narrows to the count.)"""
     table, transposed = numbering
     runs = _runs(block, connectivity, background, transposed)
-    out = np.empty(block.shape, dtype)
-    if not out.size:
-        return out
-    if runs.transposed:
-        blockfaces_kernels.paint_transposed(
-            out, runs.row_offsets, runs.run_start, runs.pieces, table
-        )
+    kept = _Kept(block.shape, runs.transposed, runs.row_offsets, runs.run_start, runs.pieces)
+    return _painted(kept, table, dtype, out, flipped)
+
+
+def _paint_block(
+    kept: _Kept,
+    numbering: tuple[np.ndarray, bool],
+    dtype: str,
+    fit: bool,
+    out: np.ndarray | None = None,
+    flipped: bool = False,
+) -> np.ndarray:
+    """A block's final numbers (:func:`_painted`) from the runs the first pass kept (as
+    :func:`_number_block`)."""
+    return _painted(kept, numbering[0], dtype, out, flipped)
+
+
+_SECOND_PASS = (_number_block, _paint_block)
+"""The tasks of the second pass; the last three arguments of each are the block's
+numbering (table, transposed), the dtype and whether it is the default."""
+
+
+def _allocate(
+    shape: tuple[int, ...], dtype: str, fit: bool, *numberings: tuple[np.ndarray, bool]
+) -> np.ndarray:
+    """The whole component map, uninitialised, as :func:`fastseg.label` would return it:
+    of the smallest dtype that holds the count if ``fit`` (the default dtype), and
+    Fortran-ordered if every block was labelled as its transpose (Fortran-ordered
+    blocks, as from a NIfTI file), so that every block is painted along its runs."""
+    if fit:  # every component has a piece, so the largest number is the count
+        count = max((int(table.max()) for table, _ in numberings if table.size), default=0)
+        dtype = str(fit_dtype(count))
+    fortran = bool(numberings) and all(t for _, t in numberings)
+    return np.empty(shape, dtype, order="F" if fortran else "C")
+
+
+def _fill(out: np.ndarray, where: tuple[slice, ...], function: Any, *arguments: Any) -> None:
+    """Run a second-pass task, ``function(*arguments)``, painting straight into the
+    block's place ``where`` in the whole map ``out`` (through its 3-D view; in the
+    transposed view if ``out`` is Fortran-ordered, where rows run along the first
+    axis)."""
+    lifted = out[(None,) * (3 - out.ndim)]
+    if out.flags.c_contiguous:
+        function(*arguments, out=lifted[where])
     else:
-        view = out.reshape(runs.view.shape)
-        components_kernels.paint(view, runs.row_offsets, runs.run_start, runs.pieces, table, 1)
+        function(*arguments, out=lifted[where].T, flipped=True)
+
+
+def _whole(out: np.ndarray, *_filled: None) -> np.ndarray:
+    """``out``, once every block is painted into it."""
     return out
 
 
@@ -302,6 +450,7 @@ def label(
     connectivity: Connectivity | None = None,
     background: int = 0,
     out_dtype: npt.DTypeLike | None = None,
+    keep_runs: bool | None = None,
 ) -> DaskComponents:
     """Label the connected components of a chunked binary or multilabel dask array.
 
@@ -325,10 +474,12 @@ def label(
 
     Memory stays bounded by the blocks in flight, the boundary layers not yet compared
     and the per-component tables, whatever the size of the volume: no block's component
-    map is kept until the join. Instead every block is read and labelled a second time
-    once the join is done (the same pieces, labelling is deterministic); the input is
-    read twice, and its reads for the second pass wait for the join
-    (:func:`dask.graph_manipulation.bind`), so they never pile up in memory.
+    map is kept until the join (unless ``keep_runs``, by default up to 512³ voxels, keeps
+    every block's runs until its second pass, which then only paints). Instead every
+    block is read and labelled a second time once the join is done (the same pieces,
+    labelling is deterministic); the input is read twice, and its reads for the second
+    pass wait for the join (:func:`dask.graph_manipulation.bind`), so they never pile
+    up in memory.
     In the first pass, the blocks of each slab along the first axis are read once the
     pairs of the slab two before are found, so that the layers waiting for their
     neighbours are those of about three slabs.
@@ -352,8 +503,18 @@ def label(
     out_dtype : dtype, optional
         Integer dtype of the component map. It has to be fixed before anything is
         computed, so by default it is the smallest unsigned type that holds one id
-        per voxel (uint32 up to 4 G voxels); a dtype too small for the count raises
+        per voxel (uint32 up to 4 G voxels), narrowed to the smallest that holds the
+        count by :meth:`DaskComponents.compute` on a local scheduler, as
+        :func:`fastseg.label` chooses; a dtype too small for the count raises
         ``ValueError`` when computed.
+    keep_runs : bool, optional
+        Keep every block's runs (its labelling without its voxels: 65 MB for a 512³
+        uint32 connectomics volume of 512 MB, at most 8 bytes per voxel) from the first
+        pass until its second, which then only paints, instead of reading and labelling
+        every block again. Faster, but what is kept grows with the volume: by default
+        only up to :data:`fastseg.dask.labeling.KEEP_RUNS_VOXELS` voxels (512³), where
+        the map a caller computes is larger; beyond, the second pass reads the input
+        again and memory stays bounded by the blocks in flight.
 
     Returns
     -------
@@ -390,9 +551,11 @@ def label(
         np.zeros((1,) * array.ndim, array.dtype), connectivity=connectivity, background=background
     )
     kind = AS_3D[resolve_connectivity(connectivity, array.ndim)]
+    keep = array.size <= KEEP_RUNS_VOXELS if keep_runs is None else bool(keep_runs)
     dtype = fit_dtype(max(array.size, 1)) if out_dtype is None else np.dtype(out_dtype)
     if dtype.kind not in "iu":
         raise TypeError(f"out_dtype must be an integer dtype, got {dtype}")
+    fit = out_dtype is None
 
     volume = lifted(array)
     grid = volume.numblocks
@@ -402,6 +565,7 @@ def label(
     starts = corners(volume)
     sides: dict[tuple[int, ...], Any] = {}
     summaries: dict[tuple[int, ...], Any] = {}
+    kept: dict[tuple[int, ...], Any] = {}
 
     def near(index: tuple[int, ...], axis: int) -> list[Any]:
         """The keys of the sides and summary of block ``index`` and, where contacts reach
@@ -443,10 +607,15 @@ def label(
             index = (slab, *rest)
             offset = int(np.ravel_multi_index(index, grid)) * stride
             read = (blocks.name, 0, *rest)
-            task = (_label_block, read, kind, int(background), starts[index], volume.shape, offset)
-            both = tasks.add("block", index, task)
-            summaries[index] = tasks.add("summary", index, (operator.getitem, both, 0))
-            sides[index] = tasks.add("sides", index, (operator.getitem, both, 1))
+            task = (
+                _label_block, read, kind, int(background), starts[index], volume.shape, offset,
+                keep,
+            )  # fmt: skip
+            labelled = tasks.add("block", index, task)
+            summaries[index] = tasks.add("summary", index, (operator.getitem, labelled, 0))
+            sides[index] = tasks.add("sides", index, (operator.getitem, labelled, 1))
+            if keep:
+                kept[index] = tasks.add("runs", index, (operator.getitem, labelled, 2))
         if slab >= 1:
             faces = []
             for axis in range(3):
@@ -473,16 +642,24 @@ def label(
     values_key = tasks.add("values", (), (operator.getitem, resolved, 2))
     joined = tasks.delayed(resolved)
 
-    # The second pass reads its own copy of the input, which waits for the join.
-    again = bind(volume, joined)
-    numbering = Tasks(again, joined, what="label", kind=kind, background=int(background))
+    if keep:
+        numbering = Tasks(joined, what="label", kept=True, dtype=str(dtype))
+    else:
+        # The second pass reads its own copy of the input, which waits for the join.
+        again = bind(volume, joined)
+        numbering = Tasks(again, joined, what="label", kind=kind, background=int(background))
     for index in np.ndindex(*grid):
         table = (
             operator.getitem,
             (operator.getitem, joined.key, 0),
             int(np.ravel_multi_index(index, grid)),
         )
-        number = (_number_block, (again.name, *index), kind, int(background), table, str(dtype))
+        number: tuple[Any, ...]
+        if keep:
+            number = (_paint_block, kept[index], table, str(dtype), fit)
+        else:
+            read = (again.name, *index)
+            number = (_number_block, read, kind, int(background), table, str(dtype), fit)
         numbering.add("labels", index, number)
     labels = numbering.array("labels", volume, dtype)[(0,) * (3 - array.ndim)]
     count, values = tasks.delayed(count_key), tasks.delayed(values_key)
