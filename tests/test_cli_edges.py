@@ -686,7 +686,7 @@ def test_warmup_command_fills_the_cache_folder_it_is_given(tmp_path: Path) -> No
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR")}
     result = subprocess.run(
-        [sys.executable, "-m", "fastseg", "warmup", "files", "--cache-dir", str(cache)],
+        [sys.executable, "-m", "fastseg", "warmup", "files", "--cache-dir", str(cache), "-j", "2"],
         capture_output=True,
         text=True,
         env=env,
@@ -695,6 +695,7 @@ def test_warmup_command_fills_the_cache_folder_it_is_given(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert f"cache {cache}" in result.stdout
+    assert "(2 processes)" in result.stdout
     assert list(cache.rglob("*.nbi"))
     wrong = subprocess.run(
         [sys.executable, "-m", "fastseg", "warmup", "sorting"],

@@ -296,13 +296,142 @@ def test_warmup_reports_what_it_did() -> None:
     assert again.compiled == 0  # everything is in memory already
 
 
+def test_warmup_in_one_process_runs_nothing_elsewhere() -> None:
+    with mock.patch("fastseg._batch.process_pool", side_effect=AssertionError("a pool")):
+        report = fastseg.warmup(["relabel", "label"], dtypes=["uint8"], processes=1)
+    assert report.processes == 1
+    assert report.total_seconds == sum(report.seconds.values())
+
+
+def test_warmup_on_a_warm_cache_starts_no_worker() -> None:
+    fastseg.warmup(["relabel"], dtypes=["uint8", "uint16"], processes=1)
+    with mock.patch("fastseg._batch.process_pool") as pool:
+        report = fastseg.warmup(["relabel"], dtypes=["uint8", "uint16"], processes=2)
+    assert report.compiled == 0
+    pool.return_value.__enter__.return_value.submit.assert_not_called()
+
+
+def test_warmup_without_a_writable_cache_stays_in_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kernels compiled in other processes could not reach this one: no workers."""
+    (tmp_path / "file").write_bytes(b"")
+    monkeypatch.setenv("FASTSEG_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    with mock.patch("fastseg._batch.process_pool", side_effect=AssertionError("a pool")):
+        report = fastseg.warmup(["relabel", "label"], dtypes=["uint8"], processes=2)
+    assert report.processes == 1
+
+
+PARALLEL_SCRIPT = """
+import sys
+import fastseg
+from fastseg import _jit
+
+groups = ["label", "files"]
+if sys.argv[1] == "parallel":
+    report = fastseg.warmup(groups, dtypes=["uint8"], processes=2)
+    own = _jit.compile_counts()[1]
+    print(report.processes, report.compiled, report.loaded, own, sorted(report.seconds))
+# In the parallel process: what the worker compiled has been loaded here already.
+before = _jit.compile_counts()
+again = fastseg.warmup(groups, dtypes=["uint8"], processes=1)
+print(again.compiled, again.loaded, *[a - b for a, b in zip(_jit.compile_counts(), before)])
+"""
+
+
+def test_parallel_warmup_fills_the_cache(tmp_path: Path) -> None:
+    """Two processes fill the cache: a fresh process compiles nothing, the calling process
+    has every kernel loaded, and the report counts the worker's compiles too."""
+    env = {**os.environ, "FASTSEG_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(mode: str) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", PARALLEL_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.splitlines()
+
+    first, after = run("parallel")
+    processes, compiled, loaded, own, groups = first.split(" ", 4)
+    assert (processes, groups) == ("2", "['files', 'label']")
+    # One group each: the worker compiled some of the kernels.
+    assert int(compiled) > int(own) > 0
+    assert after == "0 0 0 0"  # nothing left to load or compile in the calling process
+    (fresh,) = run("fresh")
+    fresh_compiled, fresh_loaded, _, compiled_now = map(int, fresh.split())
+    assert fresh_compiled == compiled_now == 0
+    assert 0 < fresh_loaded <= int(compiled) + int(loaded)
+
+
+FAILING_SCRIPT = """
+import multiprocessing
+import numpy as np
+import fastseg
+from fastseg import _warmup
+
+
+def broken(dtype):
+    if multiprocessing.parent_process() is not None:
+        raise ValueError(f"no kernel for {dtype}")
+    fastseg.unique(np.zeros(3, dtype))  # a compile here starts the worker
+
+
+_warmup.OPERATIONS["broken"] = broken  # in worker processes too: they import this file
+if __name__ == "__main__":
+    try:
+        fastseg.warmup(["broken"], dtypes=["uint8", "uint16"], processes=2)
+    except RuntimeError as error:
+        print(error)
+"""
+
+
+def test_parallel_warmup_reports_a_failure_in_a_worker(tmp_path: Path) -> None:
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_SCRIPT)
+    env = {**os.environ, "FASTSEG_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == (
+        "warming up broken (uint16) failed in a worker process: ValueError: no kernel for uint16"
+    )
+
+
+@pytest.mark.parametrize(
+    ("processes", "error", "match"),
+    [
+        (0, ValueError, "processes must be at least 1, got 0"),
+        (-2, ValueError, "processes must be at least 1, got -2"),
+        (2.0, TypeError, "processes must be an int or None, got float"),
+        (True, TypeError, "processes must be an int or None, got bool"),
+        ("2", TypeError, "processes must be an int or None, got str"),
+    ],
+)
+def test_warmup_bad_process_counts(processes: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        fastseg.warmup(["relabel"], dtypes=["uint8"], processes=processes)
+
+
 COVERAGE_SCRIPT = """
 import importlib, pkgutil
 import numpy as np
 import fastseg, fastseg._kernels
 from fastseg import _jit
 
-fastseg.warmup()
+# In this process: the check below reads which kernels this process compiled, and one
+# loaded from the cache carries the kernels it calls inside it, leaving theirs empty.
+fastseg.warmup(processes=1)
 for module in pkgutil.iter_modules(fastseg._kernels.__path__):
     importlib.import_module(f"fastseg._kernels.{module.name}")
 print("uncompiled", *sorted(d.py_func.__qualname__ for d in _jit.dispatchers() if not d.signatures))
