@@ -9,18 +9,16 @@ process with a warm cache never compiles, whatever the size of its volumes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 __all__ = ["OPERATIONS", "WarmupReport", "warmup"]
 
@@ -169,6 +167,7 @@ def _files(dtype: np.dtype[Any]) -> None:
 def _dask(dtype: np.dtype[Any]) -> None:
     import dask
     import dask.array as da
+    from dask.base import compute
 
     import fastseg.dask
 
@@ -180,9 +179,9 @@ def _dask(dtype: np.dtype[Any]) -> None:
             # runs kept by the first pass or from a second reading, into every id width
             # (large volumes need uint16 or uint32 ids whatever their label dtype).
             fastseg.dask.label(blocks).compute()
-            dask.compute(*fastseg.dask.label(blocks, keep_runs=False))
+            compute(*fastseg.dask.label(blocks, keep_runs=False))  # type: ignore[no-untyped-call]
             fastseg.dask.label(blocks, out_dtype=dtype).compute()
-            dask.compute(*fastseg.dask.label(blocks, out_dtype=dtype))
+            compute(*fastseg.dask.label(blocks, out_dtype=dtype))  # type: ignore[no-untyped-call]
         fastseg.dask.stats(volume, surface=True)
 
 
@@ -329,112 +328,182 @@ def _run_tasks(tasks: tuple[Task, ...], seconds: dict[str, float]) -> None:
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
 
-def _warm_in_worker(root: str, tasks: tuple[Task, ...]) -> tuple[dict[str, float], int, int]:
-    """Run ``tasks`` in a worker process against the cache under ``root``; returns the
-    seconds per group and the specialisations loaded and compiled."""
-    # Read when a kernel module is first imported, which in a fresh worker is below.
-    os.environ["FASTSEG_CACHE_DIR"] = root
-    from fastseg._jit import compile_counts
-
-    loaded_before, compiled_before = compile_counts()
-    seconds: dict[str, float] = {}
-    _run_tasks(tasks, seconds)
-    loaded, compiled = compile_counts()
-    return seconds, loaded - loaded_before, compiled - compiled_before
-
-
 class WarmupError(RuntimeError):
     """An operation group failed in a worker process of :func:`fastseg.warmup`."""
 
 
-def _worker_result(
-    tasks: tuple[Task, ...], future: Future[tuple[dict[str, float], int, int]]
-) -> tuple[dict[str, float], int, int]:
-    """The result of a worker's task, its failure as a :class:`WarmupError`."""
-    from concurrent.futures.process import BrokenProcessPool
+Result = tuple[dict[str, float], int, int]
+"""Seconds per group, specialisations loaded and compiled."""
 
-    try:
-        return future.result()
-    except BrokenProcessPool as error:
-        raise WarmupError(
-            "a warm-up worker process ended unexpectedly (killed, or out of memory)"
-        ) from error
-    except Exception as error:
-        groups = ", ".join(f"{name} ({width})" for name, width in tasks)
-        raise WarmupError(
-            f"warming up {groups} failed in a worker process: {type(error).__name__}: {error}"
-        ) from error
+# Workers are fresh interpreters (``python -c``), never the caller's main module run
+# again as multiprocessing's spawn and forkserver do: a script calling warmup() at top
+# level, without an ``if __name__ == "__main__"`` guard, works as it did in one process.
+_WORKER_COMMAND = "from fastseg._warmup import _serve; _serve()"
+
+
+def _serve() -> None:
+    """A worker process: one JSON list of (group, dtype) tasks per line on stdin, one JSON
+    reply per line on stdout (its seconds, loaded and compiled counts, or the error)."""
+    import json
+    import sys
+
+    import signal
+
+    from fastseg._jit import compile_counts
+
+    # Ctrl-C reaches the whole process group; the caller stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Replies go to the original stdout; anything else printed goes to stderr.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for line in sys.stdin:
+        tasks = tuple((str(name), str(width)) for name, width in json.loads(line))
+        try:
+            loaded_before, compiled_before = compile_counts()
+            seconds: dict[str, float] = {}
+            _run_tasks(tasks, seconds)
+            loaded, compiled = compile_counts()
+            reply: dict[str, Any] = {
+                "seconds": seconds,
+                "loaded": loaded - loaded_before,
+                "compiled": compiled - compiled_before,
+            }
+        except Exception as error:  # reported by the caller, which stops the others
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+class _Worker:
+    """A worker process of :func:`warmup` compiling into the cache under ``root``."""
+
+    def __init__(self, root: str) -> None:
+        import subprocess
+        import sys
+
+        # The cache directory is read when the worker first imports a kernel module.
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_COMMAND],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "FASTSEG_CACHE_DIR": root},
+        )
+
+    def run(self, tasks: tuple[Task, ...]) -> Result:
+        """Run ``tasks`` in the worker; its failure as a :class:`WarmupError`."""
+        import json
+
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps(tasks) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:
+            raise WarmupError(
+                "a warm-up worker process ended unexpectedly (killed, or out of memory)"
+            )
+        reply = json.loads(line)
+        if "error" in reply:
+            groups = ", ".join(f"{name} ({width})" for name, width in tasks)
+            raise WarmupError(f"warming up {groups} failed in a worker process: {reply['error']}")
+        return reply["seconds"], reply["loaded"], reply["compiled"]
+
+    def stop(self) -> None:
+        """End the worker: at once if it is busy (the caller failed or was interrupted)."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
 
 
 def _warm_in_processes(
     plan: list[tuple[Task, ...]], processes: int, root: str, load: bool
-) -> tuple[dict[str, float], int, int]:
+) -> Result:
     """Run the tasks of ``plan`` in this process and ``processes - 1`` workers, each taking
     the next task in order when it is free; this process then loads what the workers
     compiled."""
     import threading
-    from concurrent.futures import as_completed
 
     from fastseg import _jit
-    from fastseg._batch import process_pool
     from fastseg._jit import compile_counts
 
-    Result = tuple[dict[str, float], int, int]
     seconds: dict[str, float] = {}
     loaded = compiled = 0
     claim = threading.Lock()
     following = 0  # the next task nobody has taken
-    elsewhere: dict[Future[Result], tuple[Task, ...]] = {}
-    failed = False
+    elsewhere: list[tuple[Task, ...]] = []  # tasks a worker ran, to load here afterwards
     problems: list[BaseException] = []
+    workers: list[_Worker] = []
+    threads: list[threading.Thread] = []
 
     def take() -> int | None:
         nonlocal following
-        if following == len(plan) or failed:
+        if following == len(plan) or problems:
             return None
         following += 1
         return following - 1
 
-    with process_pool(processes - 1) as pool:
+    def add(result: Result) -> None:
+        nonlocal loaded, compiled
+        _add_times(seconds, result[0])
+        loaded += result[1]
+        compiled += result[2]
 
-        def hand_out(done: Future[Result] | None = None) -> None:
-            # A worker gets its next task only once it is free (not queued in advance as
-            # the pool would), so that no process waits on a task another could have run.
-            nonlocal failed
+    def serve(worker: _Worker) -> None:
+        # A worker gets its next task only once it is free, so that no process waits on
+        # a task another could have run.
+        while True:
             with claim:
-                if done is not None and (done.cancelled() or done.exception() is not None):
-                    failed = True
                 index = take()
-                if index is None:
-                    return
-                try:
-                    future = pool.submit(_warm_in_worker, root, plan[index])
-                except BaseException as error:
-                    # A callback runs in the pool's own thread, where nobody would see
-                    # the error: the warm-up raises it once this process is done.
-                    failed = True
+            if index is None:
+                return
+            try:
+                result = worker.run(plan[index])
+            except BaseException as error:
+                with claim:
                     problems.append(error)
-                    return
-                elsewhere[future] = plan[index]
-            future.add_done_callback(hand_out)
-
-        started = False
-
-        def start_workers() -> None:
-            # Only once this process compiles: on a warm cache it loads every kernel
-            # itself faster than a worker process starts, and no worker starts.
-            nonlocal started
+                return
             with claim:
-                if started:
-                    return
-                started = True
-            if earlier_notice is not None:
-                earlier_notice()
-            for _ in range(processes - 1):
-                hand_out()
+                add(result)
+                elsewhere.append(plan[index])
 
-        earlier_notice = _jit._compile_notice
-        _jit.on_first_compile(start_workers)
+    started = False
+
+    def start_workers() -> None:
+        # Only once this process compiles: on a warm cache it loads every kernel itself
+        # faster than a worker process starts, and no worker starts.
+        nonlocal started
+        with claim:
+            if started:
+                return
+            started = True
+        if earlier_notice is not None:
+            earlier_notice()
+        try:
+            for _ in range(processes - 1):
+                workers.append(_Worker(root))
+        except OSError as error:
+            with claim:
+                problems.append(WarmupError(f"could not start a warm-up worker process: {error}"))
+            return
+        for worker in workers:
+            thread = threading.Thread(target=serve, args=(worker,), daemon=True)
+            thread.start()
+            threads.append(thread)
+
+    earlier_notice = _jit._compile_notice
+    _jit.on_first_compile(start_workers)
+    try:
         try:
             while True:
                 with claim:
@@ -445,32 +514,32 @@ def _warm_in_processes(
                 times: dict[str, float] = {}
                 _run_tasks(plan[index], times)
                 loaded_now, compiled_now = compile_counts()
-                _add_times(seconds, times)
-                loaded += loaded_now - loaded_before
-                compiled += compiled_now - compiled_before
+                with claim:
+                    add((times, loaded_now - loaded_before, compiled_now - compiled_before))
         finally:
             with claim:
                 if not started:  # nothing compiled: the notice is not this function's
                     _jit.on_first_compile(earlier_notice)
                     started = True
-        with claim:
-            handed = dict(elsewhere)  # complete: every task is taken
-        if problems:
-            raise WarmupError(
-                f"could not start a warm-up worker process: {problems[0]}"
-            ) from problems[0]
-        for future in as_completed(handed):
-            times, loaded_there, compiled_there = _worker_result(handed[future], future)
-            _add_times(seconds, times)
-            loaded += loaded_there
-            compiled += compiled_there
-            if load:
-                # The worker's kernels, from the cache into this process, so that its
-                # first real call is as fast as after an in-process warm-up (only a
-                # failed cache write compiles here).
-                compiled_before = compile_counts()[1]
-                _run_tasks(handed[future], {})
-                compiled += compile_counts()[1] - compiled_before
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        for worker in workers:  # interrupted or failed here: the workers' work is moot
+            worker.process.kill()
+        raise
+    finally:
+        for worker in workers:
+            worker.stop()
+    if problems:
+        raise problems[0]
+    if load:
+        # The workers' kernels, from the cache into this process, so that its first real
+        # call is as fast as after an in-process warm-up (only a failed cache write
+        # compiles here).
+        compiled_before = compile_counts()[1]
+        for tasks in elsewhere:
+            _run_tasks(tasks, {})
+        compiled += compile_counts()[1] - compiled_before
     return seconds, loaded, compiled
 
 
