@@ -568,7 +568,9 @@ def warmup(
     into the same cache; this process then loads what they compiled, so that afterwards
     every kernel is loaded here as with ``processes=1``. Workers start only once this
     process has something to compile: on a warm cache everything is loaded here, as with
-    ``processes=1``, without waiting for worker processes to start.
+    ``processes=1``, without waiting for worker processes to start. Workers are fresh
+    interpreters (``sys.executable``) that never run the calling script, so a script
+    needs no ``if __name__ == "__main__":`` guard around this call.
 
     Signed and bool labels share the kernels of the unsigned dtype of the same width, so
     ``dtypes=["uint16"]`` covers int16 too.
