@@ -49,6 +49,10 @@ def same_relabeling(
     """``renumber`` results: the same old ids, the same set of new ids, and the same voxels
     under each old id; the order in which new ids are handed out may differ."""
     (labels, mapping), (anchor_labels, anchor_mapping) = fast, anchor
+    if 0 not in mapping and anchor_mapping.get(0) == 0:
+        # fastremap keeps 0 -> 0 in its mapping even where no voxel is 0; fastseg's
+        # mapping holds the ids present only.
+        anchor_mapping = {old: new for old, new in anchor_mapping.items() if old != 0}
     if mapping.keys() != anchor_mapping.keys():
         return Verdict(False, "the mappings cover different old ids")
     if sorted(mapping.values()) != sorted(anchor_mapping.values()):
