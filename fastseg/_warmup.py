@@ -345,9 +345,8 @@ def _serve() -> None:
     """A worker process: one JSON list of (group, dtype) tasks per line on stdin, one JSON
     reply per line on stdout (its seconds, loaded and compiled counts, or the error)."""
     import json
-    import sys
-
     import signal
+    import sys
 
     from fastseg._jit import compile_counts
 

@@ -193,15 +193,27 @@ def face_pairs(
     return left[:found].copy(), right[:found].copy()
 
 
-@kernel()
 def join_pieces(first_keys: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Component number (1, 2, ...) of every piece, from the pairs of pieces that touch.
 
     Pieces are ``0 .. n-1`` with distinct ``first_keys`` (row-major index of their first
     voxel); ``left[i]`` touches ``right[i]``. Every tree's root is the piece with the
     smallest key, so components are numbered by their first voxel in the whole volume,
-    whatever order the pairs come in.
+    whatever order the pairs come in. The numbering is numpy: a sort inside a kernel
+    compiles numba's generic sort, about 3 s on a first call.
     """
+    root = _piece_roots(first_keys, left, right)
+    root_nodes = np.flatnonzero(root == np.arange(root.size))
+    order = np.argsort(first_keys[root_nodes], kind="stable")
+    number = np.empty(root.size, np.int64)
+    number[root_nodes[order]] = np.arange(1, root_nodes.size + 1)
+    return number[root]
+
+
+@kernel()
+def _piece_roots(first_keys: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Union-find over the pairs: the root of every piece, the piece of smallest key of
+    its component."""
     n = first_keys.size
     parent = np.arange(n)
     for i in range(left.size):
@@ -213,23 +225,9 @@ def join_pieces(first_keys: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
             else:
                 parent[a] = b
     root = np.empty(n, np.int64)
-    roots = 0
     for x in range(n):
         root[x] = _find(parent, np.int64(x))
-        roots += root[x] == x
-    root_nodes = np.empty(roots, np.int64)
-    k = 0
-    for x in range(n):
-        if root[x] == x:
-            root_nodes[k] = x
-            k += 1
-    order = np.argsort(first_keys[root_nodes])
-    number = np.empty(n, np.int64)
-    for rank in range(roots):
-        number[root_nodes[order[rank]]] = rank + 1
-    for x in range(n):
-        number[x] = number[root[x]]
-    return number
+    return root
 
 
 @kernel()

@@ -89,22 +89,18 @@ def count_hashed(
     return keys[used], counts[used], overflow.any()
 
 
-@kernel()
 def merge_counts(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort ``keys`` and add up the counts of equal keys."""
+    """Sort ``keys`` and add up the counts of equal keys.
+
+    numpy, not a kernel: a sort inside a kernel compiles numba's generic sort, about 4 s
+    on a first call, for a step that takes milliseconds.
+    """
     if keys.size == 0:
         return keys.copy(), counts.copy()
-    order = np.argsort(keys, kind="mergesort")
-    unique_keys = np.empty(keys.size, keys.dtype)
-    unique_counts = np.zeros(keys.size, np.int64)
-    k = -1
-    for j in range(order.size):
-        i = order[j]
-        if k < 0 or keys[i] != unique_keys[k]:
-            k += 1
-            unique_keys[k] = keys[i]
-        unique_counts[k] += counts[i]
-    return unique_keys[: k + 1].copy(), unique_counts[: k + 1].copy()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    return sorted_keys[starts], np.add.reduceat(counts[order], starts)
 
 
 # The two chunk kernels below differ only in their lookup. They are written out twice on
