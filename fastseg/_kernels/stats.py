@@ -46,15 +46,6 @@ def _exposed_faces(
 
 
 @kernel()
-def _boundary_faces(row: np.ndarray, table: np.ndarray, column: int, n2: int) -> None:
-    """Count the faces of ``row`` on the outside of the volume."""
-    for x in range(n2):
-        a = row[x]
-        if a:
-            table[np.int64(a), column] += 1
-
-
-@kernel()
 def _add_run(t: np.ndarray, p: int, y: int, x: int, stop: int, surface: bool) -> None:
     """Add the run ``x .. stop-1`` of row ``(p, y)`` to its id's integer columns ``t``."""
     length = stop - x
@@ -77,6 +68,7 @@ def _add_run(t: np.ndarray, p: int, y: int, x: int, stop: int, surface: bool) ->
 @kernel()
 def _measure_chunk(
     flat: np.ndarray,
+    outside: np.ndarray,
     runs: bool,
     surface: bool,
     n1: int,
@@ -86,7 +78,8 @@ def _measure_chunk(
 ) -> None:
     """Block ``b``'s integer columns: with ``runs`` those of every run (counts, sums,
     boxes and with ``surface`` the faces across the last axis), with ``surface`` the
-    faces across the other two axes."""
+    faces across the other two axes. ``outside`` is a row of background: the faces on
+    the volume's surface are those against it."""
     table = ints[b]
     first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
     n2 = flat.shape[1]
@@ -106,17 +99,17 @@ def _measure_chunk(
             # Faces across axis 1 (rows of the same plane) and axis 0 (planes): each
             # pair of rows is looked at once, from the later row.
             if y == 0:
-                _boundary_faces(row, table, FACES1, n2)
+                _exposed_faces(row, outside, table, FACES1, n2)
             else:
                 _exposed_faces(row, flat[r - 1], table, FACES1, n2)
             if y == n1 - 1:
-                _boundary_faces(row, table, FACES1, n2)
+                _exposed_faces(row, outside, table, FACES1, n2)
             if p == 0:
-                _boundary_faces(row, table, FACES0, n2)
+                _exposed_faces(row, outside, table, FACES0, n2)
             else:
                 _exposed_faces(row, flat[r - n1], table, FACES0, n2)
             if r + n1 >= rows:
-                _boundary_faces(row, table, FACES0, n2)
+                _exposed_faces(row, outside, table, FACES0, n2)
 
 
 @kernel()
@@ -227,6 +220,7 @@ def measure(
     rows = n0 * n1
     flat = view.reshape(rows, n2)
     ints, floats = _tables(blocks, n_ids)
+    outside = np.zeros(n2, flat.dtype)
     if with_image:
         # The runs are measured with the intensities, in one pass, by a kernel without
         # the face counting: the kernels compiled per label and image dtype stay small,
@@ -236,9 +230,9 @@ def measure(
             n1, ints, floats,
         )  # fmt: skip
         if surface:
-            run_chunks(_measure_chunk, blocks, flat, False, True, n1, ints)
+            run_chunks(_measure_chunk, blocks, flat, outside, False, True, n1, ints)
     else:
-        run_chunks(_measure_chunk, blocks, flat, True, surface, n1, ints)
+        run_chunks(_measure_chunk, blocks, flat, outside, True, surface, n1, ints)
     return _merge_blocks(ints, floats)
 
 
