@@ -73,24 +73,26 @@ def voxel_index(key: np.uint64, seed_key: np.uint64) -> np.uint64:
 
 
 @kernel()
-def _collect_block(
+def _collect_chunk(
     flat: np.ndarray,
     n1: int,
-    first: int,
-    last: int,
     slots: np.ndarray,
     limits: np.ndarray,
-    plane_stride: np.uint64,
-    row_stride: np.uint64,
-    column_stride: np.uint64,
+    strides: np.ndarray,
     seed_key: np.uint64,
     store: np.ndarray,
     side: np.ndarray,
     in_side: np.ndarray,
-    starts: np.ndarray,
-    caps: np.ndarray,
-    fills: np.ndarray,
+    starts_of_blocks: np.ndarray,
+    caps_of_blocks: np.ndarray,
+    fills_of_blocks: np.ndarray,
+    b: int,
+    blocks: int,
 ) -> None:
+    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
+    plane_stride, row_stride = np.uint64(strides[0]), np.uint64(strides[1])
+    column_stride = np.uint64(strides[2])
+    starts, caps, fills = starts_of_blocks[b], caps_of_blocks[b], fills_of_blocks[b]
     n2 = flat.shape[1]
     for r in range(first, last):
         base = np.uint64(r // n1) * plane_stride + np.uint64(r % n1) * row_stride
@@ -120,31 +122,6 @@ def _collect_block(
                             filled += 1
                     fills[s] = filled
             x = stop
-
-
-@kernel()
-def _collect_chunk(
-    flat: np.ndarray,
-    n1: int,
-    slots: np.ndarray,
-    limits: np.ndarray,
-    strides: np.ndarray,
-    seed_key: np.uint64,
-    store: np.ndarray,
-    side: np.ndarray,
-    in_side: np.ndarray,
-    starts: np.ndarray,
-    caps: np.ndarray,
-    fills: np.ndarray,
-    b: int,
-    blocks: int,
-) -> None:
-    first, last = (b * flat.shape[0]) // blocks, ((b + 1) * flat.shape[0]) // blocks
-    _collect_block(
-        flat, n1, first, last, slots, limits,
-        np.uint64(strides[0]), np.uint64(strides[1]), np.uint64(strides[2]), seed_key,
-        store, side, in_side, starts[b], caps[b], fills[b],
-    )  # fmt: skip
 
 
 # Below this many keys a range is sorted by insertion; the stack holds ranges still to
