@@ -261,9 +261,11 @@ def each(
 ) -> Iterator[tuple[int, npt.NDArray[np.bool_], tuple[slice, ...]]]:
     """Iterate over the components (or instances) of a label map, one mask at a time.
 
-    One pass over the map finds every id's bounding box; each step then looks only at
-    that box, so iterating costs about one pass plus the boxes' volume, not one pass
-    per id.
+    One pass over the map cuts its rows into runs of equal ids and gathers each id's
+    runs and bounding box; each step then paints one id's runs into a new mask of its
+    box. Iterating costs about one pass plus the ids' voxels: not one pass per id, nor
+    the volume of the boxes (thin, sprawling components such as neurites have boxes
+    tens of times their size). The run tables take 16 bytes per run while iterating.
 
     Parameters
     ----------
@@ -278,7 +280,8 @@ def each(
     id : int
         Each id present, in ascending order.
     mask : numpy.ndarray of bool
-        Where ``components == id``, cropped to ``bbox`` unless ``crop=False``.
+        Where ``components == id``, cropped to ``bbox`` unless ``crop=False``. Each
+        mask is a new array.
     bbox : tuple of slice
         Half-open bounding box per axis; ``components[bbox]`` is the crop.
 
@@ -299,23 +302,46 @@ def each(
     _, high = dense.value_range()
     view, transposed = dense.view_3d()
 
-    from fastseg._kernels import stats as stats_kernels
-    from fastseg.stats import block_count
+    from fastseg._kernels import components as components_kernels
 
-    no_image = np.zeros((1, 1, 1), np.float64)
-    ints, _ = stats_kernels.measure(
-        view, no_image, False, False, high + 1, block_count(view, high + 1)
-    )
-    boxes = ints[:, stats_kernels.MIN0 : stats_kernels.STOP2 + 1]
+    n0, n1, n2 = view.shape
+    rows = n0 * n1
+    chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
+    row_offsets, repeats = components_kernels.count_runs(view, chunks)
+    n_runs = int(row_offsets[-1])
+    run_start = np.empty(n_runs, components_kernels.run_start_dtype(n2))
+    run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
+    components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
+    del repeats
+    index = np.int32 if max(n_runs, rows) < 2**31 else np.int64
+    order, run_rows = np.empty(n_runs, index), np.empty(n_runs, index)
+    bounds = np.zeros(high + 2, np.int64)
+    boxes = np.empty((high + 1, 6), np.int64)
+    boxes[:, :3] = np.iinfo(np.int64).max
+    boxes[:, 3:] = -1
+    components_kernels.group_runs(
+        row_offsets, run_start, run_value, n1, bounds, np.empty(high + 1, np.int64),
+        order, run_rows, boxes,
+    )  # fmt: skip
+    del run_value, row_offsets
     ndim = source.original.ndim
     original = source.original
     for k in range(1, high + 1):
-        if ints[k, stats_kernels.COUNT] == 0:
+        first, last = int(bounds[k]), int(bounds[k + 1])
+        if first == last:
             continue
         identity = int(old_ids[k]) if old_ids is not None else k
         bbox = _caller_box(boxes[k], ndim, transposed)
-        mask = (original[bbox] if crop else original) == identity
-        yield identity, mask, bbox
+        if not crop:
+            yield identity, original == identity, bbox
+            continue
+        corner = boxes[k, :3]
+        mask = np.zeros(tuple(boxes[k, 3:] - corner), np.bool_)
+        components_kernels.paint_mask(mask, run_start, order, run_rows, first, last, n1, corner)
+        # The view's axes are the reverse of a Fortran-ordered map's, with leading axes
+        # of size 1 for 1-D and 2-D maps.
+        mask = mask.T if transposed else mask
+        yield identity, mask.reshape([b.stop - b.start for b in bbox]), bbox
 
 
 @accepts_tensors

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
 from shared_data import shared_data_path
-from strategies import INTEGER_DTYPES, LABEL_DTYPES, label_arrays, layout
+from strategies import INTEGER_DTYPES, LABEL_DTYPES, LAYOUTS, blocky_volume, label_arrays, layout
 
 import fastseg
 import fastseg._pages
@@ -899,3 +899,46 @@ def test_component_values_errors() -> None:
         fastseg.component_values(components, np.zeros(4, np.uint8))
     with pytest.raises(ValueError, match=r"component 1 covers more than one value .*\(3 and 4\)"):
         fastseg.component_values(components, np.array([3, 4, 5], np.uint8))
+
+
+# -- each -----------------------------------------------------------------------------------
+
+
+def _assert_each_equals_reference(labels: np.ndarray, crop: bool) -> None:
+    expected = ref.each_reference(np.asarray(labels))
+    found = list(fastseg.each(labels, crop=crop))
+    assert [k for k, _, _ in found] == [k for k, _, _ in expected]
+    for (k, mask, box), (_, want, want_box) in zip(found, expected, strict=True):
+        assert box == want_box
+        assert mask.dtype == np.bool_
+        assert mask.flags.writeable
+        if crop:
+            np.testing.assert_array_equal(mask, want)
+        else:
+            np.testing.assert_array_equal(mask, np.asarray(labels) == k)
+
+
+@given(labels=label_arrays(layouts=LAYOUTS), crop=st.booleans())
+def test_each_equals_the_reference(labels: np.ndarray, crop: bool) -> None:
+    """Every dtype, layout and dimension, ids small and at the top of the dtype's range
+    (renumbered first), with and without cropping."""
+    _assert_each_equals_reference(labels, crop)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_each_of_many_components_equals_the_reference(order: str, dtype: Any) -> None:
+    """Blocks of random ids cut into many components, rows that repeat the row before
+    them, several chunks of rows: the masks are those of numpy."""
+    volume = blocky_volume((24, 40, 33), ids=9, cell=5, seed=3).astype(dtype)
+    components = np.array(fastseg.label(volume).labels, order=order)
+    assert components.max() > 100
+    _assert_each_equals_reference(components, crop=True)
+
+
+def test_each_mask_is_a_new_array_each_time() -> None:
+    components = np.array([[1, 1, 0], [2, 0, 2]], np.uint8)
+    masks = [mask for _, mask, _ in fastseg.each(components)]
+    masks[0][...] = False
+    assert masks[1].tolist() == [[True, False, True]]
+    assert components.tolist() == [[1, 1, 0], [2, 0, 2]]

@@ -600,3 +600,73 @@ def _paint_chunk(
             while x < stop:
                 flat[x] = v
                 x += _ONE
+
+
+@kernel()
+def group_runs(
+    row_offsets: np.ndarray,
+    run_start: np.ndarray,
+    run_value: np.ndarray,
+    n1: int,
+    bounds: np.ndarray,
+    fill: np.ndarray,
+    order: np.ndarray,
+    rows: np.ndarray,
+    boxes: np.ndarray,
+) -> None:
+    """The runs of every id together, for painting one id's mask at a time.
+
+    ``bounds`` (zeros, ids + 1 entries) becomes the offsets of each id's runs in
+    ``order`` (run indices) and ``rows`` (their rows), in memory order within an id;
+    ``boxes[v]`` (ids x 6, the lower corners preset to the largest int64 and the upper
+    to -1) the bounding box of id ``v`` in the view's axes: lower corner, then stops.
+    ``fill`` is scratch (one entry per id). Background runs (value 0) are left out.
+    """
+    for k in range(run_value.size):
+        bounds[np.uint64(run_value[k]) + _ONE] += 1
+    bounds[1] = 0  # background
+    for v in range(1, bounds.size):
+        bounds[v] += bounds[v - 1]
+    for v in range(fill.size):
+        fill[v] = bounds[v]
+    for r in range(row_offsets.size - 1):
+        p = r // n1
+        y = r % n1
+        # The row's last entry is its sentinel (value 0).
+        for k in range(row_offsets[r], row_offsets[r + 1] - 1):
+            v = np.uint64(run_value[k])
+            if v == 0:
+                continue
+            j = fill[v]
+            fill[v] = j + 1
+            order[j] = k
+            rows[j] = r
+            box = boxes[v]
+            box[0] = min(box[0], p)
+            box[1] = min(box[1], y)
+            box[2] = min(box[2], np.int64(run_start[k]))
+            box[3] = max(box[3], p + 1)
+            box[4] = max(box[4], y + 1)
+            box[5] = max(box[5], np.int64(run_start[k + 1]))
+
+
+@kernel()
+def paint_mask(
+    mask: np.ndarray,
+    run_start: np.ndarray,
+    order: np.ndarray,
+    rows: np.ndarray,
+    first: int,
+    last: int,
+    n1: int,
+    corner: np.ndarray,
+) -> None:
+    """Set the voxels of the runs ``order[first:last]`` (rows ``rows[first:last]``) in
+    ``mask``, the box of their id whose lower corner is ``corner`` (view's axes)."""
+    p0, y0, x0 = corner[0], corner[1], corner[2]
+    for j in range(first, last):
+        k = np.uint64(order[j])
+        r = rows[j]
+        line = mask[r // n1 - p0, r % n1 - y0]
+        for x in range(np.int64(run_start[k]) - x0, np.int64(run_start[k + _ONE]) - x0):
+            line[x] = True
