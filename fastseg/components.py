@@ -321,7 +321,7 @@ def each(
     boxes[:, 3:] = -1
     components_kernels.group_runs(
         row_offsets, run_start, run_value, n1, bounds, np.empty(high + 1, np.int64),
-        order, run_rows, boxes,
+        order, run_rows, boxes.reshape(-1),
     )  # fmt: skip
     del run_value, row_offsets
     ndim = source.original.ndim
@@ -335,9 +335,12 @@ def each(
         if not crop:
             yield identity, original == identity, bbox
             continue
-        corner = boxes[k, :3]
-        mask = np.zeros(tuple(boxes[k, 3:] - corner), np.bool_)
-        components_kernels.paint_mask(mask, run_start, order, run_rows, first, last, n1, corner)
+        p0, y0, x0, stop0, stop1, stop2 = (int(b) for b in boxes[k])
+        mask = np.zeros((stop0 - p0, stop1 - y0, stop2 - x0), np.bool_)
+        components_kernels.paint_mask(
+            mask.reshape(-1), run_start, order, run_rows, first, last, n1, p0, y0, x0,
+            stop1 - y0, stop2 - x0,
+        )  # fmt: skip
         # The view's axes are the reverse of a Fortran-ordered map's, with leading axes
         # of size 1 for 1-D and 2-D maps.
         mask = mask.T if transposed else mask

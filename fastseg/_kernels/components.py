@@ -618,8 +618,9 @@ def group_runs(
 
     ``bounds`` (zeros, ids + 1 entries) becomes the offsets of each id's runs in
     ``order`` (run indices) and ``rows`` (their rows), in memory order within an id;
-    ``boxes[v]`` (ids x 6, the lower corners preset to the largest int64 and the upper
-    to -1) the bounding box of id ``v`` in the view's axes: lower corner, then stops.
+    ``boxes[6 * v : 6 * v + 6]`` (flat; the lower corners preset to the largest int64,
+    the stops to -1) the bounding box of id ``v`` in the view's axes: lower corner, then
+    stops.
     ``fill`` is scratch (one entry per id). Background runs (value 0) are left out.
     """
     for k in range(run_value.size):
@@ -641,13 +642,13 @@ def group_runs(
             fill[v] = j + 1
             order[j] = k
             rows[j] = r
-            box = boxes[v]
-            box[0] = min(box[0], p)
-            box[1] = min(box[1], y)
-            box[2] = min(box[2], np.int64(run_start[k]))
-            box[3] = max(box[3], p + 1)
-            box[4] = max(box[4], y + 1)
-            box[5] = max(box[5], np.int64(run_start[k + 1]))
+            b = v * np.uint64(6)
+            boxes[b] = min(boxes[b], p)
+            boxes[b + _ONE] = min(boxes[b + _ONE], y)
+            boxes[b + np.uint64(2)] = min(boxes[b + np.uint64(2)], np.int64(run_start[k]))
+            boxes[b + np.uint64(3)] = max(boxes[b + np.uint64(3)], p + 1)
+            boxes[b + np.uint64(4)] = max(boxes[b + np.uint64(4)], y + 1)
+            boxes[b + np.uint64(5)] = max(boxes[b + np.uint64(5)], np.int64(run_start[k + 1]))
 
 
 @kernel()
@@ -659,14 +660,18 @@ def paint_mask(
     first: int,
     last: int,
     n1: int,
-    corner: np.ndarray,
+    p0: int,
+    y0: int,
+    x0: int,
+    m1: int,
+    m2: int,
 ) -> None:
     """Set the voxels of the runs ``order[first:last]`` (rows ``rows[first:last]``) in
-    ``mask``, the box of their id whose lower corner is ``corner`` (view's axes)."""
-    p0, y0, x0 = corner[0], corner[1], corner[2]
+    ``mask``, the flat C-ordered box of their id (``m1`` rows of ``m2`` per plane) whose
+    lower corner is ``(p0, y0, x0)`` in the view's axes."""
     for j in range(first, last):
         k = np.uint64(order[j])
-        r = rows[j]
-        line = mask[r // n1 - p0, r % n1 - y0]
-        for x in range(np.int64(run_start[k]) - x0, np.int64(run_start[k + _ONE]) - x0):
-            line[x] = True
+        r = np.int64(rows[j])
+        line = ((r // n1 - p0) * m1 + (r % n1 - y0)) * m2 - x0
+        for x in range(np.int64(run_start[k]), np.int64(run_start[k + _ONE])):
+            mask[np.uint64(line + x)] = True
