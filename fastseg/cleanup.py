@@ -2,7 +2,9 @@
 
 The jobs of MONAI's RemoveSmallObjects / KeepLargestConnectedComponent / FillHoles,
 nnU-Net's "remove all but the largest component" and cc3d's ``dust`` / ``largest_k``, on
-multilabel maps: one labeling pass for all labels, then one lookup pass.
+multilabel maps: one labeling of all labels, whose run tables give every component's size
+and are painted into the result (kept components with their value), without a map of
+component numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._tensors import accepts_tensors
-from fastseg.components import Components, Connectivity, label
+from fastseg.components import Components, Connectivity, keep_components, label
 from fastseg.relabel import dense_ids, remap, unique
 from fastseg.stats import contact_table
 
@@ -90,11 +92,11 @@ def dust(
         raise TypeError(f"min_size must be a number, got {min_size!r}")
     if not min_size >= 0:
         raise ValueError(f"min_size must be non-negative, got {min_size}")
-    source = as_label_array(labels, ndims=(1, 2, 3))
-    voxel = _geometry.resolve(source.original.ndim, spacing, None).voxel_volume
-    components = label(labels, connectivity=connectivity)
-    keep = _component_sizes(components) * voxel >= min_size
-    return _apply_keep(source, components, keep, in_place)
+    ndim = as_label_array(labels, ndims=(1, 2, 3)).original.ndim
+    voxel = _geometry.resolve(ndim, spacing, None).voxel_volume
+    return keep_components(
+        labels, connectivity, in_place, lambda sizes, _: sizes * voxel >= min_size
+    )
 
 
 @accepts_tensors
@@ -140,19 +142,27 @@ def largest_k(
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    if per_label:
+        return keep_components(
+            labels, connectivity, in_place, lambda sizes, values: _ranks(sizes, values) < k
+        )
     source = as_label_array(labels, ndims=(1, 2, 3))
-    grouping = labels if per_label else (source.flat != 0).reshape(source.shape, order=source.order)
-    components = label(grouping, connectivity=connectivity)
-    sizes = _component_sizes(components)
-    group = components.values.astype(np.int64)
-    # Within each group (label value), rank components by size, larger first, then by
-    # component number.
+    foreground = (source.flat != 0).reshape(source.shape, order=source.order)
+    components = label(foreground, connectivity=connectivity)
+    ranks = _ranks(_component_sizes(components), components.values)
+    return _apply_keep(source, components, ranks < k, in_place)
+
+
+def _ranks(sizes: npt.NDArray[np.int64], values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Rank of every component among those of its value: larger first, then by
+    component number (0 for the largest)."""
+    group = values.astype(np.uint64)
     order = np.lexsort((np.arange(sizes.size), -sizes, group))
     rank = np.empty(sizes.size, np.int64)
     starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
     position = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
     rank[order] = position
-    return _apply_keep(source, components, rank < k, in_place)
+    return rank
 
 
 @accepts_tensors

@@ -8,13 +8,13 @@ a copy), picks the union-find index width and output dtype, and returns typed re
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from fastseg._arrays import as_label_array
+from fastseg._arrays import LabelArray, as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._jit import current_threads, run_tasks, thread_limit
 from fastseg._pages import MIN_BYTES, Scratch
@@ -125,71 +125,146 @@ def label(
             f"background must be a value a {source.dtype} array can hold ({lowest} to "
             f"{highest}), got {background}"
         )
-    view, transposed = source.view_3d()
-
-    from fastseg._kernels import components as components_kernels
-
     with thread_limit(threads):
-        n0, n1, n2 = view.shape
-        rows = n0 * n1
-        chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
-        bg = np.uint64(background)
-        if source.size:
-            row_offsets, repeats = components_kernels.count_runs(view, chunks)
-        else:
-            row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
-        n_runs = int(row_offsets[-1])
-        # The run starts and the runs' components stay until painting, which hands
-        # them back as it passes them (see _paint_in_pieces).
-        start_scratch = Scratch(n_runs, components_kernels.run_start_dtype(n2))
-        parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
-        run_start, parent = start_scratch.array, parent_scratch.array
-        run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
-        if n_runs:
-            components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
-            components_kernels.link_runs(
-                n1, n2, bg, row_offsets, repeats, run_start, run_value, parent, kind, chunks
-            )
-        if n_runs:
-            values_flat = components_kernels.number_components(parent, run_value)
-        else:
-            values_flat = np.zeros(1, source.flat.dtype)
-        count = values_flat.size - 1
-        del run_value
-        numbers = np.arange(count + 1, dtype=np.int64)
-        if transposed and count > 1:
-            # One table of first voxels per chunk: parallel only while the tables stay
-            # small next to the run arrays.
-            numbers = components_kernels.renumber_row_major(
-                view.shape, row_offsets, run_start, parent, repeats, count,
-                chunks if count * chunks <= n_runs else 1,
-            )  # fmt: skip
-            values_flat[numbers] = values_flat.copy()
-        values_flat[0] = background
-
+        linked = _link(source, kind, background)
         dtype: np.dtype[Any]
         if out_dtype is None:
-            dtype = fit_dtype(count)
+            dtype = fit_dtype(linked.count)
         else:
             dtype = np.dtype(out_dtype)
             if dtype.kind not in "iu":
                 raise TypeError(f"out_dtype must be an integer dtype, got {dtype}")
-            check_dtype_holds(dtype, 0, count, "out_dtype")
-        out_view = np.empty(view.shape, dtype)
-        if out_view.size:
-            _paint_in_pieces(
-                out_view, row_offsets, repeats, start_scratch, parent_scratch, numbers, chunks
-            )
-
-    out = out_view.reshape(view.shape[3 - source.original.ndim :])
-    if transposed:
-        out = out.T
+            check_dtype_holds(dtype, 0, linked.count, "out_dtype")
+        out = _painted(source, linked, linked.numbers, np.empty(linked.view.shape, dtype))
+    values_flat = linked.values
     values = (
         values_flat.astype(np.uint8).view(source.dtype)
         if source.dtype.kind == "b"
         else values_flat.astype(source.dtype)
     )
-    return Components(out, count, values)
+    return Components(out, linked.count, values)
+
+
+class _Linked(NamedTuple):
+    """A volume's runs linked into components, before painting."""
+
+    view: np.ndarray
+    """The labels' C-contiguous 3-D view (see ``LabelArray.view_3d``)."""
+    transposed: bool
+    row_offsets: np.ndarray
+    repeats: np.ndarray
+    run_start: Scratch
+    parent: Scratch
+    """Each run's component, numbered by first run in memory order (0: background)."""
+    numbers: np.ndarray
+    """Memory-order number -> number by first voxel in the caller's row-major order."""
+    values: np.ndarray
+    """Input value of each component by row-major number (``values[0]``: background),
+    in the run value dtype."""
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count on purpose
+    chunks: int
+
+
+def _link(source: LabelArray, kind: int, background: int) -> _Linked:
+    """Runs of ``source`` linked into components under connectivity ``kind`` (of
+    ``AS_3D``) and numbered, on the current thread count."""
+    from fastseg._kernels import components as components_kernels
+
+    view, transposed = source.view_3d()
+    n0, n1, n2 = view.shape
+    rows = n0 * n1
+    chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
+    bg = np.uint64(background)
+    if source.size:
+        row_offsets, repeats = components_kernels.count_runs(view, chunks)
+    else:
+        row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
+    n_runs = int(row_offsets[-1])
+    # The run starts and the runs' components stay until painting, which hands
+    # them back as it passes them (see _paint_in_pieces).
+    start_scratch = Scratch(n_runs, components_kernels.run_start_dtype(n2))
+    parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
+    run_start, parent = start_scratch.array, parent_scratch.array
+    run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
+    if n_runs:
+        components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
+        components_kernels.link_runs(
+            n1, n2, bg, row_offsets, repeats, run_start, run_value, parent, kind, chunks
+        )
+        values_flat = components_kernels.number_components(parent, run_value)
+    else:
+        values_flat = np.zeros(1, run_value.dtype)
+    count = values_flat.size - 1
+    del run_value
+    numbers = np.arange(count + 1, dtype=np.int64)
+    if transposed and count > 1:
+        # One table of first voxels per chunk: parallel only while the tables stay
+        # small next to the run arrays.
+        numbers = components_kernels.renumber_row_major(
+            view.shape, row_offsets, run_start, parent, repeats, count,
+            chunks if count * chunks <= n_runs else 1,
+        )  # fmt: skip
+        values_flat[numbers] = values_flat.copy()
+    values_flat[0] = background
+    return _Linked(
+        view, transposed, row_offsets, repeats, start_scratch, parent_scratch, numbers,
+        values_flat, count, chunks,
+    )  # fmt: skip
+
+
+def _painted(
+    source: LabelArray, linked: _Linked, table: np.ndarray, out_view: np.ndarray
+) -> np.ndarray:
+    """``table[component]`` (by memory-order number) painted into ``out_view`` (3-D, the
+    view's shape), returned in the caller's shape and axes. Hands back the run tables."""
+    if out_view.size:
+        _paint_in_pieces(
+            out_view, linked.row_offsets, linked.repeats, linked.run_start, linked.parent,
+            table, linked.chunks,
+        )  # fmt: skip
+    out = out_view.reshape(linked.view.shape[3 - source.original.ndim :])
+    return out.T if linked.transposed else out
+
+
+def keep_components(
+    labels: npt.NDArray[Any],
+    connectivity: Connectivity | None,
+    in_place: bool,
+    choose: Callable[[npt.NDArray[np.int64], npt.NDArray[Any]], npt.NDArray[np.bool_]],
+) -> npt.NDArray[Any]:
+    """``labels`` where their connected component (of one value) is kept, 0 elsewhere:
+    the cleanup operations' shared path.
+
+    ``choose(sizes, values)`` gets the voxel count and the input value of every
+    component (numbered by first voxel in row-major order, index 0 the background) and
+    returns which to keep. Sizes come from the run tables and the result is painted
+    from them, kept components with their value, so the map of component numbers is
+    never written.
+    """
+    from fastseg._kernels import components as components_kernels
+
+    source = as_label_array(labels, ndims=(1, 2, 3))
+    kind = AS_3D[resolve_connectivity(connectivity, source.original.ndim)]
+    if in_place:
+        source.writable_flat("labels")  # a clear error for read-only or copied inputs
+    linked = _link(source, kind, 0)
+    in_memory_order = np.zeros(linked.count + 1, np.int64)
+    if linked.count:
+        components_kernels.component_sizes(
+            linked.row_offsets, linked.run_start.array, linked.parent.array, in_memory_order
+        )
+    sizes = np.empty_like(in_memory_order)
+    sizes[linked.numbers] = in_memory_order
+    keep = np.asarray(choose(sizes, linked.values), np.bool_)
+    keep[0] = False
+    # Painted as the int64 bit pattern of the unsigned values (uint64 ids above 2**63
+    # included); the kernel stores them at the labels' width.
+    kept = np.where(keep, linked.values, 0).astype(np.uint64).view(np.int64)
+    out_view = linked.view if in_place else np.empty(linked.view.shape, linked.view.dtype)
+    out = _painted(source, linked, kept[linked.numbers], out_view)
+    if in_place:
+        return source.original
+    return out.view(source.dtype.newbyteorder("="))
 
 
 # Painting hands the run tables back in pieces of about this many bytes of them.

@@ -12,16 +12,20 @@ import scipy.ndimage as ndi
 from hypothesis import given
 from hypothesis import strategies as st
 from shared_data import shared_data_path
-from strategies import small_volumes
+from strategies import LAYOUTS, label_arrays, small_volumes
 
 import fastseg
 
 volumes = small_volumes(st.integers(0, 3))
 
 
-def components_per_label(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(label value, boolean mask) of every connected component, full connectivity."""
-    structure = ndi.generate_binary_structure(labels.ndim, labels.ndim)
+def components_per_label(
+    labels: np.ndarray, structure: np.ndarray | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """(label value, boolean mask) of every connected component, full connectivity
+    unless ``structure`` says otherwise."""
+    if structure is None:
+        structure = ndi.generate_binary_structure(labels.ndim, labels.ndim)
     found = []
     for value in np.unique(labels):
         if value == 0:
@@ -31,18 +35,22 @@ def components_per_label(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return found
 
 
-def dust_reference(labels: np.ndarray, min_size: float, voxel: float = 1.0) -> np.ndarray:
+def dust_reference(
+    labels: np.ndarray, min_size: float, voxel: float = 1.0, structure: np.ndarray | None = None
+) -> np.ndarray:
     out = labels.copy()
-    for _, mask in components_per_label(labels):
+    for _, mask in components_per_label(labels, structure):
         if mask.sum() * voxel < min_size:
             out[mask] = 0
     return out
 
 
-def largest_k_reference(labels: np.ndarray, k: int) -> np.ndarray:
+def largest_k_reference(
+    labels: np.ndarray, k: int, structure: np.ndarray | None = None
+) -> np.ndarray:
     out = np.zeros_like(labels)
     by_value: dict[int, list[np.ndarray]] = {}
-    for value, mask in components_per_label(labels):
+    for value, mask in components_per_label(labels, structure):
         by_value.setdefault(value, []).append(mask)
     for value, masks in by_value.items():
         # Larger first; ties keep the earlier component in row-major order (stable sort
@@ -67,6 +75,51 @@ def test_dust_matches_reference(labels: np.ndarray, min_size: int, order: str) -
 @given(volumes, st.integers(0, 3))
 def test_largest_k_matches_reference(labels: np.ndarray, k: int) -> None:
     np.testing.assert_array_equal(fastseg.largest_k(labels, k), largest_k_reference(labels, k))
+
+
+@given(
+    labels=label_arrays(layouts=LAYOUTS),
+    k=st.integers(0, 2),
+    min_size=st.integers(0, 4),
+    connectivity=st.sampled_from([None, 1]),
+)
+def test_dust_and_largest_k_on_every_dtype_and_layout(
+    labels: np.ndarray, k: int, min_size: int, connectivity: int | None
+) -> None:
+    """Every dtype (bool, signed, ids at the top of the range), memory layout and
+    dimension, and both connectivities; in place where the array allows it, a clear
+    error where it does not."""
+    plain = np.asarray(labels).astype(labels.dtype.newbyteorder("="))
+    hops = plain.ndim if connectivity is None else 1
+    structure = ndi.generate_binary_structure(max(plain.ndim, 1), hops)
+    calls = (
+        (
+            lambda a, **kw: fastseg.dust(a, min_size, connectivity=connectivity, **kw),
+            dust_reference(plain, min_size, structure=structure),
+        ),
+        (
+            lambda a, **kw: fastseg.largest_k(a, k, connectivity=connectivity, **kw),
+            largest_k_reference(plain, k, structure=structure),
+        ),
+    )
+    writable = (
+        labels.flags.writeable
+        and labels.dtype.isnative
+        and (labels.flags.c_contiguous or labels.flags.f_contiguous)
+    )
+    for call, expected in calls:
+        before = labels.copy()
+        result = call(labels)
+        np.testing.assert_array_equal(result, expected)
+        assert result.dtype == plain.dtype
+        np.testing.assert_array_equal(labels, before)
+        if writable:
+            target = labels.copy(order="K")
+            assert call(target, in_place=True) is target
+            np.testing.assert_array_equal(target, expected)
+        else:
+            with pytest.raises(ValueError, match="in_place=True needs"):
+                call(labels, in_place=True)
 
 
 def test_largest_k_of_the_foreground_as_a_whole() -> None:

@@ -675,3 +675,15 @@ def paint_mask(
         line = ((r // n1 - p0) * m1 + (r % n1 - y0)) * m2 - x0
         for x in range(np.int64(run_start[k]), np.int64(run_start[k + _ONE])):
             mask[np.uint64(line + x)] = True
+
+
+@kernel()
+def component_sizes(
+    row_offsets: np.ndarray, run_start: np.ndarray, parent: np.ndarray, sizes: np.ndarray
+) -> None:
+    """Add the length of every run to ``sizes[parent[run]]`` (components numbered by
+    :func:`number_components`; background into ``sizes[0]``)."""
+    for r in range(row_offsets.size - 1):
+        # The row's last entry is its sentinel.
+        for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1] - 1)):
+            sizes[np.uint64(parent[k])] += run_start[k + _ONE] - run_start[k]
