@@ -92,10 +92,10 @@ def dust(
         raise TypeError(f"min_size must be a number, got {min_size!r}")
     if not min_size >= 0:
         raise ValueError(f"min_size must be non-negative, got {min_size}")
-    ndim = as_label_array(labels, ndims=(1, 2, 3)).original.ndim
-    voxel = _geometry.resolve(ndim, spacing, None).voxel_volume
+    source = as_label_array(labels, ndims=(1, 2, 3))
+    voxel = _geometry.resolve(source.original.ndim, spacing, None).voxel_volume
     return keep_components(
-        labels, connectivity, in_place, lambda sizes, _: sizes * voxel >= min_size
+        source, connectivity, in_place, lambda sizes, _: sizes * voxel >= min_size
     )
 
 
@@ -142,11 +142,11 @@ def largest_k(
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    source = as_label_array(labels, ndims=(1, 2, 3))
     if per_label:
         return keep_components(
-            labels, connectivity, in_place, lambda sizes, values: _ranks(sizes, values) < k
+            source, connectivity, in_place, lambda sizes, values: _ranks(sizes, values) < k
         )
-    source = as_label_array(labels, ndims=(1, 2, 3))
     foreground = (source.flat != 0).reshape(source.shape, order=source.order)
     components = label(foreground, connectivity=connectivity)
     ranks = _ranks(_component_sizes(components), components.values)

@@ -171,26 +171,18 @@ def _link(source: LabelArray, kind: int, background: int) -> _Linked:
     from fastseg._kernels import components as components_kernels
 
     view, transposed = source.view_3d()
-    n0, n1, n2 = view.shape
-    rows = n0 * n1
-    chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
-    bg = np.uint64(background)
-    if source.size:
-        row_offsets, repeats = components_kernels.count_runs(view, chunks)
-    else:
-        row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
-    n_runs = int(row_offsets[-1])
+    _, n1, n2 = view.shape
+    chunks, row_offsets, repeats, start_scratch, run_value = _read_runs(view)
+    n_runs = run_value.size
     # The run starts and the runs' components stay until painting, which hands
     # them back as it passes them (see _paint_in_pieces).
-    start_scratch = Scratch(n_runs, components_kernels.run_start_dtype(n2))
     parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
     run_start, parent = start_scratch.array, parent_scratch.array
-    run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
     if n_runs:
-        components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
         components_kernels.link_runs(
-            n1, n2, bg, row_offsets, repeats, run_start, run_value, parent, kind, chunks
-        )
+            n1, n2, np.uint64(background), row_offsets, repeats, run_start, run_value, parent,
+            kind, chunks,
+        )  # fmt: skip
         values_flat = components_kernels.number_components(parent, run_value)
     else:
         values_flat = np.zeros(1, run_value.dtype)
@@ -212,6 +204,26 @@ def _link(source: LabelArray, kind: int, background: int) -> _Linked:
     )  # fmt: skip
 
 
+def _read_runs(view: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, Scratch, np.ndarray]:
+    """The runs of a 3-D view: ``(chunks, row_offsets, repeats, run starts, run values)``,
+    with the number of row chunks the passes use on the current thread count."""
+    from fastseg._kernels import components as components_kernels
+
+    n0, n1, n2 = view.shape
+    rows = n0 * n1
+    chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
+    if view.size:
+        row_offsets, repeats = components_kernels.count_runs(view, chunks)
+    else:
+        row_offsets, repeats = np.zeros(rows + 1, np.int64), np.zeros(rows, np.bool_)
+    n_runs = int(row_offsets[-1])
+    run_start = Scratch(n_runs, components_kernels.run_start_dtype(n2))
+    run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
+    if n_runs:
+        components_kernels.find_runs(view, row_offsets, repeats, run_start.array, run_value, chunks)
+    return chunks, row_offsets, repeats, run_start, run_value
+
+
 def _painted(
     source: LabelArray, linked: _Linked, table: np.ndarray, out_view: np.ndarray
 ) -> np.ndarray:
@@ -227,13 +239,13 @@ def _painted(
 
 
 def keep_components(
-    labels: npt.NDArray[Any],
+    source: LabelArray,
     connectivity: Connectivity | None,
     in_place: bool,
     choose: Callable[[npt.NDArray[np.int64], npt.NDArray[Any]], npt.NDArray[np.bool_]],
 ) -> npt.NDArray[Any]:
-    """``labels`` where their connected component (of one value) is kept, 0 elsewhere:
-    the cleanup operations' shared path.
+    """The labels of ``source`` where their connected component (of one value) is kept,
+    0 elsewhere: the cleanup operations' shared path.
 
     ``choose(sizes, values)`` gets the voxel count and the input value of every
     component (numbered by first voxel in row-major order, index 0 the background) and
@@ -243,7 +255,6 @@ def keep_components(
     """
     from fastseg._kernels import components as components_kernels
 
-    source = as_label_array(labels, ndims=(1, 2, 3))
     kind = AS_3D[resolve_connectivity(connectivity, source.original.ndim)]
     if in_place:
         source.writable_flat("labels")  # a clear error for read-only or copied inputs
@@ -379,16 +390,11 @@ def each(
 
     from fastseg._kernels import components as components_kernels
 
-    n0, n1, n2 = view.shape
-    rows = n0 * n1
-    chunks = max(1, min(current_threads(), rows // _MIN_ROWS_PER_SLAB))
-    row_offsets, repeats = components_kernels.count_runs(view, chunks)
-    n_runs = int(row_offsets[-1])
-    run_start = np.empty(n_runs, components_kernels.run_start_dtype(n2))
-    run_value = np.empty(n_runs, components_kernels.run_value_dtype(view.dtype))
-    components_kernels.find_runs(view, row_offsets, repeats, run_start, run_value, chunks)
-    del repeats
-    index = np.int32 if max(n_runs, rows) < 2**31 else np.int64
+    n0, n1, _ = view.shape
+    _, row_offsets, _, start_scratch, run_value = _read_runs(view)
+    run_start = start_scratch.array
+    n_runs = run_value.size
+    index = np.int32 if max(n_runs, n0 * n1) < 2**31 else np.int64
     order, run_rows = np.empty(n_runs, index), np.empty(n_runs, index)
     bounds = np.zeros(high + 2, np.int64)
     boxes = np.empty((high + 1, 6), np.int64)
