@@ -9,7 +9,9 @@ imports ``scipy.linalg`` to check for BLAS, and every first call pays for it.
 
 Prints a markdown report (progress to stderr):
 
-1. ``import fastseg`` in a fresh process (best of three);
+1. ``import fastseg`` in a fresh process (best of three), and numba's own start: a fresh
+   process importing numba and calling one trivial cached kernel (best of three), the
+   least any warm first call can take;
 2. for each public operation, on the torso CT labels: the first call in a fresh process
    with an empty kernel cache (cold: numba compiles), the first call in a fresh process
    with the cache that run left (warm: numba loads; best of three processes), and a
@@ -95,14 +97,17 @@ print(json.dumps({"import": imported, "first": first, "second": second,
 MEASURED_PYTHON = sys.executable
 
 
-def python(code: str, *args: str, cache: str | None = None) -> str:
-    return command([MEASURED_PYTHON, "-c", textwrap.dedent(code), *args], cache=cache)
+def python(code: str, *args: str, cache: str | None = None, numba_cache: str | None = None) -> str:
+    argv = [MEASURED_PYTHON, "-c", textwrap.dedent(code), *args]
+    return command(argv, cache=cache, numba_cache=numba_cache)
 
 
-def command(argv: Sequence[str], cache: str | None = None) -> str:
+def command(argv: Sequence[str], cache: str | None = None, numba_cache: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "FASTSEG_CACHE_DIR")}
     if cache is not None:
         env["FASTSEG_CACHE_DIR"] = cache
+    if numba_cache is not None:
+        env["NUMBA_CACHE_DIR"] = numba_cache
     result = subprocess.run(
         list(argv),
         capture_output=True,
@@ -129,6 +134,40 @@ def first_calls(operation: str) -> dict[str, Any]:
         # Best of three: on a shared machine one process start can land on a busy moment.
         warm = [json.loads(python(code, str(SHARED_DATA), cache=cache)) for _ in range(3)]
     return {"cold": cold, "warm": min(warm, key=lambda run: run["first"])}
+
+
+# numba's own start, for scale: a module holding one trivial cached kernel, imported and
+# called in a fresh process once its cache is warm. No first call of a fastseg operation
+# can take less, whatever fastseg does.
+NUMBA_FLOOR_MODULE = """
+import numba
+
+@numba.njit(cache=True, nogil=True)
+def total(values):
+    s = 0
+    for v in values:
+        s += v
+    return s
+"""
+
+NUMBA_FLOOR = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+started = time.perf_counter()
+import floor_kernel
+floor_kernel.total(np.arange(10))
+print(time.perf_counter() - started)
+"""
+
+
+def numba_floor_seconds() -> float:
+    """Best of three warm starts of numba alone: ``import numba`` and a cached first call."""
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "floor_kernel.py").write_text(NUMBA_FLOOR_MODULE)
+        env_cache = str(Path(folder, "cache"))
+        python(NUMBA_FLOOR, folder, numba_cache=env_cache)  # compiles and fills the cache
+        return min(float(python(NUMBA_FLOOR, folder, numba_cache=env_cache)) for _ in range(3))
 
 
 def warmup_times() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -160,6 +199,14 @@ def start_up_section(skip_compile: bool) -> list[str]:
         "`import fastseg` (numpy included), best of 3 fresh processes: "
         + format_seconds(import_seconds())
     ]
+    if not skip_compile:
+        progress("numba's own start")
+        lines += [
+            "",
+            "numba's own start, best of 3 fresh processes with a warm cache (`import numba` "
+            "and the first call of a trivial cached kernel; no warm first call can take "
+            "less): " + format_seconds(numba_floor_seconds()),
+        ]
     lines += [
         "",
         "| operation (torso CT labels, 384x320x89 uint8) | cold first call (compiles) "

@@ -176,7 +176,7 @@ def _link(source: LabelArray, kind: int, background: int) -> _Linked:
     n_runs = run_value.size
     # The run starts and the runs' components stay until painting, which hands
     # them back as it passes them (see _paint_in_pieces).
-    parent_scratch = Scratch(n_runs, np.int32 if n_runs < 2**31 else np.int64)
+    parent_scratch = Scratch(n_runs, components_kernels.parent_dtype(n_runs))
     run_start, parent = start_scratch.array, parent_scratch.array
     if n_runs:
         components_kernels.link_runs(

@@ -54,7 +54,7 @@ def block_runs(
     n_runs = int(row_offsets[-1])
     run_start = np.empty(n_runs, components.run_start_dtype(n2))
     run_value = np.empty(n_runs, components.run_value_dtype(view.dtype))
-    pieces = np.empty(n_runs, np.int32 if n_runs < 2**31 else np.int64)
+    pieces = np.empty(n_runs, components.parent_dtype(n_runs))
     components.find_runs(view, row_offsets, repeats, run_start, run_value, 1)
     components.link_runs(
         n1, n2, np.uint64(background), row_offsets, repeats, run_start, run_value, pieces,

@@ -18,7 +18,10 @@ the wrapper paints in pieces of rows and hands back the run tables behind them).
 Union-find invariant: ``parent[x] <= x`` (the smaller root always wins), so every root
 is the first run of its component in memory order and one ascending sweep numbers the
 components whatever order the unions ran in: results do not depend on the thread count.
-Background runs have ``parent == -1`` and are never linked.
+Background runs have the largest value of ``parent``'s unsigned dtype, above every run
+index, and are never linked. Parents are unsigned like the run indices they are
+compared with: numba compares a signed with an unsigned integer as floats, and the
+casts that avoid it cost compile time in every labeling.
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ def slab_bounds(row_offsets: np.ndarray, slabs: int) -> np.ndarray:
 def run_start_dtype(n2: int) -> np.dtype:
     """The dtype of the run starts of rows of ``n2`` voxels."""
     return np.dtype(np.int32 if n2 < 2**31 else np.int64)
+
+
+def parent_dtype(n_runs: int) -> np.dtype:
+    """The dtype of the union-find parents of ``n_runs`` runs: unsigned, and wide enough
+    that its largest value, which marks background runs, is no run index."""
+    return np.dtype(np.uint32 if n_runs < 2**32 - 1 else np.uint64)
 
 
 @kernel()
@@ -267,14 +276,17 @@ def _link_slab(
         for r in range(bounds[s], bounds[s + 1]):
             end = row_offsets[r + 1] - 1
             for k in range(row_offsets[r], end):
-                parent[k] = -1 if np.uint64(run_value[k]) == background else k
+                # -1 wraps to the dtype's largest value: background.
+                parent[k] = -1 if run_value[k] == background else k
             parent[end] = -1
     face = connectivity != 6
     edge = connectivity == 26
     for t in range(slabs - 1 if seams else 1):
         if seams:
             first = bounds[t + 1]
-            last = min(bounds[t + 2], first + n1 + 1)
+            last = bounds[t + 2]
+            if first + n1 + 1 < last:
+                last = first + n1 + 1
             lowest = 0
         else:
             first = bounds[s]
@@ -335,23 +347,27 @@ def _link_slab(
                     for k in range(np.uint64(row_offsets[row + 1]) - i - _ONE):
                         a = i + k
                         b = j + k
-                        if np.uint64(run_value[a]) == background:
+                        if run_value[a] == background:
                             continue
                         parent_a = parent[a]
                         parent_b = parent[b]
-                        if np.uint64(parent_a) == a:
+                        if parent_a == a:
                             parent[a] = parent_b
                         elif parent_a != parent_b:
                             root_a = a
-                            while np.uint64(parent[root_a]) != root_a:
-                                parent[root_a] = parent[np.uint64(parent[root_a])]
-                                root_a = np.uint64(parent[root_a])
+                            while parent[root_a] != root_a:
+                                parent[root_a] = parent[parent[root_a]]
+                                root_a = parent[root_a]
                             root_b = b
-                            while np.uint64(parent[root_b]) != root_b:
-                                parent[root_b] = parent[np.uint64(parent[root_b])]
-                                root_b = np.uint64(parent[root_b])
-                            root = min(root_a, root_b)
-                            parent[max(root_a, root_b)] = root
+                            while parent[root_b] != root_b:
+                                parent[root_b] = parent[parent[root_b]]
+                                root_b = parent[root_b]
+                            if root_a < root_b:
+                                parent[root_b] = root_a
+                                root = root_a
+                            else:
+                                parent[root_a] = root_b
+                                root = root_b
                             parent[a] = root
                             parent[b] = root
                     continue
@@ -360,11 +376,11 @@ def _link_slab(
                     stop_i = run_start[i + _ONE]
                     stop_j = run_start[j + _ONE]
                     v = run_value[i]
-                    foreground = np.uint64(v) != background
+                    foreground = v != background
                     same = (v == run_value[j]) & foreground
                     parent_i = parent[i]
                     parent_j = parent[j]
-                    alone = np.uint64(parent_i) == i
+                    alone = parent_i == i
                     parent_i = parent_j if same & alone else parent_i
                     parent[i] = parent_i
                     join = same & (parent_i != parent_j)
@@ -376,7 +392,7 @@ def _link_slab(
                         u = run_value[i + _ONE]
                         join_ahead = corner & (v == run_value[j + _ONE]) & foreground
                         join_ahead &= parent_i != parent[j + _ONE]
-                        join_behind = corner & (u == run_value[j]) & (np.uint64(u) != background)
+                        join_behind = corner & (u == run_value[j]) & (u != background)
                         join_behind &= parent[i + _ONE] != parent_j
                     if join | join_ahead | join_behind:
                         # At most three unions, each checked after the one before: (i, j),
@@ -403,15 +419,19 @@ def _link_slab(
                             # already together, and stale pointers would send it here
                             # again.
                             root_a = a
-                            while np.uint64(parent[root_a]) != root_a:
-                                parent[root_a] = parent[np.uint64(parent[root_a])]
-                                root_a = np.uint64(parent[root_a])
+                            while parent[root_a] != root_a:
+                                parent[root_a] = parent[parent[root_a]]
+                                root_a = parent[root_a]
                             root_b = b
-                            while np.uint64(parent[root_b]) != root_b:
-                                parent[root_b] = parent[np.uint64(parent[root_b])]
-                                root_b = np.uint64(parent[root_b])
-                            root = min(root_a, root_b)
-                            parent[max(root_a, root_b)] = root
+                            while parent[root_b] != root_b:
+                                parent[root_b] = parent[parent[root_b]]
+                                root_b = parent[root_b]
+                            if root_a < root_b:
+                                parent[root_b] = root_a
+                                root = root_a
+                            else:
+                                parent[root_a] = root_b
+                                root = root_b
                             parent[a] = root
                             parent[b] = root
                     if (stop_i >= n2) & (stop_j >= n2):
@@ -439,9 +459,9 @@ def _number_components(parent: np.ndarray, run_value: np.ndarray, values: np.nda
     """
     values[0] = 0
     count = 0
-    for x in range(parent.size):
+    for x in range(np.uint64(parent.size)):
         p = parent[x]
-        if p < 0:
+        if p > x:  # background
             parent[x] = 0
         elif p == x:
             count += 1
@@ -686,4 +706,4 @@ def component_sizes(
     for r in range(row_offsets.size - 1):
         # The row's last entry is its sentinel.
         for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1] - 1)):
-            sizes[np.uint64(parent[k])] += run_start[k + _ONE] - run_start[k]
+            sizes[parent[k]] += run_start[k + _ONE] - run_start[k]

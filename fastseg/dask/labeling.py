@@ -184,6 +184,7 @@ def _runs(
     between workers in C order.
     """
     from fastseg._kernels import blockfaces as blockfaces_kernels
+    from fastseg._kernels.components import parent_dtype
 
     block = compact(block)
     if transposed is not None and transposed != is_fortran(block):
@@ -197,7 +198,7 @@ def _runs(
     else:
         row_offsets = np.zeros(view.shape[0] * view.shape[1] + 1, np.int64)
         run_start = np.zeros(0, np.int32)
-        pieces = np.zeros(0, np.int32)
+        pieces = np.zeros(0, parent_dtype(0))
         flat_values = np.zeros(1, view.dtype)
     flat_values[0] = background
     if source.dtype.kind == "b":
@@ -236,7 +237,7 @@ def _label_block(
         )
     else:  # no boundary asks for the layers of an empty volume
         layers = tuple(
-            np.zeros([n for a, n in enumerate(runs.view.shape) if a != axis], np.int32)
+            np.zeros([n for a, n in enumerate(runs.view.shape) if a != axis], runs.pieces.dtype)
             for axis in range(3)
             for _ in (0, 1)
         )
