@@ -18,7 +18,7 @@ from fastseg import _geometry
 from fastseg._arrays import LabelArray, as_label_array
 from fastseg._connectivity import AS_3D, resolve_connectivity
 from fastseg._tensors import accepts_tensors
-from fastseg.components import Components, Connectivity, keep_components, label
+from fastseg.components import Components, Connectivity, keep_components, label, label_regions
 from fastseg.relabel import dense_ids, remap, unique
 from fastseg.stats import contact_table
 
@@ -250,21 +250,20 @@ def _filled(source: LabelArray, hole_connectivity: int, per_label: bool) -> npt.
         plain = plain.astype(np.uint64 if plain.dtype.itemsize >= 4 else np.uint32)
     # A value absent from the map as the labeling "background" makes every voxel part of
     # a region, background regions included.
-    regions = label(plain, connectivity=hole_connectivity, background=high + 1)  # type: ignore[arg-type]
-    region_value = regions.values.astype(np.uint64)
+    regions, values, sizes = label_regions(
+        as_label_array(plain), AS_3D[hole_connectivity], int(high) + 1
+    )
+    region_value = values.astype(np.uint64)
     region_value[0] = high + 1  # region 0 does not occur
     is_background = region_value == 0
-    sizes = np.zeros(regions.count + 1, np.int64)
-    present, counts = unique(regions.labels, return_counts=True)
-    sizes[present.astype(np.int64)] = counts
-    on_border = np.zeros(regions.count + 1, np.bool_)
-    on_border[_border_regions(regions.labels)] = True
+    on_border = np.zeros(region_value.size, np.bool_)
+    on_border[_border_regions(regions)] = True
     hole = is_background & ~on_border
     if not hole.any():
         return None
     ones = (1.0,) * plain.ndim
     low_ids, high_ids, areas = contact_table(
-        as_label_array(regions.labels), AS_3D[hole_connectivity], ones
+        as_label_array(regions), AS_3D[hole_connectivity], ones
     )
     low_ids, high_ids = low_ids.astype(np.int64), high_ids.astype(np.int64)
     table = region_value.copy()
@@ -275,7 +274,7 @@ def _filled(source: LabelArray, hole_connectivity: int, per_label: bool) -> npt.
     table[0] = 0  # region 0 does not occur
     if old_ids is not None:
         table = old_ids[table]
-    return remap(regions.labels, table.astype(source.flat.dtype))
+    return remap(regions, table.astype(source.flat.dtype))
 
 
 def _border_regions(regions: npt.NDArray[Any]) -> npt.NDArray[np.int64]:

@@ -165,9 +165,11 @@ class _Linked(NamedTuple):
     chunks: int
 
 
-def _link(source: LabelArray, kind: int, background: int) -> _Linked:
+def _link(source: LabelArray, kind: int, background: int, row_major: bool = True) -> _Linked:
     """Runs of ``source`` linked into components under connectivity ``kind`` (of
-    ``AS_3D``) and numbered, on the current thread count."""
+    ``AS_3D``) and numbered, on the current thread count: by first voxel in the caller's
+    row-major order, or with ``row_major=False`` by first run in memory order (the same
+    for C-ordered inputs; for Fortran-ordered ones it saves a pass over the runs)."""
     from fastseg._kernels import components as components_kernels
 
     view, transposed = source.view_3d()
@@ -189,7 +191,7 @@ def _link(source: LabelArray, kind: int, background: int) -> _Linked:
     count = values_flat.size - 1
     del run_value
     numbers = np.arange(count + 1, dtype=np.int64)
-    if transposed and count > 1:
+    if row_major and transposed and count > 1:
         # One table of first voxels per chunk: parallel only while the tables stay
         # small next to the run arrays.
         numbers = components_kernels.renumber_row_major(
@@ -253,19 +255,13 @@ def keep_components(
     from them, kept components with their value, so the map of component numbers is
     never written.
     """
-    from fastseg._kernels import components as components_kernels
 
     kind = AS_3D[resolve_connectivity(connectivity, source.original.ndim)]
     if in_place:
         source.writable_flat("labels")  # a clear error for read-only or copied inputs
     linked = _link(source, kind, 0)
-    in_memory_order = np.zeros(linked.count + 1, np.int64)
-    if linked.count:
-        components_kernels.component_sizes(
-            linked.row_offsets, linked.run_start.array, linked.parent.array, in_memory_order
-        )
-    sizes = np.empty_like(in_memory_order)
-    sizes[linked.numbers] = in_memory_order
+    sizes = np.empty(linked.count + 1, np.int64)
+    sizes[linked.numbers] = _sizes_in_memory_order(linked)
     keep = np.asarray(choose(sizes, linked.values), np.bool_)
     keep[0] = False
     # Painted as the int64 bit pattern of the unsigned values (uint64 ids above 2**63
@@ -276,6 +272,36 @@ def keep_components(
     if in_place:
         return source.original
     return out.view(source.dtype.newbyteorder("="))
+
+
+def label_regions(
+    source: LabelArray, kind: int, background: int
+) -> tuple[np.ndarray, np.ndarray, npt.NDArray[np.int64]]:
+    """The connected regions of ``source`` under connectivity ``kind`` (of ``AS_3D``):
+    ``(map, values, sizes)``, the map of region numbers, and the input value and voxel
+    count of every region (index 0: ``background``, counted where it occurs).
+
+    Regions are numbered by first run in memory order, not by first voxel in the
+    caller's order as :func:`label` numbers them: for callers to whom the numbers are
+    only names, this saves renumbering, and the sizes come from the run tables.
+    """
+    linked = _link(source, kind, background, row_major=False)
+    sizes = _sizes_in_memory_order(linked)
+    out_view = np.empty(linked.view.shape, fit_dtype(linked.count))
+    return _painted(source, linked, linked.numbers, out_view), linked.values, sizes
+
+
+def _sizes_in_memory_order(linked: _Linked) -> npt.NDArray[np.int64]:
+    """Voxels of every component of ``linked`` by memory-order number, background at 0,
+    from its run tables (before painting hands them back)."""
+    from fastseg._kernels import components as components_kernels
+
+    sizes = np.zeros(linked.count + 1, np.int64)
+    if linked.row_offsets[-1]:
+        components_kernels.component_sizes(
+            linked.row_offsets, linked.run_start.array, linked.parent.array, sizes
+        )
+    return sizes
 
 
 # Painting hands the run tables back in pieces of about this many bytes of them.
