@@ -27,6 +27,7 @@ from fastseg.stats import block_count
 
 # 64 x 64 x 40 voxels: two chunks per kernel on two threads, so the parallel versions
 # run wherever parallel kernels may run.
+ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (64, 64, 40)
 
 
@@ -487,13 +488,20 @@ print("compiled", _jit.compile_counts()[1] - before)
 """
 
 
-def test_warmup_covers_every_kernel_and_operation(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def warmed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kernel cache for this module's warmup tests: empty for the first, which fills
+    it, and warm for the later ones, which then only load."""
+    return tmp_path_factory.mktemp("warmed") / "cache"
+
+
+def test_warmup_covers_every_kernel_and_operation(warmed_cache: Path) -> None:
     """After warmup, in a fresh process with an empty cache: every kernel of every kernel
     module has a compiled specialisation, none of them for a literal (constant) argument
     type, and no public operation compiles anything more for a warmed dtype, whatever the
     size and memory order of its input (component maps of large volumes are uint16 or
     uint32: warmup covers those widths by default)."""
-    env = {**os.environ, "FASTSEG_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "2"}
+    env = {**os.environ, "FASTSEG_CACHE_DIR": str(warmed_cache), "NUMBA_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(COVERAGE_SCRIPT)],
         capture_output=True,
@@ -505,6 +513,68 @@ def test_warmup_covers_every_kernel_and_operation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines == ["uncompiled", "literal", "compiled 0"], result.stdout
+
+
+# What ``pip install fastseg`` brings: the run-time dependencies and theirs (nibabel's
+# packaging, importlib_resources and typing_extensions where the Python needs them).
+RUN_TIME_PACKAGES = (
+    "numpy", "numpy.libs", "numba", "llvmlite", "nibabel", "packaging",
+    "importlib_resources", "typing_extensions",
+)  # fmt: skip
+
+
+def run_time_environment(folder: Path) -> Path:
+    """A virtual environment that sees the checkout and this environment's run-time
+    dependencies only (no scipy, MONAI, surface-distance, dask...), as a user's
+    ``pip install fastseg`` leaves it: the python to run."""
+    import sysconfig
+
+    venv, packages = folder / "venv", folder / "packages"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    packages.mkdir()
+    site = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+    for root in site:
+        for name in RUN_TIME_PACKAGES:
+            for entry in [
+                *root.glob(name),
+                *root.glob(f"{name}.py"),
+                *root.glob(f"{name}-*.dist-info"),
+            ]:
+                if not (packages / entry.name).exists():
+                    (packages / entry.name).symlink_to(entry)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    Path(purelib, "run_time.pth").write_text(f"{packages}\n{ROOT}\n")
+    return python
+
+
+def test_warmup_and_demo_need_only_the_run_time_dependencies(
+    warmed_cache: Path, tmp_path: Path
+) -> None:
+    """``fastseg warmup`` (as a container image runs it at build time) and ``fastseg
+    demo`` where only fastseg's run-time dependencies are installed: no operation group
+    may need an optional package. On the cache the coverage test filled, nothing is
+    compiled again."""
+    python = run_time_environment(tmp_path)
+    unset = ("PYTHONPATH", "NUMBA_CACHE_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["FASTSEG_CACHE_DIR"] = str(warmed_cache)
+    optional = ("scipy", "dask", "monai", "surface_distance", "SimpleITK", "torch")
+    missing = f"import importlib.util as u; print([m for m in {optional} if u.find_spec(m)])"
+    probe = subprocess.run(
+        [python, "-c", missing], capture_output=True, text=True, env=env, check=True
+    )
+    assert probe.stdout.strip() == "[]"  # the optional packages are out of sight
+    for argv in (["warmup"], ["demo", "--out", str(tmp_path / "demo")]):
+        result = subprocess.run(
+            [python, "-m", "fastseg", *argv], capture_output=True, text=True, env=env,
+            timeout=600, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "demo" / "stats.csv").is_file()
 
 
 @pytest.mark.parametrize(
