@@ -255,7 +255,6 @@ def keep_components(
     from them, kept components with their value, so the map of component numbers is
     never written.
     """
-
     kind = AS_3D[resolve_connectivity(connectivity, source.original.ndim)]
     if in_place:
         source.writable_flat("labels")  # a clear error for read-only or copied inputs

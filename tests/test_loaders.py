@@ -488,20 +488,19 @@ print("compiled", _jit.compile_counts()[1] - before)
 """
 
 
-@pytest.fixture(scope="module")
-def warmed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kernel cache for this module's warmup tests: empty for the first, which fills
-    it, and warm for the later ones, which then only load."""
-    return tmp_path_factory.mktemp("warmed") / "cache"
+# The cache the coverage test filled, for the later warmup tests of this module to load
+# from instead of compiling everything again (they compile on their own without it).
+FILLED_CACHE: list[Path] = []
 
 
-def test_warmup_covers_every_kernel_and_operation(warmed_cache: Path) -> None:
+def test_warmup_covers_every_kernel_and_operation(tmp_path: Path) -> None:
     """After warmup, in a fresh process with an empty cache: every kernel of every kernel
     module has a compiled specialisation, none of them for a literal (constant) argument
     type, and no public operation compiles anything more for a warmed dtype, whatever the
     size and memory order of its input (component maps of large volumes are uint16 or
     uint32: warmup covers those widths by default)."""
-    env = {**os.environ, "FASTSEG_CACHE_DIR": str(warmed_cache), "NUMBA_NUM_THREADS": "2"}
+    cache = tmp_path / "cache"
+    env = {**os.environ, "FASTSEG_CACHE_DIR": str(cache), "NUMBA_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(COVERAGE_SCRIPT)],
         capture_output=True,
@@ -513,35 +512,39 @@ def test_warmup_covers_every_kernel_and_operation(warmed_cache: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines == ["uncompiled", "literal", "compiled 0"], result.stdout
+    FILLED_CACHE.append(cache)
 
 
-# What ``pip install fastseg`` brings: the run-time dependencies and theirs (nibabel's
-# packaging, importlib_resources and typing_extensions where the Python needs them).
-RUN_TIME_PACKAGES = (
-    "numpy", "numpy.libs", "numba", "llvmlite", "nibabel", "packaging",
-    "importlib_resources", "typing_extensions",
-)  # fmt: skip
+# What ``pip install fastseg`` brings: the run-time dependencies (numba, numpy, nibabel)
+# and theirs. The last two are nibabel's on the Pythons that need them.
+RUN_TIME_MODULES = ("numpy", "numba", "llvmlite", "nibabel", "packaging")
+RUN_TIME_MODULES_IF_PRESENT = ("importlib_resources", "typing_extensions")
 
 
 def run_time_environment(folder: Path) -> Path:
     """A virtual environment that sees the checkout and this environment's run-time
     dependencies only (no scipy, MONAI, surface-distance, dask...), as a user's
     ``pip install fastseg`` leaves it: the python to run."""
-    import sysconfig
+    import importlib.util
 
     venv, packages = folder / "venv", folder / "packages"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     packages.mkdir()
-    site = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
-    for root in site:
-        for name in RUN_TIME_PACKAGES:
-            for entry in [
-                *root.glob(name),
-                *root.glob(f"{name}.py"),
-                *root.glob(f"{name}-*.dist-info"),
-            ]:
-                if not (packages / entry.name).exists():
-                    (packages / entry.name).symlink_to(entry)
+    for name in RUN_TIME_MODULES + RUN_TIME_MODULES_IF_PRESENT:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            assert name not in RUN_TIME_MODULES, f"{name} is not installed here"
+            continue
+        locations = spec.submodule_search_locations
+        module = Path(next(iter(locations))) if locations else Path(str(spec.origin))
+        # The module, its metadata and its bundled shared libraries (numpy.libs).
+        for entry in [
+            module,
+            *module.parent.glob(f"{name}[-.]*-info"),
+            *module.parent.glob(f"{name}.libs"),
+        ]:
+            if not (packages / entry.name).exists():
+                (packages / entry.name).symlink_to(entry)
     python = venv / "bin" / "python"
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -551,17 +554,14 @@ def run_time_environment(folder: Path) -> Path:
     return python
 
 
-def test_warmup_and_demo_need_only_the_run_time_dependencies(
-    warmed_cache: Path, tmp_path: Path
-) -> None:
+def test_warmup_and_demo_need_only_the_run_time_dependencies(tmp_path: Path) -> None:
     """``fastseg warmup`` (as a container image runs it at build time) and ``fastseg
     demo`` where only fastseg's run-time dependencies are installed: no operation group
-    may need an optional package. On the cache the coverage test filled, nothing is
-    compiled again."""
+    may need an optional package."""
     python = run_time_environment(tmp_path)
     unset = ("PYTHONPATH", "NUMBA_CACHE_DIR")
     env = {k: v for k, v in os.environ.items() if k not in unset}
-    env["FASTSEG_CACHE_DIR"] = str(warmed_cache)
+    env["FASTSEG_CACHE_DIR"] = str(FILLED_CACHE[0] if FILLED_CACHE else tmp_path / "cache")
     optional = ("scipy", "dask", "monai", "surface_distance", "SimpleITK", "torch")
     missing = f"import importlib.util as u; print([m for m in {optional} if u.find_spec(m)])"
     probe = subprocess.run(

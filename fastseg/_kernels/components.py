@@ -233,9 +233,10 @@ def _link_slab(
     slabs: int,
 ) -> None:
     """Slab ``s < slabs``: start every run of its rows as its own tree (background runs
-    and sentinels at -1) and union its runs with the touching runs of earlier rows of
-    the slab. ``s == slabs``: the seams, the first rows of every slab after the first
-    with their neighbours in the slab before (neighbours reach back at most n1 + 1 rows).
+    and sentinels at the dtype's largest value) and union its runs with the touching
+    runs of earlier rows of the slab. ``s == slabs``: the seams, the first rows of every
+    slab after the first with their neighbours in the slab before (neighbours reach back
+    at most n1 + 1 rows).
 
     Rows are ``plane * n1 + y``; the earlier neighbours of (plane, y) are (plane, y-1)
     and (plane-1, y-1 .. y+1). ``connectivity`` is 6, 18 or 26: face neighbour rows
