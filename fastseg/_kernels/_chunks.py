@@ -37,7 +37,7 @@ def value_range(src: np.ndarray, chunks: int) -> tuple[np.uint64, np.uint64]:
     return lows.min(), highs.max()
 
 
-@kernel()
+@kernel(helper=True)
 def run_end(src: np.ndarray, i: int, stop: int) -> int:
     """End (exclusive) of the run of equal values starting at ``i``, at most ``stop``."""
     v = src[i]

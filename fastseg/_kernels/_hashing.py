@@ -14,7 +14,7 @@ from fastseg._jit import kernel
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-@kernel()
+@kernel(helper=True)
 def table_bits(n_keys: int) -> int:
     """log2 of the capacity that keeps ``n_keys`` keys at most a quarter full."""
     bits = 4
@@ -23,7 +23,7 @@ def table_bits(n_keys: int) -> int:
     return bits
 
 
-@kernel()
+@kernel(helper=True)
 def find_slot(keys: np.ndarray, used: np.ndarray, bits: int, key: np.uint64) -> np.int64:
     """Slot holding ``key``, or the empty slot where it would go (check ``used``).
 

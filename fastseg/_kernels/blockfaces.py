@@ -104,7 +104,7 @@ def piece_first_keys(
     return first
 
 
-@kernel()
+@kernel(helper=True)
 def _paint_row(
     out: np.ndarray, row: int, row_offsets: np.ndarray, run_start: np.ndarray, pieces: np.ndarray
 ) -> None:

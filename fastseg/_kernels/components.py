@@ -178,7 +178,7 @@ def find_runs(
     )
 
 
-@kernel()
+@kernel(helper=True)
 def _find(parent: np.ndarray, x: np.uint64) -> np.uint64:
     # Path halving keeps trees flat without a second pass. (Written out again in
     # :func:`_union`, its hot caller: one kernel less to compile for every labeling.)

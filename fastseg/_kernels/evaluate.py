@@ -25,7 +25,7 @@ _BIG = np.iinfo(np.int64).max
 N_BOX = 6
 
 
-@kernel()
+@kernel(helper=True)
 def _pair_slot(
     keys_r: np.ndarray, keys_p: np.ndarray, used: np.ndarray, bits: int, r: np.uint64, p: np.uint64
 ) -> np.int64:
@@ -241,7 +241,7 @@ def _surfel_edges(
     return edges, code_r, code_p
 
 
-@kernel()
+@kernel(helper=True)
 def _envelope(
     sites: np.ndarray,
     values: np.ndarray,

@@ -40,7 +40,7 @@ _S60 = np.uint64(60)
 _S62 = np.uint64(62)
 
 
-@kernel()
+@kernel(helper=True)
 def mix(z: np.uint64) -> np.uint64:
     """splitmix64's finaliser: a bijection of uint64 with full avalanche."""
     z = np.uint64(z)  # shifts of a signed argument would be arithmetic
@@ -49,7 +49,7 @@ def mix(z: np.uint64) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@kernel()
+@kernel(helper=True)
 def unmix(z: np.uint64) -> np.uint64:
     """The inverse of :func:`mix`."""
     z = np.uint64(z)
@@ -60,13 +60,13 @@ def unmix(z: np.uint64) -> np.uint64:
     return z ^ (z >> _S30) ^ (z >> _S60)
 
 
-@kernel()
+@kernel(helper=True)
 def voxel_key(index: np.uint64, seed_key: np.uint64) -> np.uint64:
     """The key of the voxel at C-order ``index``; distinct indices get distinct keys."""
     return mix(index * _GOLDEN + seed_key)
 
 
-@kernel()
+@kernel(helper=True)
 def voxel_index(key: np.uint64, seed_key: np.uint64) -> np.uint64:
     """The C-order index whose key is ``key`` (the inverse of :func:`voxel_key`)."""
     return (unmix(key) - seed_key) * _GOLDEN_INV
@@ -130,7 +130,7 @@ _SMALL_SORT = 15
 _SORT_STACK = 64
 
 
-@kernel()
+@kernel(helper=True)
 def _sort_keys(keys: np.ndarray, start: int, stop: int) -> None:
     """Sort ``keys[start:stop]`` in place, ascending: the quicksort of numba's
     ``ndarray.sort`` (median of three, insertion sort for short ranges), written out

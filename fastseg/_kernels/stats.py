@@ -30,7 +30,7 @@ TOTAL, SQUARES, LOWEST, HIGHEST = 0, 1, 2, 3
 N_FLOAT = 4
 
 
-@kernel()
+@kernel(helper=True)
 def _exposed_faces(
     row: np.ndarray, other: np.ndarray, table: np.ndarray, column: int, n2: int
 ) -> None:
@@ -45,7 +45,7 @@ def _exposed_faces(
                 table[np.int64(b), column] += 1
 
 
-@kernel()
+@kernel(helper=True)
 def _add_run(t: np.ndarray, p: int, y: int, x: int, stop: int, surface: bool) -> None:
     """Add the run ``x .. stop-1`` of row ``(p, y)`` to its id's integer columns ``t``."""
     length = stop - x
