@@ -348,9 +348,21 @@ def _fill_by_contact(
     pairs = np.concatenate([np.stack([low_ids, high_ids]), np.stack([high_ids, low_ids])], 1)
     shared = np.concatenate([areas, areas])
     into_hole = hole[pairs[0]] & (region_value[pairs[1]] != 0)
-    holes, others, shared = pairs[0][into_hole], pairs[1][into_hole], shared[into_hole]
+    holes, values, shared = (
+        pairs[0][into_hole],
+        region_value[pairs[1][into_hole]],
+        shared[into_hole],
+    )
+    # A label may touch the hole through several of its regions: the faces are the label's,
+    # summed over them.
+    order = np.lexsort((values, holes))
+    holes, values, shared = holes[order], values[order], shared[order]
+    if holes.size == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, (holes[1:] != holes[:-1]) | (values[1:] != values[:-1])])
+    holes, values, shared = holes[starts], values[starts], np.add.reduceat(shared, starts)
     # Per hole: the largest shared area first, then the lower label value.
-    order = np.lexsort((region_value[others], -shared, holes))
-    holes, others = holes[order], others[order]
+    order = np.lexsort((values, -shared, holes))
+    holes, values = holes[order], values[order]
     first = np.r_[True, holes[1:] != holes[:-1]]
-    table[holes[first]] = region_value[others[first]]
+    table[holes[first]] = values[first]

@@ -224,6 +224,20 @@ def test_fill_holes_nested_labels_fill_the_innermost() -> None:
     assert whole[2, 2] == 1
 
 
+def test_fill_holes_as_a_whole_counts_the_faces_of_a_label_over_all_its_regions() -> None:
+    # The hole at (4, 3) touches label 1 through one face and label 2 through three, each
+    # of them a different region of 2: label 2 shares the most faces.
+    labels = np.array(
+        [[2, 2, 2, 2, 2], [2, 2, 2, 2, 2], [0, 2, 2, 2, 2], [2, 0, 0, 2, 2], [2, 2, 2, 0, 1],
+         [2, 2, 0, 2, 2]],
+        np.uint8,
+    )  # fmt: skip
+    result = fastseg.fill_holes(labels, per_label=False)
+    assert result[4, 3] == 2
+    assert result[3, 1] == result[3, 2] == 2
+    assert result[2, 0] == result[5, 2] == 0  # on the border
+
+
 @pytest.mark.parametrize(
     "dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64]
 )
