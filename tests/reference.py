@@ -21,6 +21,7 @@ __all__ = [
     "UNSIGNED",
     "as_object",
     "assert_same_labels",
+    "contacts_reference",
     "directed_distances_reference",
     "dtype_max",
     "each_reference",
@@ -252,6 +253,32 @@ def neighbour_offsets(ndim: int, connectivity: int | None = None) -> list[tuple[
         for step in itertools.product((-1, 0, 1), repeat=ndim)
         if 0 < sum(abs(s) for s in step) <= hops
     ]
+
+
+def contacts_reference(
+    labels: np.ndarray, hops: int, spacing: tuple[float, ...]
+) -> dict[tuple[int, int], float]:
+    """``{(a, b): area}`` over every pair of neighbouring voxels (at most ``hops`` non-zero
+    steps) holding different non-zero ids: a pair across a face adds the face's area (the
+    spacing of the other axes multiplied), one across an edge or a corner adds 0."""
+    result: dict[tuple[int, int], float] = {}
+    ndim = labels.ndim
+    for step in neighbour_offsets(ndim, None):
+        if sum(abs(s) for s in step) > hops or step <= (0,) * ndim:
+            continue  # each unordered pair once, from its earlier voxel
+        axis = next(k for k, s in enumerate(step) if s)
+        face = sum(abs(s) for s in step) == 1
+        area = math.prod(spacing[k] for k in range(ndim) if k != axis) if face else 0.0
+        for index in np.ndindex(labels.shape):
+            other = tuple(i + s for i, s in zip(index, step, strict=True))
+            if not all(0 <= o < n for o, n in zip(other, labels.shape, strict=True)):
+                continue
+            a, b = int(labels[index]), int(labels[other])
+            if a == b or a == 0 or b == 0:
+                continue
+            key = (min(a, b), max(a, b))
+            result[key] = result.get(key, 0.0) + area
+    return dict(sorted(result.items()))
 
 
 def label_reference(

@@ -1138,3 +1138,42 @@ def test_nan_intensity_propagates_to_every_intensity_column(position: int) -> No
         assert column is not None
         assert np.isnan(column[0])
         assert column[1] == (5.0 if column is not table.std else 0.0)
+
+
+# -- contacts -------------------------------------------------------------------------------
+
+# Connectivities ``contacts`` takes per dimension, and how many axes a step may change.
+CONTACT_HOPS = {1: {2: 1}, 2: {4: 1, 8: 2}, 3: {6: 1, 18: 2, 26: 3}}
+
+
+@given(
+    label_arrays(dtypes=ref.UNSIGNED + ref.SIGNED),
+    st.data(),
+    st.lists(st.sampled_from([0.5, 1.0, 1.5, 3.0]), min_size=3, max_size=3),
+)
+def test_contacts_match_the_reference(labels: np.ndarray, data: Any, spacing: list[float]) -> None:
+    connectivity = data.draw(st.sampled_from(sorted(CONTACT_HOPS[labels.ndim])))
+    hops = CONTACT_HOPS[labels.ndim][connectivity]
+    voxel = tuple(spacing[: labels.ndim])
+    before = labels.copy()
+    result = fastseg.contacts(labels, connectivity=connectivity, spacing=voxel)
+    expected = ref.contacts_reference(labels, hops, voxel)
+    assert list(result) == list(expected)  # the same pairs, sorted
+    assert list(result.values()) == pytest.approx(list(expected.values()))
+    np.testing.assert_array_equal(labels, before)
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_contacts_equal_cc3d(connectivity: int, order: str) -> None:
+    labels = blocky_volume((40, 36, 30), ids=25, cell=5, seed=connectivity)
+    labels = np.asarray(labels, order=order)
+    spacing = (0.8, 1.0, 2.5)
+    result = fastseg.contacts(labels, connectivity=connectivity, spacing=spacing)
+    expected = cc3d.contacts(
+        np.ascontiguousarray(labels), connectivity=connectivity, anisotropy=spacing
+    )
+    assert len(result) > 20  # the case has many touching pairs
+    assert set(result) == set(expected)
+    for pair, area in expected.items():
+        assert result[pair] == pytest.approx(area, rel=1e-5)  # cc3d sums in float32

@@ -526,8 +526,10 @@ def _first_keys(
         for k in range(np.uint64(row_offsets[r]), np.uint64(row_offsets[r + 1])):
             lab = np.uint64(labels[k])
             key = (np.int64(run_start[k]) * n1 + y) * n0 + p
-            # Background (label 0) writes into the unused slot 0.
-            first[lab] = min(first[lab], key)
+            # Background (label 0) writes into the unused slot 0. (The builtin min
+            # would be one more function to compile on a first run.)
+            if key < first[lab]:
+                first[lab] = key
 
 
 # Bytes written per block in :func:`paint`: one cache line.
@@ -663,13 +665,23 @@ def group_runs(
             fill[v] = j + 1
             order[j] = k
             rows[j] = r
+            # Comparisons written out: the builtin min and max would be functions of
+            # their own to compile on a first run.
             b = v * np.uint64(6)
-            boxes[b] = min(boxes[b], p)
-            boxes[b + _ONE] = min(boxes[b + _ONE], y)
-            boxes[b + np.uint64(2)] = min(boxes[b + np.uint64(2)], np.int64(run_start[k]))
-            boxes[b + np.uint64(3)] = max(boxes[b + np.uint64(3)], p + 1)
-            boxes[b + np.uint64(4)] = max(boxes[b + np.uint64(4)], y + 1)
-            boxes[b + np.uint64(5)] = max(boxes[b + np.uint64(5)], np.int64(run_start[k + 1]))
+            x0 = np.int64(run_start[k])
+            x1 = np.int64(run_start[k + 1])
+            if p < boxes[b]:
+                boxes[b] = p
+            if y < boxes[b + _ONE]:
+                boxes[b + _ONE] = y
+            if x0 < boxes[b + np.uint64(2)]:
+                boxes[b + np.uint64(2)] = x0
+            if p + 1 > boxes[b + np.uint64(3)]:
+                boxes[b + np.uint64(3)] = p + 1
+            if y + 1 > boxes[b + np.uint64(4)]:
+                boxes[b + np.uint64(4)] = y + 1
+            if x1 > boxes[b + np.uint64(5)]:
+                boxes[b + np.uint64(5)] = x1
 
 
 @kernel()

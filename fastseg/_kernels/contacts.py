@@ -62,12 +62,15 @@ def _contacts_chunk(
                     continue
                 face = 0 if dp != 0 else (1 if dy != 0 else 2)
                 column = face if steps == 1 else EDGE_OR_CORNER
-                for x in range(max(0, -dx), min(n2, n2 - dx)):
+                # Columns whose neighbour at x + dx exists. (Comparisons are written
+                # out: the builtin min and max would be functions of their own to
+                # compile on a first run.)
+                for x in range(1 if dx < 0 else 0, n2 - 1 if dx > 0 else n2):
                     a = np.uint64(row[x])
                     b = np.uint64(other[x + dx])
                     if a == b or a == 0 or b == 0:
                         continue
-                    key = min(a, b) * n_ids + max(a, b)
+                    key = a * n_ids + b if a < b else b * n_ids + a
                     slot = find_slot(keys, used, bits, key)
                     if not used[slot]:
                         if filled >= limit:

@@ -146,7 +146,8 @@ def _table_chunk(
                 value = np.uint64(table[offset])
             elif mode == KEEP:
                 value = v
-                largest = max(largest, v)
+                if v > largest:  # (the builtin max: one more function to compile)
+                    largest = v
             else:
                 value = fill
         out[i] = value
@@ -216,7 +217,8 @@ def _hash_chunk(
                 value = np.uint64(values[slot])
             elif mode == KEEP:
                 value = v
-                largest = max(largest, v)
+                if v > largest:  # (the builtin max: one more function to compile)
+                    largest = v
             else:
                 value = fill
         out[i] = value
@@ -271,7 +273,8 @@ def _dense_chunk(
         else:
             missing += 1
             if mode == KEEP:
-                largest = max(largest, v)
+                if v > largest:  # (the builtin max: one more function to compile)
+                    largest = v
                 out[i] = v
             else:
                 out[i] = fill

@@ -54,12 +54,20 @@ def _add_run(t: np.ndarray, p: int, y: int, x: int, stop: int, surface: bool) ->
     t[SUM1] += length * y
     # Sum of x .. stop-1.
     t[SUM2] += (x + stop - 1) * length // 2
-    t[MIN0] = min(t[MIN0], p)
-    t[MIN1] = min(t[MIN1], y)
-    t[MIN2] = min(t[MIN2], x)
-    t[STOP0] = max(t[STOP0], p + 1)
-    t[STOP1] = max(t[STOP1], y + 1)
-    t[STOP2] = max(t[STOP2], stop)
+    # Comparisons written out: the builtin min and max are functions numba compiles on
+    # their own, once per pair of argument types, on a first run.
+    if p < t[MIN0]:
+        t[MIN0] = p
+    if y < t[MIN1]:
+        t[MIN1] = y
+    if x < t[MIN2]:
+        t[MIN2] = x
+    if p + 1 > t[STOP0]:
+        t[STOP0] = p + 1
+    if y + 1 > t[STOP1]:
+        t[STOP1] = y + 1
+    if stop > t[STOP2]:
+        t[STOP2] = stop
     if surface:
         # Runs end where the value changes, so both ends are exposed.
         t[FACES2] += 2
