@@ -563,7 +563,10 @@ def mask(
     if keep is not None:
         keys, values, missing = ids, ids, int(value)
     else:
-        keys, values, missing = ids, np.full(ids.size, int(value), np.int64), "keep"
+        # uint64 labels may take a value above the largest int64.
+        wide = int(value) > np.iinfo(np.int64).max
+        values = np.full(ids.size, int(value), np.uint64 if wide else np.int64)
+        keys, missing = ids, "keep"
     return _remap_arrays(
         source,
         keys,

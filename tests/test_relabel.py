@@ -711,6 +711,17 @@ def test_mask_matches_fastremap(dtype: Any) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["keep", "remove"])
+def test_mask_value_above_the_largest_int64_on_uint64_labels(mode: str) -> None:
+    labels = np.array([0, 3, 5, 3, 2**64 - 2], dtype=np.uint64)
+    ids = {mode: [3, 2**64 - 2]}
+    top = 2**64 - 1
+    expected = ref.mask(labels, **ids, value=top)  # type: ignore[arg-type]
+    result = fastseg.mask(labels, **ids, value=top)  # type: ignore[arg-type]
+    assert result.dtype == np.uint64
+    ref.assert_same_labels(result, expected)
+
+
 def test_mask_signed_negative_value() -> None:
     # The docstring: value "must fit the dtype of labels"; -1 fits int8.
     labels = np.array([0, 1, 2, 3, 2], dtype=np.int8)
